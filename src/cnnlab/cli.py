@@ -1,0 +1,180 @@
+"""The ``cnnlab`` command: train, eval, predict, summary, data."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+from cnnlab.logs import ensure_logging, log
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, with its help and default."""
+    from cnnlab.training import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+            continue
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        parser.add_argument(
+            flag, type=kind, default=f.default, help=f.metadata["help"] + " (default: %(default)s)"
+        )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cnnlab.training import TrainConfig, train
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    train(TrainConfig(**{k: v for k, v in vars(args).items() if k in names}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from cnnlab.data import Batches, load_dataset
+    from cnnlab.training import load_model
+    from cnnlab.training.metrics import confusion_matrix, per_class_accuracy
+    from cnnlab.training.trainer import EVAL_BATCH, resolve_device
+
+    device = resolve_device(args.device)
+    model, meta = load_model(args.run_dir, device)
+    _, test = load_dataset(meta["dataset"], args.data_dir)
+    classes = meta["classes"]
+    confusion = confusion_matrix(model, Batches(test, EVAL_BATCH, device), len(classes))
+    accuracy = confusion.diag().sum().item() / confusion.sum().item()
+    log.info("test acc %.4f on %d %s test images", accuracy, len(test.labels), meta["dataset"])
+    log.info("%-14s %8s %8s", "class", "images", "acc")
+    for name, total, acc in zip(
+        classes, confusion.sum(dim=1), per_class_accuracy(confusion), strict=True
+    ):
+        log.info("%-14s %8d %8.3f", name, total, acc)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnlab.predict import predict_files
+    from cnnlab.training import load_model
+    from cnnlab.training.trainer import resolve_device
+
+    model, meta = load_model(args.run_dir, resolve_device(args.device))
+    failed = 0
+    for path, result in predict_files(model, meta, args.images, invert=args.invert, top=args.top):
+        if isinstance(result, CnnlabError):
+            print(f"error: {result}", file=sys.stderr)
+            failed += 1
+            continue
+        ranked = ", ".join(f"{name} {p:.3f}" for name, p in result)
+        log.info("%s: %s", path, ranked)
+    return 1 if failed else 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from cnnlab.models import create_model, format_summary, summarize
+
+    model = create_model(args.model)
+    log.info("%s, input 1x28x28\n%s", args.model, format_summary(summarize(model)))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from cnnlab.data import download, get_dataset
+    from cnnlab.data.datasets import candidate_dirs, find_file, missing_files, read_verified
+
+    dataset = get_dataset(args.dataset)
+    if args.action == "download":
+        dest = Path(args.data_dir) if args.data_dir else None
+        directory = download(dataset, dest, args.mirror or None, progress=sys.stderr.isatty())
+        log.info("%s is ready in %s", dataset.name, directory)
+        return 0
+    if args.action == "status":
+        for origin, directory in candidate_dirs(dataset, args.data_dir):
+            missing = missing_files(directory, dataset)
+            state = "complete" if not missing else f"missing {len(missing)} of 4 files"
+            log.info("%-12s %-50s %s", origin, directory, state)
+        return 0
+    # verify: every file of the directory that would be used
+    from cnnlab.data import locate
+
+    directory = locate(dataset, args.data_dir)
+    bad = 0
+    for resource in dataset.resources:
+        try:
+            read_verified(directory, resource)
+            log.info("ok      %s", find_file(directory, resource))
+        except CnnlabError as e:
+            bad += 1
+            print(f"error: {e}", file=sys.stderr)
+    if bad:
+        print(
+            f"{bad} file(s) failed; delete them and run `{dataset.download_command}`",
+            file=sys.stderr,
+        )
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cnnlab import __version__
+    from cnnlab.data import DATASETS
+    from cnnlab.models import list_models
+
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="The convolutional-network chapter of Dive into Deep Learning, as software.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model (default: the book's LeNet recipe)")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="test accuracy and per-class accuracy of a trained run")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="classify PNG/JPEG images with a trained run")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--invert", action="store_true",
+                   help="invert the images (for dark objects on a light background)")  # fmt: skip
+    p.add_argument("--top", type=int, default=3, help="how many classes to show")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("summary", help="layer-by-layer table of a model")
+    p.add_argument("--model", default="lenet", choices=list_models())
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("data", help="show, verify or download the datasets")
+    p.add_argument("action", choices=["status", "verify", "download"])
+    p.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS))
+    p.add_argument("--data-dir", help="directory to check, or to download into")
+    p.add_argument("--mirror", action="append",
+                   help="base URL to use instead of the official mirrors (repeatable)")  # fmt: skip
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ensure_logging()
+    try:
+        code: int = args.func(args)
+    except CnnlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""In-memory batching: the whole split lives on the training device, no worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from cnnlab.data.datasets import ImageSet
+
+
+def epoch_order(n: int, seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The shuffled order of ``n`` examples for ``epoch``: a function of (seed, epoch) alone.
+
+    >>> epoch_order(5, seed=0, epoch=1).equal(epoch_order(5, seed=0, epoch=1))
+    True
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).to(device)
+
+
+class Batches:
+    """Batches of (images scaled to [0, 1], labels) from one split held on ``device``.
+
+    The uint8 pixels are moved to the device once; each batch is gathered and
+    scaled there, as the book's ``ToTensor`` does, without copies through the host.
+    """
+
+    def __init__(
+        self,
+        split: ImageSet,
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)  # (N, H, W)
+        self.labels = torch.from_numpy(split.labels.astype(np.int64)).to(device)  # (N,)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+
+    def __len__(self) -> int:
+        """Number of batches in one pass (the last one may be smaller)."""
+        return -(-len(self.labels) // self.batch_size)
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.labels)
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(x, y)``: x (B, 1, H, W) float32 in [0, 1], y (B,) int64."""
+        n = self.num_examples
+        order = epoch_order(n, self.seed, epoch, self.images.device) if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                index: slice | torch.Tensor = slice(start, start + self.batch_size)
+            else:
+                index = order[start : start + self.batch_size]
+            x = self.images[index].unsqueeze(1).float().div_(255)  # (B, 1, H, W)
+            yield x, self.labels[index]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch(0)

@@ -1,0 +1,243 @@
+"""The datasets cnnlab knows: files, checksums, mirrors; where to find them; how to load them.
+
+Data is never fetched implicitly: :func:`load_dataset` only reads what
+:func:`locate` finds and names ``cnnlab data download`` when nothing is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.data.idx import check_images_labels, parse_idx, read_bytes
+from cnnlab.errors import DataError
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One IDX file of a dataset."""
+
+    filename: str  # uncompressed name; the ``.gz`` form is accepted too
+    sha256: str | None  # SHA-256 of the decompressed payload
+    gz_sha256: str | None = None  # SHA-256 of the official .gz, for sets without a payload sum
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A (train, test) pair of image/label IDX files with their provenance."""
+
+    name: str
+    classes: tuple[str, ...]
+    train_images: Resource
+    train_labels: Resource
+    test_images: Resource
+    test_labels: Resource
+    mirrors: tuple[str, ...]
+    system_dirs: tuple[str, ...] = ()  # where an OS package installs the files
+
+    @property
+    def resources(self) -> tuple[Resource, ...]:
+        return (self.train_images, self.train_labels, self.test_images, self.test_labels)
+
+    @property
+    def download_command(self) -> str:
+        return f"cnnlab data download --dataset {self.name}"
+
+
+FASHION_MNIST = Dataset(
+    name="fashion-mnist",
+    classes=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    train_images=Resource(
+        "train-images-idx3-ubyte",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    train_labels=Resource(
+        "train-labels-idx1-ubyte",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    test_images=Resource(
+        "t10k-images-idx3-ubyte",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    ),
+    test_labels=Resource(
+        "t10k-labels-idx1-ubyte",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
+    mirrors=(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ),
+    system_dirs=("/usr/share/datasets/fashion-mnist",),
+)
+
+# The MNIST digits are known by the SHA-256 of their official .gz archives (those
+# archives are what every mirror serves); no payload checksum is published.
+MNIST = Dataset(
+    name="mnist",
+    classes=tuple(str(d) for d in range(10)),
+    train_images=Resource(
+        "train-images-idx3-ubyte",
+        None,
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    ),
+    train_labels=Resource(
+        "train-labels-idx1-ubyte",
+        None,
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    ),
+    test_images=Resource(
+        "t10k-images-idx3-ubyte",
+        None,
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    ),
+    test_labels=Resource(
+        "t10k-labels-idx1-ubyte",
+        None,
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    ),
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+)
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (FASHION_MNIST, MNIST)}
+
+
+def get_dataset(name: str) -> Dataset:
+    """Return the dataset called ``name``."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}") from None
+
+
+def cache_dir(dataset: Dataset) -> Path:
+    """The per-user cache directory: ``$XDG_CACHE_HOME/cnnlab/<name>`` or ``~/.cache/...``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cnnlab" / dataset.name
+
+
+def candidate_dirs(dataset: Dataset, data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
+    """The places searched for ``dataset``, in order, each with where it came from."""
+    places: list[tuple[str, Path]] = []
+    if data_dir is not None:
+        places.append(("--data-dir", Path(data_dir)))
+    if os.environ.get("CNNLAB_DATA"):
+        places.append(("CNNLAB_DATA", Path(os.environ["CNNLAB_DATA"])))
+    places.append(("cache", cache_dir(dataset)))
+    places.extend(("system", Path(d)) for d in dataset.system_dirs)
+    return places
+
+
+def find_file(directory: Path, resource: Resource) -> Path | None:
+    """The raw or .gz copy of ``resource`` in ``directory``, raw first, if there is one."""
+    for name in (resource.filename, resource.filename + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def missing_files(directory: Path, dataset: Dataset) -> list[str]:
+    return [r.filename for r in dataset.resources if find_file(directory, r) is None]
+
+
+def locate(dataset: Dataset, data_dir: str | Path | None = None) -> Path:
+    """The first directory holding all of ``dataset``'s files.
+
+    An explicit ``data_dir`` (or ``CNNLAB_DATA``) must hold them: a directory the
+    user named is never skipped silently.
+    """
+    for origin, directory in candidate_dirs(dataset, data_dir):
+        missing = missing_files(directory, dataset)
+        if not missing:
+            return directory
+        if origin in ("--data-dir", "CNNLAB_DATA"):
+            raise DataError(
+                f"{dataset.name} files not found in {directory} (given by {origin}): "
+                f"missing {', '.join(missing)} (raw or .gz). Put the four IDX files there, "
+                f"or drop {origin} and run `{dataset.download_command}`."
+            )
+    searched = ", ".join(str(d) for _, d in candidate_dirs(dataset, data_dir))
+    hint = (
+        " or install Debian's package: `apt-get install dataset-fashion-mnist`"
+        if dataset.system_dirs
+        else ""
+    )
+    raise DataError(
+        f"{dataset.name} is not installed (searched {searched}). "
+        f"Run `{dataset.download_command}`{hint}, or pass --data-dir DIR."
+    )
+
+
+def verify_payload(path: Path, payload: bytes, resource: Resource) -> None:
+    """Check ``payload`` (the decompressed bytes of ``path``) against ``resource``'s checksum."""
+    if resource.sha256 is not None:
+        digest, expected, what = hashlib.sha256(payload).hexdigest(), resource.sha256, "contents"
+    elif resource.gz_sha256 is not None and path.suffix == ".gz":
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        expected, what = resource.gz_sha256, "archive"
+    else:
+        return  # raw copy of a set published only with archive checksums: structure checks only
+    if digest != expected:
+        raise DataError(
+            f"{path}: checksum mismatch: the {what} has SHA-256 {digest}, expected {expected}. "
+            "The file is corrupt or not the official one; delete it and download it again."
+        )
+
+
+def read_verified(directory: Path, resource: Resource) -> np.ndarray:
+    """Read one resource from ``directory``, verifying its checksum, and parse it."""
+    path = find_file(directory, resource)
+    if path is None:
+        raise DataError(f"{directory}: missing {resource.filename} (raw or .gz)")
+    payload = read_bytes(path)
+    verify_payload(path, payload, resource)
+    return parse_idx(payload, str(path))
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images (N, H, W) uint8 and labels (N,) uint8 of one split."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def load_dataset(
+    dataset: Dataset | str, data_dir: str | Path | None = None
+) -> tuple[ImageSet, ImageSet]:
+    """Locate, verify and decode ``dataset``; return its (train, test) splits."""
+    if isinstance(dataset, str):
+        dataset = get_dataset(dataset)
+    directory = locate(dataset, data_dir)
+    splits = []
+    for split, (images_res, labels_res) in zip(
+        SPLITS,
+        ((dataset.train_images, dataset.train_labels), (dataset.test_images, dataset.test_labels)),
+        strict=True,
+    ):
+        images = read_verified(directory, images_res)
+        labels = read_verified(directory, labels_res)
+        check_images_labels(
+            images, labels, len(dataset.classes), f"{directory} ({dataset.name} {split})"
+        )
+        splits.append(ImageSet(images, labels))
+    return splits[0], splits[1]

@@ -1,0 +1,16 @@
+"""Models by name: the book's LeNet and its variants."""
+
+from cnnlab.models import lenet as _lenet  # noqa: F401  (registers the LeNet family)
+from cnnlab.models.lenet import init_weights
+from cnnlab.models.registry import create_model, list_models, model_options, register_model
+from cnnlab.models.summary import format_summary, summarize
+
+__all__ = [
+    "create_model",
+    "format_summary",
+    "init_weights",
+    "list_models",
+    "model_options",
+    "register_model",
+    "summarize",
+]

@@ -1,0 +1,66 @@
+"""A registry of models by name: ``create_model("lenet")``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from cnnlab.errors import ConfigError
+
+ModelFactory = Callable[..., nn.Module]
+_REGISTRY: dict[str, ModelFactory] = {}
+
+
+def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Register a factory under ``name``; its keyword arguments are the model's overrides."""
+
+    def decorate(factory: ModelFactory) -> ModelFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """The overridable options of model ``name`` with their defaults."""
+    factory = _get(name)
+    return {
+        p.name: p.default
+        for p in inspect.signature(factory).parameters.values()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build the registered model ``name``, with keyword ``overrides`` of its options.
+
+    >>> sum(p.numel() for p in create_model("lenet").parameters())
+    61706
+    """
+    options = model_options(name)
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options are: {', '.join(options) or 'none'}"
+        )
+    return _get(name)(**overrides)
+
+
+def _get(name: str) -> ModelFactory:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}; choose one of: {', '.join(list_models())}"
+        ) from None

@@ -1,0 +1,54 @@
+"""Classifying image files with a trained model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+
+from cnnlab.errors import DataError
+
+
+def load_image(path: Path, size: tuple[int, int], invert: bool = False) -> torch.Tensor:
+    """Read any PIL-readable image as (1, H, W) float32 grayscale in [0, 1].
+
+    Fashion-MNIST shows light objects on a dark background: pass ``invert`` for
+    photos of dark objects on a light one.
+    """
+    try:
+        with Image.open(path) as image:
+            gray = image.convert("L").resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image (PNG, JPEG, ...): {e}") from e
+    pixels = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255).unsqueeze(0)
+    return 1 - pixels if invert else pixels
+
+
+def predict_files(
+    model: nn.Module,
+    meta: dict[str, Any],
+    paths: Sequence[Path],
+    invert: bool = False,
+    top: int = 3,
+) -> Iterator[tuple[Path, list[tuple[str, float]] | DataError]]:
+    """Yield each path with its ``top`` (class, probability) pairs, or the error reading it."""
+    classes = meta["classes"]
+    size = tuple(meta["preprocessing"]["input_shape"][1:])
+    device = next(model.parameters()).device
+    for path in paths:
+        try:
+            x = load_image(path, (size[0], size[1]), invert).unsqueeze(0).to(device)  # (1, 1, H, W)
+        except DataError as e:
+            yield path, e
+            continue
+        with torch.inference_mode():
+            probs = model.eval()(x).softmax(dim=1)[0].cpu()
+        values, indices = probs.topk(min(top, len(classes)))
+        yield path, [(classes[i], float(v)) for v, i in zip(values, indices.tolist(), strict=True)]

@@ -1,0 +1,59 @@
+"""The configuration of a training run; the defaults are the book's recipe."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _opt(default: Any, help: str) -> Any:
+    """A config field with its one-line help, shown by `cnnlab train --help`."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; each field is one ``cnnlab train`` flag."""
+
+    model: str = _opt("lenet", "registered model name (see `cnnlab summary --model`)")
+    dataset: str = _opt("fashion-mnist", "dataset to train on: fashion-mnist or mnist")
+    data_dir: str | None = _opt(
+        None, "directory holding the IDX files (default: CNNLAB_DATA, the cache, the OS package)"
+    )
+    epochs: int = _opt(10, "passes over the training set")
+    batch_size: int = _opt(256, "examples per SGD step")
+    lr: float = _opt(0.9, "SGD learning rate (no momentum, no weight decay)")
+    init: str = _opt("xavier", "weight init of conv and linear layers: xavier (book) or default")
+    seed: int = _opt(0, "seed of the initial weights and of the per-epoch shuffle")
+    device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    out_dir: str | None = _opt(
+        None, "run directory to create (default: runs/<model>-<date>-<time>); never overwritten"
+    )
+    quiet: bool = _opt(False, "no progress bar and no per-epoch lines; summary lines still print")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.lr, int | float) or not self.lr > 0:
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
