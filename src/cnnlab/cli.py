@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    ensure_logging()
+    ensure_logging(command_line=True)
     try:
         code: int = args.func(args)
     except CnnlabError as e:

@@ -8,12 +8,20 @@ import sys
 log = logging.getLogger("cnnlab")
 
 
-def ensure_logging() -> None:
-    """Send cnnlab's lines to stdout unless the application configured logging itself."""
-    if log.handlers or logging.getLogger().handlers:
+class _StdoutHandler(logging.Handler):
+    """Writes each message to whatever ``sys.stdout`` is at that moment (notebooks and
+    test runners replace it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stdout.write(record.getMessage() + "\n")
+        sys.stdout.flush()
+
+
+def ensure_logging(command_line: bool = False) -> None:
+    """Send cnnlab's lines to stdout: always for the command line, and from Python
+    unless the application configured logging itself."""
+    if log.handlers or (logging.getLogger().handlers and not command_line):
         return
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
+    log.addHandler(_StdoutHandler())
     log.setLevel(logging.INFO)
     log.propagate = False

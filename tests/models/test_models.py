@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+from cnnlab.errors import ConfigError
+from cnnlab.models import create_model, list_models, summarize
+
+# SPEC.md item 13: the book's shapes for one 1x28x28 input.
+BOOK_SHAPES = [(6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 5, 5), (400,), (120,), (84,), (10,)]
+
+
+def test_lenet_is_the_books() -> None:
+    rows = summarize(create_model("lenet"))
+    shapes = [r.output_shape for r in rows if r.name != "Sigmoid"]
+    assert shapes == BOOK_SHAPES
+    assert [r.name for r in rows].count("Sigmoid") == 4
+    assert sum(r.params for r in rows) == 61_706
+    assert sum(r.macs for r in rows) == 416_520
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_trains(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name)
+    out = model(torch.rand(4, 1, 28, 28))
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    out.logsumexp(1).sum().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+
+
+def test_bad_names_and_options() -> None:
+    with pytest.raises(ConfigError, match="unknown model 'lenet9'; choose one of: lenet"):
+        create_model("lenet9")
+    with pytest.raises(
+        ConfigError, match="has no option 'width'; its options are: activation, pool"
+    ):
+        create_model("lenet", width=3)
+    with pytest.raises(
+        ConfigError, match="unknown activation 'tanh'; choose one of: sigmoid, relu"
+    ):
+        create_model("lenet", activation="tanh")

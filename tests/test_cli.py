@@ -1,0 +1,88 @@
+"""The command line: real subprocesses for the smoke tests, in-process for tiny runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.cli import main
+from cnnlab.data import datasets as ds
+
+
+def cnnlab(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_help_and_summary() -> None:
+    assert "train" in cnnlab("--help").stdout
+    out = cnnlab("summary").stdout
+    assert "61,706" in out and "416,520" in out and "16x5x5" in out
+
+
+def test_missing_data_names_the_fix(tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path), "CNNLAB_DATA": str(tmp_path / "empty")}
+    result = cnnlab("train", "--out-dir", str(tmp_path / "run"), env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cnnlab data download --dataset fashion-mnist" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_flag_values_are_clear() -> None:
+    result = cnnlab("train", "--epochs", "0")
+    assert result.returncode == 1 and "epochs must be a positive integer, got 0" in result.stderr
+    result = cnnlab("train", "--model", "resnet")
+    assert result.returncode == 1 and "unknown model 'resnet'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_verify_reports_corrupt_files(tmp_path: Path) -> None:
+    from tests.conftest import write_dataset
+
+    write_dataset(tmp_path)  # right names, wrong contents for fashion-mnist
+    result = cnnlab("data", "verify", "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "checksum mismatch" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_and_predict_on_a_missing_run(tmp_path: Path) -> None:
+    for command in (["eval", str(tmp_path)], ["predict", str(tmp_path), "x.png"]):
+        result = cnnlab(*command)
+        assert result.returncode == 1 and "model.json not found" in result.stderr
+
+
+def test_train_eval_predict_in_process(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, directory = tiny_dataset
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "tiny", "--data-dir", str(directory), "--epochs", "2",
+                 "--batch-size", "32", "--out-dir", str(run), "--device", "cpu"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "epoch 2/2:" in out
+    assert "examples/sec on cpu" in out and ", train acc " in out
+
+    assert main(["eval", str(run), "--data-dir", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "test acc" in out and "class9" in out
+
+    Image.fromarray(np.full((50, 40, 3), 200, np.uint8)).save(tmp_path / "photo.jpg")
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "digit.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    code = main(["predict", str(run), str(tmp_path / "photo.jpg"), str(tmp_path / "notes.png"),
+                 str(tmp_path / "digit.png"), "--invert"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "notes.png: not a readable image" in captured.err
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(str(tmp_path / "photo.jpg"))
+    assert lines[1].count("class") == 3

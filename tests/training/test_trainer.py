@@ -1,0 +1,112 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.data import datasets as ds
+from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.training import TrainConfig, load_model, train
+
+
+def tiny_config(tmp_path: Path, directory: Path, **overrides: object) -> TrainConfig:
+    values = {"dataset": "tiny", "data_dir": str(directory), "epochs": 2, "batch_size": 16,
+              "device": "cpu", "out_dir": str(tmp_path / "run"), "quiet": True}  # fmt: skip
+    values.update(overrides)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def test_run_writes_everything(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
+    _, directory = tiny_dataset
+    result = train(tiny_config(tmp_path, directory))
+    run = result.run_dir
+    assert sorted(p.name for p in run.iterdir()) == [
+        "config.json", "curves.png", "metrics.jsonl", "model.json", "model.safetensors"
+    ]  # fmt: skip
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["type"] == "epoch"] == [1, 2]
+    # 6 batches an epoch: like the book, a curve point every max(1, 6 // 5) = 1 batches
+    assert sum(r["type"] == "point" for r in rows) == 12
+    assert len(result.history) == 2 and 0 <= result.final["test_acc"] <= 1
+    config = json.loads((run / "config.json").read_text())
+    assert config["lr"] == 0.9 and config["environment"]["torch"] == torch.__version__
+    model, meta = load_model(run)
+    assert meta["classes"][0] == "class0" and meta["preprocessing"]["input_shape"] == [1, 28, 28]
+    assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_same_seed_same_numbers(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
+    _, directory = tiny_dataset
+    a = train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / "a")))
+    b = train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / "b")))
+    c = train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / "c"), seed=1))
+    strip = [
+        {k: v for k, v in r.items() if k not in ("elapsed", "examples_per_sec")} for r in a.history
+    ]
+    assert strip == [
+        {k: v for k, v in r.items() if k not in ("elapsed", "examples_per_sec")} for r in b.history
+    ]
+    assert (tmp_path / "a/model.safetensors").read_bytes() == (
+        tmp_path / "b/model.safetensors"
+    ).read_bytes()
+    assert a.history[-1]["train_loss"] != c.history[-1]["train_loss"]
+
+
+def test_learns_on_separable_data(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
+    _, directory = tiny_dataset
+    result = train(tiny_config(tmp_path, directory, epochs=15, batch_size=8, lr=0.1, model="lenet"))
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_refuses_a_non_empty_run_dir(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
+    _, directory = tiny_dataset
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("precious")
+    with pytest.raises(
+        CheckpointError, match="already exists and is not empty; cnnlab never overwrites"
+    ):
+        train(tiny_config(tmp_path, directory))
+    assert (tmp_path / "run" / "keep.txt").read_text() == "precious"
+
+
+def test_refuses_an_unwritable_place(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
+    _, directory = tiny_dataset
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="is not a writable directory"):
+        train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / "file" / "run")))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("epochs", 0, "epochs must be a positive integer, got 0"),
+        ("batch_size", -1, "batch_size must be a positive integer, got -1"),
+        ("lr", 0.0, "lr must be a positive number, got 0.0"),
+        ("seed", -3, "seed must be a non-negative integer, got -3"),
+        ("device", "tpu", "device must be one of auto, cpu, cuda, mps, got 'tpu'"),
+    ],
+)
+def test_config_validation(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_damaged_checkpoints(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
+    _, directory = tiny_dataset
+    run = train(tiny_config(tmp_path, directory, epochs=1)).run_dir
+    weights = (run / "model.safetensors").read_bytes()
+    (run / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(CheckpointError, match="not a valid safetensors file"):
+        load_model(run)
+    (run / "model.safetensors").write_bytes(weights)
+    meta = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(
+        json.dumps({**meta, "model_options": {"pool": "max", "num_classes": 3}})
+    )
+    with pytest.raises(CheckpointError, match="weights do not fit model 'lenet'"):
+        load_model(run)
+    (run / "model.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not readable JSON"):
+        load_model(run)
+    with pytest.raises(CheckpointError, match="is not a directory"):
+        load_model(tmp_path / "nowhere")
