@@ -19,7 +19,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=f.default,
+                help=f.metadata["help"] + " (default: %(default)s)",
+            )  # fmt: skip
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
         parser.add_argument(
@@ -38,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from cnnlab.data import Batches, load_dataset
     from cnnlab.training import load_model
-    from cnnlab.training.metrics import confusion_matrix, per_class_accuracy
+    from cnnlab.training.metrics import accuracy, confusion_matrix, per_class_accuracy
     from cnnlab.training.trainer import EVAL_BATCH, resolve_device
 
     device = resolve_device(args.device)
@@ -46,8 +49,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _, test = load_dataset(meta["dataset"], args.data_dir)
     classes = meta["classes"]
     confusion = confusion_matrix(model, Batches(test, EVAL_BATCH, device), len(classes))
-    accuracy = confusion.diag().sum().item() / confusion.sum().item()
-    log.info("test acc %.4f on %d %s test images", accuracy, len(test.labels), meta["dataset"])
+    acc = accuracy(confusion)
+    log.info("test acc %.4f on %d %s test images", acc, len(test.labels), meta["dataset"])
     log.info("%-14s %8s %8s", "class", "images", "acc")
     for name, total, acc in zip(
         classes, confusion.sum(dim=1), per_class_accuracy(confusion), strict=True
@@ -163,7 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops a list of images at the first option: `predict RUN a.png --invert b.png`
+    # leaves b.png over; it belongs to the list.
+    if args.command == "predict" and extra and not any(e.startswith("-") for e in extra):
+        args.images += [Path(e) for e in extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     ensure_logging(command_line=True)
     try:
         code: int = args.func(args)

@@ -23,5 +23,6 @@ def ensure_logging(command_line: bool = False) -> None:
     if log.handlers or (logging.getLogger().handlers and not command_line):
         return
     log.addHandler(_StdoutHandler())
-    log.setLevel(logging.INFO)
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
     log.propagate = False

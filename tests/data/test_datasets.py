@@ -79,3 +79,10 @@ def test_unknown_dataset() -> None:
         DataError, match="unknown dataset 'cifar'; choose one of: fashion-mnist, mnist"
     ):
         ds.get_dataset("cifar")
+
+
+def test_empty_split_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = write_dataset(tmp_path, n_test=0)
+    monkeypatch.setitem(ds.DATASETS, "tiny", dataset)
+    with pytest.raises(DataError, match=r"\(tiny test\): the split holds no examples"):
+        load_dataset("tiny", tmp_path)

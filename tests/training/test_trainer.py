@@ -110,3 +110,10 @@ def test_damaged_checkpoints(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Pa
         load_model(run)
     with pytest.raises(CheckpointError, match="is not a directory"):
         load_model(tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_refused(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
+    _, directory = tiny_dataset
+    with pytest.raises(ConfigError, match=r"device 'cuda' is not available .* use --device auto"):
+        train(tiny_config(tmp_path, directory, device="cuda"))

@@ -236,8 +236,9 @@ def load_dataset(
     ):
         images = read_verified(directory, images_res)
         labels = read_verified(directory, labels_res)
-        check_images_labels(
-            images, labels, len(dataset.classes), f"{directory} ({dataset.name} {split})"
-        )
+        name = f"{directory} ({dataset.name} {split})"
+        check_images_labels(images, labels, len(dataset.classes), name)
+        if len(labels) == 0:
+            raise DataError(f"{name}: the split holds no examples")
         splits.append(ImageSet(images, labels))
     return splits[0], splits[1]

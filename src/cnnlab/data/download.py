@@ -83,7 +83,7 @@ def download(
                 fetch(url, staging, progress)
                 check_file(staging, resource)
             except (OSError, urllib.error.URLError, DataError) as e:
-                log.warning("%s: %s", url, e)
+                log.info("%s failed (%s); trying the next mirror", url, e)
                 failures.append(f"{url}: {e}")
                 continue
             staging.replace(dest / filename)

@@ -19,6 +19,15 @@ def confusion_matrix(model: nn.Module, batches: Batches, num_classes: int) -> to
     return counts.view(num_classes, num_classes).cpu()
 
 
+def accuracy(confusion: torch.Tensor) -> float:
+    """Fraction of all examples predicted correctly.
+
+    >>> accuracy(torch.tensor([[3, 1], [0, 2]]))
+    0.8333333333333334
+    """
+    return confusion.diag().sum().item() / max(1, confusion.sum().item())
+
+
 def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
     """Fraction of each true class predicted correctly.
 

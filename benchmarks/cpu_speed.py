@@ -1,0 +1,171 @@
+"""Three ways to run the book's recipe on a CPU, in one process on the same data and seed.
+
+(a) book:  a faithful re-implementation of d2l's train_ch6 loop: a DataLoader with 4
+           worker processes, a host sync per batch for the metrics, denormals not flushed.
+(b) plain: a careful plain PyTorch loop: data in memory, denormals flushed, channels-last,
+           metrics read once per epoch.
+(c) cnnlab: cnnlab's default path (cnnlab.train).
+
+Prints one JSON object. ``--quick`` runs 1 epoch per variant.
+
+    python benchmarks/cpu_speed.py --epochs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from cnnlab import TrainConfig, load_dataset, train
+from cnnlab.models import create_model, init_weights
+
+BATCH, LR = 256, 0.9
+
+
+def fresh_model(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = create_model("lenet")
+    init_weights(model, "xavier")
+    return model
+
+
+def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.inference_mode():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def run_book(data: dict[str, torch.Tensor], epochs: int, seed: int) -> dict[str, Any]:
+    """d2l's train_ch6: DataLoader(4 workers), float() of every batch's metrics on the host."""
+    torch.set_flush_denormal(False)
+    model = fresh_model(seed)
+    loader = DataLoader(TensorDataset(data["x_train"], data["y_train"]), BATCH, shuffle=True,
+                        num_workers=4, generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    test_loader = DataLoader(TensorDataset(data["x_test"], data["y_test"]), BATCH, num_workers=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    train_seconds, start = 0.0, time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        metric = [0.0, 0.0, 0]
+        for x, y in loader:
+            t = time.perf_counter()
+            optimizer.zero_grad()
+            y_hat = model(x)
+            loss = F.cross_entropy(y_hat, y)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():  # the book's Accumulator: a host sync per batch
+                metric[0] += float(loss) * len(y)
+                metric[1] += float((y_hat.argmax(1) == y).sum())
+                metric[2] += len(y)
+            train_seconds += time.perf_counter() - t
+        model.eval()
+        correct = 0.0
+        with torch.no_grad():
+            for x, y in test_loader:
+                correct += float((model(x).argmax(1) == y).sum())
+        acc = correct / len(data["y_test"])
+    wall = time.perf_counter() - start
+    return summary(len(data["y_train"]) * epochs, train_seconds, wall, acc)
+
+
+def run_plain(data: dict[str, torch.Tensor], epochs: int, seed: int) -> dict[str, Any]:
+    """In-memory batches, flushed denormals, channels-last, no per-batch host sync."""
+    torch.set_flush_denormal(True)
+    model = fresh_model(seed).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    x_all, y_all = data["x_train"], data["y_train"]
+    generator = torch.Generator().manual_seed(seed)
+    train_seconds, start = 0.0, time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        t = time.perf_counter()
+        order = torch.randperm(len(y_all), generator=generator)
+        loss_sum = torch.zeros(())
+        for i in range(0, len(order), BATCH):
+            index = order[i : i + BATCH]
+            x = x_all[index].contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(x), y_all[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+        loss_sum.item()
+        train_seconds += time.perf_counter() - t
+        acc = test_accuracy(model, data["x_test"], data["y_test"])
+    wall = time.perf_counter() - start
+    return summary(len(y_all) * epochs, train_seconds, wall, acc)
+
+
+def run_cnnlab(epochs: int, seed: int, data_dir: str | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = train(TrainConfig(epochs=epochs, seed=seed, device="cpu", data_dir=data_dir,
+                                   out_dir=str(Path(tmp) / "run"), quiet=True))  # fmt: skip
+        wall = time.perf_counter() - start
+    train_seconds = 60_000 * epochs / result.examples_per_sec
+    return summary(60_000 * epochs, train_seconds, wall, result.final["test_acc"])
+
+
+def summary(examples: int, train_seconds: float, wall: float, acc: float) -> dict[str, Any]:
+    return {
+        "examples_per_sec_train": round(examples / train_seconds, 1),
+        "examples_per_sec_end_to_end": round(examples / wall, 1),
+        "wall_seconds": round(wall, 2),
+        "final_test_acc": round(acc, 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="1 epoch per variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--only", choices=["book", "plain", "cnnlab"], action="append")
+    args = parser.parse_args()
+    epochs = 1 if args.quick else args.epochs
+    logging.getLogger("cnnlab").setLevel(logging.WARNING)
+
+    train_set, test_set = load_dataset("fashion-mnist", args.data_dir)
+    data = {
+        "x_train": torch.from_numpy(train_set.images).unsqueeze(1).float() / 255,
+        "y_train": torch.from_numpy(train_set.labels).long(),
+        "x_test": torch.from_numpy(test_set.images).unsqueeze(1).float() / 255,
+        "y_test": torch.from_numpy(test_set.labels).long(),
+    }
+    variants = args.only or ["book", "plain", "cnnlab"]
+    results: dict[str, Any] = {}
+    for name in variants:
+        if name == "book":
+            results[name] = run_book(data, epochs, args.seed)
+        elif name == "plain":
+            results[name] = run_plain(data, epochs, args.seed)
+        else:
+            results[name] = run_cnnlab(epochs, args.seed, args.data_dir)
+    report: dict[str, Any] = {
+        "benchmark": "cpu_speed", "epochs": epochs, "seed": args.seed,
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "results": results,
+    }  # fmt: skip
+    if "cnnlab" in results:
+        c = results["cnnlab"]["examples_per_sec_train"]
+        for base in ("book", "plain"):
+            if base in results:
+                report[f"ratio_cnnlab_over_{base}"] = round(
+                    c / results[base]["examples_per_sec_train"], 2
+                )
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
