@@ -48,3 +48,14 @@ def test_one_epoch_then_eval_and_predict(tmp_path: Path) -> None:
     result = run("predict", str(out), str(tmp_path / "boot.png"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(",") == 2
+
+
+def test_example_trains_and_reports(tmp_path: Path) -> None:
+    example = Path(__file__).parents[1] / "examples" / "train_and_report.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "--epochs", "1", "--out-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"report: {tmp_path / 'run' / 'report.html'}" in result.stdout
+    assert "feature maps of test #1: Pullover" in (tmp_path / "run" / "report.html").read_text()

@@ -1,4 +1,4 @@
-"""The ``cnnlab`` command: train, eval, predict, summary, data."""
+"""The ``cnnlab`` command: train, eval, predict, viz, report, summary, data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.logs import ensure_logging, log
 
 
@@ -120,6 +121,31 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_viz(args: argparse.Namespace) -> int:
+    from cnnlab.report import RunView, figure_bytes, inputs, make_figure
+
+    run_dir, *others = args.run_dirs
+    if others and args.kind != "runs":
+        raise ConfigError(
+            f"`cnnlab viz {args.kind}` takes one run directory, got {len(args.run_dirs)}"
+        )
+    view = RunView.load(run_dir, args.data_dir)
+    chosen = inputs(view, args.index, args.image, args.invert)
+    out = args.out or run_dir / f"{args.kind}.{args.format}"
+    fmt = out.suffix.lstrip(".") or args.format
+    atomic_write_bytes(out, figure_bytes(make_figure(view, args.kind, chosen, others), fmt))
+    log.info("wrote %s", out)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from cnnlab.report import write_report
+
+    path = write_report(args.run_dir, args.data_dir, args.out)
+    log.info("wrote %s (open it in any browser)", path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab import __version__
     from cnnlab.data import DATASETS
@@ -150,6 +176,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="how many classes to show")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
+
+    from cnnlab.report import KINDS
+
+    p = sub.add_parser("viz", help="write one figure of a trained run as PNG or SVG")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                   help="the run; `runs` overlays several")  # fmt: skip
+    p.add_argument("--out", type=Path, help="output file (default: RUN_DIR/KIND.FORMAT)")
+    p.add_argument("--format", choices=["png", "svg"], default="png")
+    p.add_argument("--index", type=int, action="append", default=[],
+                   help="test image index for feature-maps/activations (repeatable)")  # fmt: skip
+    p.add_argument("--image", type=Path, action="append", default=[],
+                   help="image file for feature-maps/activations (repeatable)")  # fmt: skip
+    p.add_argument("--invert", action="store_true", help="invert --image files")
+    p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    p.set_defaults(func=cmd_viz)
+
+    p = sub.add_parser("report", help="write a self-contained report.html for a run")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--out", type=Path, help="output file (default: RUN_DIR/report.html)")
+    p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("summary", help="layer-by-layer table of a model")
     p.add_argument("--model", default="lenet", choices=list_models())

@@ -113,7 +113,9 @@ def test_damaged_checkpoints(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Pa
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_unavailable_device_is_refused(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
+def test_unavailable_device_is_refused(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
+) -> None:
     _, directory = tiny_dataset
     with pytest.raises(ConfigError, match=r"device 'cuda' is not available .* use --device auto"):
         train(tiny_config(tmp_path, directory, device="cuda"))

@@ -50,6 +50,20 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{path}: not readable JSON ({e}); the file is damaged") from e
 
 
+def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The (curve points, epoch rows) of ``run_dir/metrics.jsonl``."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} not found; is {run_dir} a cnnlab run directory?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not readable JSON lines ({e}); the file is damaged") from e
+    return [r for r in rows if r.get("type") == "point"], [
+        r for r in rows if r.get("type") == "epoch"
+    ]
+
+
 def load_model(
     run_dir: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:

@@ -9,14 +9,26 @@ from cnnlab.data import Batches
 
 
 @torch.inference_mode()
-def confusion_matrix(model: nn.Module, batches: Batches, num_classes: int) -> torch.Tensor:
-    """Counts (num_classes, num_classes): row = true class, column = predicted class."""
+def predict_proba(model: nn.Module, batches: Batches) -> torch.Tensor:
+    """Class probabilities (N, classes) for every example of ``batches``, in order."""
     model.eval()
-    counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=batches.images.device)
-    for x, y in batches:
-        predicted = model(x).argmax(dim=1)
-        counts += torch.bincount(y * num_classes + predicted, minlength=num_classes**2)
-    return counts.view(num_classes, num_classes).cpu()
+    return torch.cat([model(x).softmax(dim=1) for x, _ in batches])
+
+
+def confusion_from(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts (num_classes, num_classes): row = true class, column = predicted class.
+
+    >>> confusion_from(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2).tolist()
+    [[1, 1], [0, 1]]
+    """
+    flat = labels.to(torch.int64) * num_classes + predicted.to(torch.int64)
+    return torch.bincount(flat, minlength=num_classes**2).view(num_classes, num_classes).cpu()
+
+
+def confusion_matrix(model: nn.Module, batches: Batches, num_classes: int) -> torch.Tensor:
+    """The confusion matrix of ``model`` on ``batches``."""
+    predicted = predict_proba(model, batches).argmax(dim=1)
+    return confusion_from(batches.labels, predicted, num_classes)
 
 
 def accuracy(confusion: torch.Tensor) -> float:

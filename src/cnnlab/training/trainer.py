@@ -27,7 +27,7 @@ from cnnlab.models import create_model, init_weights
 from cnnlab.training.checkpoint import save_model, write_json
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.metrics import accuracy, confusion_matrix
-from cnnlab.viz import plot_curves
+from cnnlab.viz import LiveCurves, in_notebook, plot_curves
 
 POINTS_PER_EPOCH = 5  # intra-epoch curve points, as the book's animator draws
 EVAL_BATCH = 2000  # examples per evaluation batch: larger than training, same result
@@ -205,6 +205,7 @@ def train(config: TrainConfig) -> TrainResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {**config.to_dict(), "environment": environment(device)})
     progress = not config.quiet and sys.stderr.isatty()
+    live = LiveCurves() if not config.quiet and in_notebook() else None
     result = TrainResult(run_dir, device=str(device))
     points: list[dict[str, Any]] = []
     train_seconds = 0.0
@@ -219,6 +220,8 @@ def train(config: TrainConfig) -> TrainResult:
         def on_point(x: float, loss: float, acc: float) -> None:
             points.append({"x": x, "train_loss": loss, "train_acc": acc})
             record({"type": "point", **points[-1]})
+            if live is not None:
+                live.update(points, result.history)
 
         for epoch in range(config.epochs):
             stats = train_epoch(model, optimizer, train_batches, epoch, on_point, progress)

@@ -1,5 +1,25 @@
-"""Pictures as matplotlib Figures; writing files is the caller's job."""
+"""Pictures as matplotlib Figures; writing files is the caller's job. No pyplot anywhere."""
 
-from cnnlab.viz.curves import plot_curves
+from cnnlab.viz.curves import plot_curves, plot_run_comparison
+from cnnlab.viz.evaluation import plot_confusion, plot_mistakes, plot_per_class_accuracy
+from cnnlab.viz.features import (
+    conv_activations,
+    plot_activation_pair,
+    plot_feature_maps,
+    plot_kernels,
+)
+from cnnlab.viz.live import LiveCurves, in_notebook
 
-__all__ = ["plot_curves"]
+__all__ = [
+    "LiveCurves",
+    "conv_activations",
+    "in_notebook",
+    "plot_activation_pair",
+    "plot_confusion",
+    "plot_curves",
+    "plot_feature_maps",
+    "plot_kernels",
+    "plot_mistakes",
+    "plot_per_class_accuracy",
+    "plot_run_comparison",
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -31,4 +31,25 @@ def plot_curves(points: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any
     ax.set_xlim(1 if last > 1 else 0, last)
     ax.grid(True)
     ax.legend()
+    return fig
+
+
+def plot_run_comparison(runs: Mapping[str, Sequence[dict[str, Any]]]) -> Figure:
+    """Several runs overlaid: train loss and test accuracy per epoch, one line per run.
+
+    >>> fig = plot_run_comparison({"a": [{"epoch": 1, "train_loss": 1.0, "test_acc": 0.5}]})
+    >>> [len(ax.lines) for ax in fig.axes]
+    [1, 1]
+    """
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for name, epochs in runs.items():
+        xs = [e["epoch"] for e in epochs]
+        loss_ax.plot(xs, [e["train_loss"] for e in epochs], marker=".", label=name)
+        acc_ax.plot(xs, [e["test_acc"] for e in epochs], marker=".", label=name)
+    for ax, label in ((loss_ax, "train loss"), (acc_ax, "test acc")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(True)
+    acc_ax.legend(fontsize=8)
     return fig

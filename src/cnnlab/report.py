@@ -1,0 +1,216 @@
+"""A finished run as pictures: the figures of ``cnnlab viz`` and the page of ``cnnlab report``."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from cnnlab.data import Batches, ImageSet, load_dataset
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.fsutil import atomic_write_bytes
+from cnnlab.predict import load_image
+from cnnlab.training.checkpoint import load_model, read_json, read_metrics
+from cnnlab.training.metrics import confusion_from, per_class_accuracy, predict_proba
+from cnnlab.training.trainer import EVAL_BATCH
+from cnnlab.viz import (
+    plot_activation_pair,
+    plot_confusion,
+    plot_curves,
+    plot_feature_maps,
+    plot_kernels,
+    plot_mistakes,
+    plot_per_class_accuracy,
+    plot_run_comparison,
+)
+
+KINDS = (
+    "curves", "runs", "confusion", "confusion-normalized", "per-class", "mistakes",
+    "kernels", "feature-maps", "activations",
+)  # fmt: skip
+PAIR = ("Pullover", "Coat")  # the chapter's "pullover and coat" comparison
+
+
+@dataclass
+class RunView:
+    """Everything the figures of one run need, loaded once."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    points: list[dict[str, Any]]
+    epochs: list[dict[str, Any]]
+    model: nn.Module
+    meta: dict[str, Any]
+    test: ImageSet
+    probs: np.ndarray  # (N, classes) test-set probabilities
+
+    @classmethod
+    def load(cls, run_dir: Path, data_dir: str | None = None) -> RunView:
+        model, meta = load_model(run_dir)
+        points, epochs = read_metrics(run_dir)
+        _, test = load_dataset(meta["dataset"], data_dir)
+        probs = predict_proba(model, Batches(test, EVAL_BATCH)).numpy()
+        config = read_json(run_dir / "config.json")
+        return cls(run_dir, config, points, epochs, model, meta, test, probs)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def confusion(self) -> torch.Tensor:
+        predicted = torch.from_numpy(self.probs.argmax(axis=1))
+        return confusion_from(torch.from_numpy(self.test.labels), predicted, len(self.classes))
+
+    def test_input(self, index: int) -> tuple[str, torch.Tensor]:
+        """A name and test image ``index`` as (1, H, W) in [0, 1], as the model sees it."""
+        if not 0 <= index < len(self.test.labels):
+            raise ConfigError(f"test index {index} out of range: 0..{len(self.test.labels) - 1}")
+        image = torch.from_numpy(self.test.images[index]).float().div(255).unsqueeze(0)
+        return f"test #{index}: {self.classes[self.test.labels[index]]}", image
+
+    def default_pair(self) -> list[int]:
+        """The first test pullover and coat, or the first two images of different classes."""
+        labels = self.test.labels
+        if all(name in self.classes for name in PAIR):
+            return [int(np.flatnonzero(labels == self.classes.index(n))[0]) for n in PAIR]
+        second = int(np.flatnonzero(labels != labels[0])[0])
+        return [0, second]
+
+
+def inputs(
+    view: RunView, indices: Sequence[int], files: Sequence[Path], invert: bool
+) -> list[tuple[str, torch.Tensor]]:
+    """Named model inputs from test indices and image files (default: the pullover/coat pair)."""
+    size = tuple(view.meta["preprocessing"]["input_shape"][1:])
+    named = [view.test_input(i) for i in indices]
+    named += [(path.name, load_image(path, (size[0], size[1]), invert)) for path in files]
+    return named or [view.test_input(i) for i in view.default_pair()]
+
+
+def make_figure(
+    view: RunView,
+    kind: str,
+    chosen: Sequence[tuple[str, torch.Tensor]] = (),
+    others: Sequence[Path] = (),
+) -> Figure:
+    """The figure ``kind`` (one of KINDS) of ``view``."""
+    if kind == "curves":
+        return plot_curves(view.points, view.epochs)
+    if kind == "runs":
+        runs = {view.run_dir.name: view.epochs}
+        runs.update({p.name: read_metrics(p)[1] for p in others})
+        return plot_run_comparison(runs)
+    if kind in ("confusion", "confusion-normalized"):
+        return plot_confusion(view.confusion.numpy(), view.classes, kind.endswith("normalized"))
+    if kind == "per-class":
+        return plot_per_class_accuracy(per_class_accuracy(view.confusion).numpy(), view.classes)
+    if kind == "mistakes":
+        return plot_mistakes(view.test.images, view.test.labels, view.probs, view.classes)
+    if kind == "kernels":
+        first = next(m for m in view.model.modules() if isinstance(m, nn.Conv2d))
+        return plot_kernels(first.weight)
+    if kind == "feature-maps":
+        name, image = chosen[0]
+        return plot_feature_maps(view.model, image, title=name)
+    if kind == "activations":
+        return plot_activation_pair(view.model, [c[1] for c in chosen], [c[0] for c in chosen])
+    raise ConfigError(f"unknown figure {kind!r}; choose one of: {', '.join(KINDS)}")
+
+
+def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=110)
+    return buffer.getvalue()
+
+
+def _img(fig: Figure, alt: str) -> str:
+    data = base64.b64encode(figure_bytes(fig)).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; margin: 0 auto; max-width: 1100px;
+       padding: 1rem 1.5rem; color: #1d1d1f; }
+h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin-top: 2rem;
+     border-bottom: 1px solid #ddd; }
+.muted { color: #666; } img { max-width: 100%; height: auto; display: block; margin: 0.5rem 0; }
+table { border-collapse: collapse; font-size: 0.9rem; } td, th { padding: 0.15rem 0.8rem;
+      border-bottom: 1px solid #eee; text-align: left; }
+.metrics { display: flex; gap: 1rem; flex-wrap: wrap; }
+.metric { background: #f4f6fa; border-radius: 8px; padding: 0.6rem 1rem; min-width: 8rem; }
+.metric b { display: block; font-size: 1.4rem; }
+.row { display: flex; gap: 1rem; flex-wrap: wrap; align-items: flex-start; }
+.row > div { flex: 1 1 420px; }
+"""
+
+
+def render_report(view: RunView) -> str:
+    """The report as one self-contained HTML page (images embedded, no network)."""
+    final = view.epochs[-1] if view.epochs else {}
+    cells = [
+        ("test acc", f"{final.get('test_acc', float('nan')):.3f}"),
+        ("train acc", f"{final.get('train_acc', float('nan')):.3f}"),
+        ("train loss", f"{final.get('train_loss', float('nan')):.3f}"),
+        ("epochs", str(len(view.epochs))),
+        ("examples/sec", f"{final.get('examples_per_sec', 0):,.0f}"),
+    ]
+    metrics = "".join(f'<div class="metric">{k}<b>{v}</b></div>' for k, v in cells)
+    shown = {k: v for k, v in view.config.items() if k != "environment"}
+    shown.update(view.config.get("environment", {}))
+    config = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
+        for k, v in shown.items()
+    )
+    chosen = inputs(view, [], [], invert=False)
+    feature_maps = "".join(
+        _img(plot_feature_maps(view.model, image, title=name), f"feature maps of {name}")
+        for name, image in chosen
+    )
+    sections = [
+        ("Training curves", _img(make_figure(view, "curves"), "training curves")),
+        ("Confusion matrix", '<div class="row"><div>'
+         + _img(make_figure(view, "confusion"), "confusion matrix, counts") + "</div><div>"
+         + _img(make_figure(view, "confusion-normalized"), "confusion matrix, row-normalised")
+         + "</div></div>"),
+        ("Per-class accuracy", _img(make_figure(view, "per-class"), "per-class accuracy")),
+        ("Most confidently wrong", _img(make_figure(view, "mistakes"), "mistakes")),
+        ("First-layer kernels", _img(make_figure(view, "kernels"), "conv1 kernels")),
+        ("Feature maps", feature_maps),
+        ("Two inputs side by side",
+         _img(make_figure(view, "activations", chosen), "activations of two inputs")),
+    ]  # fmt: skip
+    body = "".join(f"<h2>{title}</h2>{content}" for title, content in sections)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>cnnlab run {html.escape(view.run_dir.name)}</title><style>{STYLE}</style></head>
+<body><h1>cnnlab run {html.escape(view.run_dir.name)}</h1>
+<p class="muted">{html.escape(view.meta["model"])} on {html.escape(view.meta["dataset"])},
+report written {datetime.now():%Y-%m-%d %H:%M}</p>
+<div class="metrics">{metrics}</div>{body}
+<h2>Configuration</h2><table>{config}</table>
+</body></html>
+"""
+
+
+def write_report(run_dir: Path, data_dir: str | None = None, out: Path | None = None) -> Path:
+    """Write ``report.html`` (or ``out``) for ``run_dir``; return its path."""
+    view = RunView.load(run_dir, data_dir)
+    path = out or run_dir / "report.html"
+    try:
+        atomic_write_bytes(path, render_report(view).encode())
+    except OSError as e:
+        raise CnnlabError(f"cannot write {path}: {e.strerror}") from e
+    return path

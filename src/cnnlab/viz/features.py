@@ -1,0 +1,115 @@
+"""What the convolutions see: first-layer kernels and per-layer activations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+
+def conv_activations(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """The output of every conv layer's activation for one input x (1, C, H, W).
+
+    In a Sequential, a conv followed by an activation module is reported after that
+    activation (the chapter's exercise looks at activations); otherwise the conv output.
+    Returns (name, (channels, H, W)) pairs in forward order.
+    """
+    targets: list[tuple[str, nn.Module]] = []
+    for seq in (m for m in model.modules() if isinstance(m, nn.Sequential)):
+        for i, module in enumerate(seq):
+            if isinstance(module, nn.Conv2d):
+                after = seq[i + 1] if i + 1 < len(seq) else None
+                activation = (
+                    after is not None
+                    and not list(after.parameters())
+                    and not isinstance(after, nn.AvgPool2d | nn.MaxPool2d | nn.Flatten)
+                )
+                label = f"conv{len(targets) + 1}" + (
+                    f" + {type(after).__name__}" if activation else ""
+                )
+                targets.append((label, after if activation and after is not None else module))
+    captured: dict[str, torch.Tensor] = {}
+    handles = [
+        module.register_forward_hook(
+            lambda _m, _i, out, name=name: captured.__setitem__(name, out[0].detach().cpu())
+        )
+        for name, module in targets
+    ]
+    try:
+        with torch.inference_mode():
+            model.eval()(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return [(name, captured[name]) for name, _ in targets]
+
+
+def plot_kernels(weight: torch.Tensor, title: str = "conv1 kernels") -> Figure:
+    """One tile per (output, input) channel of a conv weight (O, I, kh, kw), shared colour scale."""
+    w = weight.detach().cpu().float().numpy()
+    out_ch, in_ch = w.shape[:2]
+    limit = float(np.abs(w).max()) or 1.0
+    fig = Figure(figsize=(1.3 * out_ch, 1.4 * in_ch + 0.4), layout="constrained")
+    axes = fig.subplots(in_ch, out_ch, squeeze=False)
+    for o in range(out_ch):
+        for i in range(in_ch):
+            ax = axes[i, o]
+            ax.imshow(w[o, i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"out {o}", fontsize=8)
+    fig.suptitle(f"{title} (red > 0 > blue)", fontsize=10)
+    return fig
+
+
+def plot_feature_maps(
+    model: nn.Module, image: torch.Tensor, title: str = "", max_channels: int = 16
+) -> Figure:
+    """The input, then every conv layer's activation maps, one row per layer.
+
+    ``image`` (C, H, W) scaled as the model expects.
+    """
+    layers = conv_activations(model, image.unsqueeze(0))
+    columns = max(1, min(max_channels, max(maps.shape[0] for _, maps in layers)))
+    fig = Figure(figsize=(1.1 * (columns + 1), 1.25 * len(layers) + 0.5), layout="constrained")
+    axes = fig.subplots(len(layers), columns + 1, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes[0, 0].imshow(image[0].cpu().numpy(), cmap="gray")
+    axes[0, 0].set_title("input", fontsize=8)
+    for row, (name, maps) in enumerate(layers):
+        axes[row, 1].set_title(f"{name} {'x'.join(map(str, maps.shape))}", fontsize=8, loc="left")
+        for c in range(min(columns, maps.shape[0])):
+            axes[row, c + 1].imshow(maps[c].numpy(), cmap="viridis")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_activation_pair(
+    model: nn.Module, images: Sequence[torch.Tensor], names: Sequence[str], max_channels: int = 8
+) -> Figure:
+    """Two (or more) inputs side by side, each with its per-layer activations stacked below.
+
+    For example a pullover and a coat: where do their first and second layers differ?
+    """
+    per_input = [conv_activations(model, image.unsqueeze(0)) for image in images]
+    rows = 1 + sum(min(max_channels, maps.shape[0]) > 0 for _, maps in per_input[0])
+    columns = max_channels
+    fig = Figure(figsize=(1.0 * columns * len(images), 1.1 * rows + 0.5), layout="constrained")
+    subfigs = fig.subfigures(1, len(images), squeeze=False)[0]
+    for subfig, image, name, layers in zip(subfigs, images, names, per_input, strict=True):
+        axes = subfig.subplots(rows, columns, squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        axes[0, 0].imshow(image[0].cpu().numpy(), cmap="gray")
+        subfig.suptitle(name, fontsize=10)
+        for row, (layer, maps) in enumerate(layers, start=1):
+            axes[row, 0].set_title(layer, fontsize=7, loc="left")
+            for c in range(min(columns, maps.shape[0])):
+                axes[row, c].imshow(maps[c].numpy(), cmap="viridis")
+    return fig

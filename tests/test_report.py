@@ -1,0 +1,92 @@
+"""`cnnlab viz` and `cnnlab report` on a tiny run; the report opened in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cnnlab.cli import main
+from cnnlab.data import datasets as ds
+from cnnlab.report import KINDS
+from cnnlab.training import TrainConfig, train
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+# Appended to a copy of the page: after load, record every image's decoded size.
+PROBE = """<script>window.addEventListener("load", () => {
+  document.body.setAttribute("data-probe", JSON.stringify(
+    [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight])));
+});</script>"""
+
+
+@pytest.fixture
+def tiny_run(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> tuple[Path, Path]:
+    _, directory = tiny_dataset
+    config = TrainConfig(dataset="tiny", data_dir=str(directory), epochs=2, batch_size=32,
+                         device="cpu", out_dir=str(tmp_path / "run"), quiet=True)  # fmt: skip
+    return train(config).run_dir, directory
+
+
+def test_every_viz_kind(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = tiny_run
+    for kind in KINDS:
+        assert main(["viz", kind, str(run), "--data-dir", str(data)]) == 0
+        assert (run / f"{kind}.png").read_bytes()[:4] == b"\x89PNG"
+    out = tmp_path / "maps.svg"
+    assert main(["viz", "feature-maps", str(run), "--index", "3", "--out", str(out),
+                 "--data-dir", str(data)]) == 0  # fmt: skip
+    assert out.read_text().lstrip().startswith("<?xml")
+
+
+def test_viz_bad_input(tiny_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    run, data = tiny_run
+    assert main(["viz", "feature-maps", str(run), "--index", "999", "--data-dir", str(data)]) == 1
+    assert "test index 999 out of range: 0..39" in capsys.readouterr().err
+    assert main(["viz", "kernels", str(run), str(run), "--data-dir", str(data)]) == 1
+    assert "takes one run directory, got 2" in capsys.readouterr().err
+
+
+def test_report_in_a_real_browser(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    run, data = tiny_run
+    assert main(["report", str(run), "--data-dir", str(data)]) == 0
+    page = (run / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page  # self-contained
+    images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,', page)
+    assert len(images) == 9  # curves, 2 confusion, per-class, mistakes, kernels, 2 maps, pair
+
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    result = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, *profile, "--enable-logging=stderr", "--v=0",
+         "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ":CONSOLE" not in result.stderr, "the page logged to the console"
+    decoded = json.loads(
+        re.search(r'data-probe="([^"]*)"', result.stdout)[1].replace("&quot;", '"')
+    )
+    assert len(decoded) == 9
+    assert all(ok and width > 0 and height > 0 for ok, width, height in decoded)
+
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, *profile, "--window-size=1280,2400",
+         f"--screenshot={shot}", (run / "report.html").as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 10_000
