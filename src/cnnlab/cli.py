@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.logs import ensure_logging, log
+from cnnlab.training.trainer import Interrupted
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -33,10 +36,33 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab.training import TrainConfig, train
+    from cnnlab.training.distributed import launch
+    from cnnlab.training.trainer import default_run_dir
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    train(TrainConfig(**{k: v for k, v in vars(args).items() if k in names}))
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # Start torchrun; the run directory is fixed here so restarted workers find it.
+        if not config.resume and not config.out_dir:
+            config.out_dir = str(default_run_dir(config.model))
+        return launch(_train_flags(config), config.nproc, config.max_restarts)
+    train(config)
     return 0
+
+
+def _train_flags(config: Any) -> list[str]:
+    """``config`` as `cnnlab train` flags, less the launcher's own."""
+    flags: list[str] = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in ("nproc", "max_restarts") or value == f.default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            flags += [flag, str(value)]
+    return flags
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -225,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_logging(command_line=True)
     try:
         code: int = args.func(args)
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     except CnnlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

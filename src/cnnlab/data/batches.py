@@ -51,16 +51,25 @@ class Batches:
     def num_examples(self) -> int:
         return len(self.labels)
 
-    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(x, y)``: x (B, 1, H, W) float32 in [0, 1], y (B,) int64."""
+    def epoch(
+        self, epoch: int = 0, start: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(x, y)``: x (B, 1, H, W) float32 in [0, 1], y (B,) int64.
+
+        Starts at batch ``start`` (to resume mid-epoch). With ``world`` > 1, yields this
+        ``rank``'s share of each global batch: every ``world``-th example of it.
+        """
         n = self.num_examples
         order = epoch_order(n, self.seed, epoch, self.images.device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
+        for first in range(start * self.batch_size, n, self.batch_size):
             if order is None:
-                index: slice | torch.Tensor = slice(start, start + self.batch_size)
+                index = torch.arange(
+                    first, min(first + self.batch_size, n), device=self.images.device
+                )
             else:
-                index = order[start : start + self.batch_size]
-            x = self.images[index].unsqueeze(1).float().div_(255)  # (B, 1, H, W)
+                index = order[first : first + self.batch_size]
+            index = index[rank::world]
+            x = self.images[index].unsqueeze(1).float().div_(255)  # (b, 1, H, W)
             yield x, self.labels[index]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

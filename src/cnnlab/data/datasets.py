@@ -118,7 +118,19 @@ MNIST = Dataset(
     ),
 )
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (FASHION_MNIST, MNIST)}
+# Any four IDX files with the standard names, 10 classes: structure-checked, not checksummed.
+# For your own data (and for tests on synthetic files); it is never downloaded.
+IDX = Dataset(
+    name="idx",
+    classes=tuple(str(d) for d in range(10)),
+    train_images=Resource("train-images-idx3-ubyte", None),
+    train_labels=Resource("train-labels-idx1-ubyte", None),
+    test_images=Resource("t10k-images-idx3-ubyte", None),
+    test_labels=Resource("t10k-labels-idx1-ubyte", None),
+    mirrors=(),
+)
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (FASHION_MNIST, MNIST, IDX)}
 
 
 def get_dataset(name: str) -> Dataset:

@@ -70,6 +70,11 @@ def download(
     dest = dest or cache_dir(dataset)
     dest.mkdir(parents=True, exist_ok=True)
     mirrors = tuple(mirrors or dataset.mirrors)
+    if not mirrors:
+        raise DataError(
+            f"{dataset.name} has no download mirrors: put its four IDX files in a directory "
+            "and pass --data-dir DIR"
+        )
     for resource in dataset.resources:
         if find_file(dest, resource) is not None:
             continue

@@ -3,9 +3,12 @@
 from cnnlab.training.checkpoint import load_model, save_model
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.metrics import accuracy, confusion_matrix, per_class_accuracy
-from cnnlab.training.trainer import TrainResult, train, train_epoch, train_step
+from cnnlab.training.trainer import Diverged, Interrupted, Run, TrainResult, train
 
 __all__ = [
+    "Diverged",
+    "Interrupted",
+    "Run",
     "TrainConfig",
     "TrainResult",
     "accuracy",
@@ -14,6 +17,4 @@ __all__ = [
     "per_class_accuracy",
     "save_model",
     "train",
-    "train_epoch",
-    "train_step",
 ]

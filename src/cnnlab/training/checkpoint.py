@@ -1,14 +1,19 @@
-"""Saving and loading trained weights: ``model.safetensors`` plus a ``model.json`` sidecar.
+"""What a run writes to disk: the trained model (``model.safetensors`` + ``model.json``)
+and the full training state for resuming (``checkpoint.safetensors``).
 
-Nothing here unpickles: safetensors holds only tensors and the sidecar is JSON.
+Nothing here unpickles: safetensors holds only tensors, everything else is JSON.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
@@ -93,3 +98,159 @@ def load_model(
             f"{run_dir / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}"
         ) from e
     return model.to(device).eval(), meta
+
+
+# --- the full training state, for resuming -------------------------------------------
+
+CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_FORMAT = "cnnlab-checkpoint-1"
+
+
+@dataclass
+class TrainState:
+    """Where a run is: everything besides the model and optimizer needed to continue it."""
+
+    epoch: int = 0  # epoch in progress, 0-based
+    batch: int = 0  # batches of that epoch already trained
+    step: int = 0  # optimizer steps in all
+    seen: int = 0  # examples of this epoch seen (by this process)
+    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    correct: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
+    train_seconds: float = 0.0
+    points: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes: catches any changed byte."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    config: dict[str, Any],
+) -> None:
+    """Write model, optimizer, RNG and loop state to ``run_dir/checkpoint.safetensors``.
+
+    One file, written to a temporary name, fsynced and renamed: the previous checkpoint
+    stays whole until the new one is complete.
+    """
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optim = optimizer.state_dict()
+    for index, slots in optim["state"].items():
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{slot}"] = value.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        for i, rng in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = rng
+    np_state: Any = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(np_state[1], dtype=np.int64))
+    tensors["acc.loss_sum"] = state.loss_sum.detach().cpu().reshape(())
+    tensors["acc.correct"] = state.correct.detach().cpu().reshape(())
+    python_state = random.getstate()
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "model": config["model"],
+        "config": config,
+        "epoch": state.epoch, "batch": state.batch, "step": state.step, "seen": state.seen,
+        "train_seconds": state.train_seconds, "points": state.points, "history": state.history,
+        "param_groups": optim["param_groups"],
+        "optim_scalars": {
+            str(i): {k: v for k, v in slots.items() if not isinstance(v, torch.Tensor)}
+            for i, slots in optim["state"].items()
+        },
+        "rng_numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "rng_python": [python_state[0], list(python_state[1]), python_state[2]],
+        "digest": _digest(tensors),
+    }  # fmt: skip
+    blob = save_safetensors(tensors, metadata={"cnnlab": json.dumps(meta)})
+    atomic_write_bytes(run_dir / CHECKPOINT, blob)
+
+
+def read_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and metadata of ``run_dir``'s checkpoint, checked for damage and tampering."""
+    path = run_dir / CHECKPOINT
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"no checkpoint in {run_dir} ({CHECKPOINT} missing): nothing to resume"
+        ) from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from e
+    try:
+        tensors = load_safetensors(blob)  # validates the header and every tensor's extent
+        header_size = int.from_bytes(blob[:8], "little")
+        raw = json.loads(blob[8 : 8 + header_size]).get("__metadata__", {}).get("cnnlab")
+    except (SafetensorError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: damaged or truncated, not a valid safetensors file ({e})"
+        ) from e
+    try:
+        meta = json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a cnnlab training checkpoint ({CHECKPOINT_FORMAT})")
+    if meta.get("digest") != _digest(tensors):
+        raise CheckpointError(
+            f"{path}: the tensors do not match the checkpoint's SHA-256: the file was changed "
+            "after it was written. Resume from an intact copy or start a new run."
+        )
+    return tensors, meta
+
+
+def load_checkpoint(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> TrainState:
+    """Restore model, optimizer and RNGs from ``run_dir``; return the loop state."""
+    tensors, meta = read_checkpoint(run_dir)
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{run_dir / CHECKPOINT}: the weights do not fit model {meta.get('model')!r}: {e}"
+        ) from e
+    optim_state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, slot = key.split(".", 2)
+            optim_state.setdefault(int(index), {})[slot] = value
+    for index, scalars in meta["optim_scalars"].items():
+        optim_state.setdefault(int(index), {}).update(scalars)
+    try:
+        optimizer.load_state_dict({"state": optim_state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{run_dir / CHECKPOINT}: optimizer state does not fit: {e}") from e
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    name, pos, has_gauss, cached = meta["rng_numpy"]
+    np.random.set_state(
+        (name, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached)
+    )
+    version, internal, gauss = meta["rng_python"]
+    random.setstate((version, tuple(internal), gauss))
+    return TrainState(
+        epoch=meta["epoch"], batch=meta["batch"], step=meta["step"], seen=meta["seen"],
+        loss_sum=tensors["acc.loss_sum"], correct=tensors["acc.correct"],
+        train_seconds=meta["train_seconds"], points=meta["points"], history=meta["history"],
+    )  # fmt: skip
+
+
+def checkpoint_config(run_dir: Path) -> dict[str, Any]:
+    """The config stored in ``run_dir``'s checkpoint."""
+    config: dict[str, Any] = read_checkpoint(run_dir)[1]["config"]
+    return config

@@ -20,7 +20,9 @@ class TrainConfig:
     """Everything that defines a run; each field is one ``cnnlab train`` flag."""
 
     model: str = _opt("lenet", "registered model name (see `cnnlab summary --model`)")
-    dataset: str = _opt("fashion-mnist", "dataset to train on: fashion-mnist or mnist")
+    dataset: str = _opt(
+        "fashion-mnist", "fashion-mnist, mnist, or idx (any four IDX files in --data-dir)"
+    )
     data_dir: str | None = _opt(
         None, "directory holding the IDX files (default: CNNLAB_DATA, the cache, the OS package)"
     )
@@ -33,10 +35,24 @@ class TrainConfig:
     out_dir: str | None = _opt(
         None, "run directory to create (default: runs/<model>-<date>-<time>); never overwritten"
     )
+    checkpoint_every: int = _opt(
+        0, "also checkpoint every N optimizer steps (0: at the end of each epoch only)"
+    )
+    resume: str | None = _opt(
+        None, "continue the run in this directory from its last checkpoint, with its config"
+    )
+    nproc: int = _opt(1, "processes to train in, started through torchrun (gloo on CPU)")
+    max_restarts: int = _opt(
+        0, "with --nproc: times torchrun restarts failed workers; they resume from a checkpoint"
+    )
     quiet: bool = _opt(False, "no progress bar and no per-epoch lines; summary lines still print")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("checkpoint_every", "max_restarts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("epochs", "batch_size", "nproc"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")

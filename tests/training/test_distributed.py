@@ -1,0 +1,77 @@
+"""Two processes through torchrun (gloo, loopback, a free port) against one process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from cnnlab.training.checkpoint import CHECKPOINT
+from tests.conftest import write_dataset
+
+pytestmark = pytest.mark.distributed
+
+ARGS = ["--dataset", "idx", "--epochs", "2", "--batch-size", "16", "--lr", "0.3",
+        "--checkpoint-every", "10", "--quiet"]  # fmt: skip
+
+
+def train(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *ARGS, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def assert_close_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    data = tmp_path_factory.mktemp("idx")
+    write_dataset(data, n_train=1500, n_test=50)
+    single = tmp_path_factory.mktemp("single") / "run"
+    process = train("--data-dir", str(data), "--out-dir", str(single))
+    assert process.wait(timeout=300) == 0, process.communicate()
+    return data, single
+
+
+def test_two_processes_match_one(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    data, single = setup
+    run = tmp_path / "run"
+    process = train("--data-dir", str(data), "--out-dir", str(run), "--nproc", "2")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert out.count("examples/sec on cpu") == 1  # rank 0 alone prints
+    assert_close_weights(run, single)
+
+
+def test_a_killed_worker_is_restarted_and_the_run_resumes(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, single = setup
+    run = tmp_path / "run"
+    process = train("--data-dir", str(data), "--out-dir", str(run), "--nproc", "2",
+                    "--max-restarts", "1")  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (run / CHECKPOINT).exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    (torchrun,) = children(process.pid)  # the launcher's one child
+    workers = children(torchrun)
+    assert len(workers) == 2
+    os.kill(workers[-1], signal.SIGKILL)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "exitcode: -9" in err  # torchrun saw the death and restarted the workers
+    assert_close_weights(run, single)

@@ -1,0 +1,196 @@
+"""Runs that survive: real processes, real signals, checkpoints compared bit for bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.errors import CheckpointError
+from cnnlab.models import create_model
+from cnnlab.training.checkpoint import (
+    CHECKPOINT,
+    TrainState,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from tests.conftest import write_dataset
+
+ARGS = ["--dataset", "idx", "--epochs", "2", "--batch-size", "16", "--lr", "0.3",
+        "--checkpoint-every", "7", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("idx")
+    write_dataset(directory, n_train=2000, n_test=50)
+    return directory
+
+
+def cnnlab(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=300)
+    return process.returncode, out, err
+
+
+@pytest.fixture(scope="module")
+def reference(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run with the same seed."""
+    run = tmp_path_factory.mktemp("ref") / "run"
+    code, _, err = finish(cnnlab(*ARGS, "--data-dir", str(data), "--out-dir", str(run)))
+    assert code == 0, err
+    return run
+
+
+def wait_for_checkpoint(run: Path, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while not (run / CHECKPOINT).exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+
+
+def metric_rows(run: Path) -> list[dict[str, object]]:
+    timing = ("elapsed", "examples_per_sec", "train_seconds")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in timing} for row in rows]
+
+
+def resume_and_compare(run: Path, reference: Path) -> None:
+    code, _, err = finish(cnnlab("--resume", str(run)))
+    assert code == 0, err
+    assert (run / "model.safetensors").read_bytes() == (
+        reference / "model.safetensors"
+    ).read_bytes()
+    assert metric_rows(run) == metric_rows(reference)
+
+
+@pytest.mark.parametrize("attempt", range(2))
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
+    data: Path, reference: Path, tmp_path: Path, attempt: int
+) -> None:
+    run = tmp_path / "run"
+    process = cnnlab(*ARGS, "--data-dir", str(data), "--out-dir", str(run))
+    wait_for_checkpoint(run, process)
+    delay = random.uniform(0, 1.5)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    finish(process)
+    meta = read_checkpoint(run)[1]
+    print(f"killed {delay:.2f}s after the first checkpoint; resuming at step {meta['step']}")
+    resume_and_compare(run, reference)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_checkpoints_and_resumes(
+    data: Path, reference: Path, tmp_path: Path, signum: int, code: int
+) -> None:
+    run = tmp_path / "run"
+    process = cnnlab(*ARGS, "--data-dir", str(data), "--out-dir", str(run))
+    wait_for_checkpoint(run, process)
+    time.sleep(0.3)
+    process.send_signal(signum)
+    returncode, _, err = finish(process)
+    assert returncode == code
+    assert f"checkpoint saved. Resume with: cnnlab train --resume {run}" in err
+    assert "Traceback" not in err
+    resume_and_compare(run, reference)
+
+
+def test_second_ctrl_c_exits_at_once_and_keeps_the_checkpoint(
+    data: Path, reference: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    process = cnnlab(*ARGS, "--data-dir", str(data), "--out-dir", str(run))
+    wait_for_checkpoint(run, process)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    returncode, _, _ = finish(process)
+    assert returncode != 0
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    read_checkpoint(run)  # whole and untampered
+    resume_and_compare(run, reference)
+
+
+def test_a_blown_up_learning_rate_stops_with_advice(data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code, _, err = finish(
+        cnnlab(*ARGS, "--data-dir", str(data), "--out-dir", str(run), "--lr", "100")
+    )
+    assert code == 1
+    assert "training diverged: the loss averages" in err and "at epoch 1, step" in err
+    assert "Try a lower learning rate, e.g. --lr 10" in err and "Traceback" not in err
+    assert not (run / "model.safetensors").exists()
+    if (run / CHECKPOINT).exists():
+        read_checkpoint(run)
+
+
+def test_non_finite_loss_is_caught_at_its_step(data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code, _, err = finish(
+        cnnlab(*ARGS, "--data-dir", str(data), "--out-dir", str(run), "--lr", "1e38")
+    )
+    assert code == 1 and "training diverged" in err and "epoch 1, step" in err
+
+
+def saved(tmp_path: Path, model_name: str = "lenet", **options: object) -> Path:
+    model = create_model(model_name, **options)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    save_checkpoint(tmp_path, model, optimizer, TrainState(), {"model": model_name})
+    return tmp_path
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    saved(tmp_path)
+    model = create_model("lenet")
+    state = load_checkpoint(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert state.step == 0 and state.history == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b[: len(b) // 2], "damaged or truncated"),
+        (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "the file was changed after it was written"),
+        (lambda b: b"\x00" * 8 + b"garbage", "damaged or truncated"),
+        (lambda b: os.urandom(300), "damaged or truncated"),
+    ],
+)
+def test_damaged_checkpoints_are_refused(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = saved(tmp_path) / CHECKPOINT
+    path.write_bytes(damage(path.read_bytes()))
+    model = create_model("lenet")
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_checkpoint_of_another_model_or_not_a_checkpoint(tmp_path: Path) -> None:
+    saved(tmp_path, num_classes=3)
+    model = create_model("lenet")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(CheckpointError, match="the weights do not fit model 'lenet'"):
+        load_checkpoint(tmp_path, model, optimizer)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / CHECKPOINT))  # a safetensors file, not ours
+    with pytest.raises(CheckpointError, match="not a cnnlab training checkpoint"):
+        load_checkpoint(tmp_path, model, optimizer)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        load_checkpoint(tmp_path / "missing", model, optimizer)
+
+
+def test_resume_of_a_directory_without_checkpoint(tmp_path: Path) -> None:
+    code, _, err = finish(cnnlab("--resume", str(tmp_path)))
+    assert code == 1 and "no checkpoint in" in err and "Traceback" not in err
