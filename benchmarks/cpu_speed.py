@@ -132,7 +132,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--only", choices=["book", "plain", "cnnlab"], action="append")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     epochs = 1 if args.quick else args.epochs
     logging.getLogger("cnnlab").setLevel(logging.WARNING)
 

@@ -247,8 +247,10 @@ class Run:
         )
         with tqdm(total=num_batches, initial=self.state.batch, desc=f"epoch {epoch + 1}",
                   disable=not progress, leave=False) as bar:  # fmt: skip
+            done = 0  # examples trained by all ranks in this call, for the bar's rate
             for i, (x, y) in enumerate(batches, start=self.state.batch):
                 global_count = min(self.config.batch_size, n - i * self.config.batch_size)
+                done += global_count
                 batch_loss = self.train_step(x, y, global_count)
                 self.state.loss_sum += batch_loss
                 self.state.seen += len(y)
@@ -261,7 +263,10 @@ class Run:
                     if loss / seen > self.loss_limit:
                         raise self.diverged(i, f"averages {loss / seen:.1f}")
                     self.add_point(epoch + (i + 1) / num_batches, loss / seen, correct / seen)
-                    bar.set_postfix(loss=f"{loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+                    rate = done / (time.perf_counter() - start)
+                    bar.set_postfix(
+                        loss=f"{loss / seen:.3f}", acc=f"{correct / seen:.3f}", ex_s=f"{rate:,.0f}"
+                    )
                 if any_rank(self.world, stop.signum is not None, self.device):
                     self.state.train_seconds += time.perf_counter() - start
                     self.interrupt(stop.signum or signal.SIGTERM)

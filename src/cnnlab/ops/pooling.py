@@ -1,0 +1,75 @@
+"""Max and average pooling with torch's semantics: stride defaults to the window, padding
+and ``ceil_mode`` as in ``F.max_pool2d`` / ``F.avg_pool2d`` (count_include_pad=True)."""
+
+from __future__ import annotations
+
+import torch
+
+from cnnlab.ops.correlate import Pair, _pair, pad2d
+from cnnlab.ops.shapes import conv_output_size
+
+
+def _windows(
+    x: torch.Tensor, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+    fill: float,
+) -> torch.Tensor:  # fmt: skip
+    """The pooling windows (..., H_out, W_out, kh, kw), padding filled with ``fill``."""
+    if x.dim() not in (3, 4):
+        raise ValueError(f"expected (C, H, W) or (N, C, H, W), got {tuple(x.shape)}")
+    kh, kw = _pair(kernel, "kernel_size")
+    sh, sw = _pair(stride if stride is not None else kernel, "stride")
+    ph, pw = _pair(padding, "padding")
+    if min(kh, kw, sh, sw) < 1:
+        raise ValueError(f"kernel_size and stride must be positive, got {kernel!r}, {stride!r}")
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(
+            f"padding {padding!r} must be at most half the kernel size {kernel!r} (as in torch)"
+        )
+    h, w = x.shape[-2:]
+    ho = conv_output_size(h, kh, sh, ph, ceil_mode=ceil_mode)
+    wo = conv_output_size(w, kw, sw, pw, ceil_mode=ceil_mode)
+    # Extra bottom/right padding lets ceil_mode's last window run past the input.
+    extra_h = max(0, (ho - 1) * sh + kh - h - 2 * ph)
+    extra_w = max(0, (wo - 1) * sw + kw - w - 2 * pw)
+    xp = pad2d(x, (ph, ph + extra_h, pw, pw + extra_w), value=fill)
+    windows = xp.unfold(-2, kh, sh).unfold(-2, kw, sw)  # (..., H_out', W_out', kh, kw)
+    return windows[..., :ho, :wo, :, :]
+
+
+def max_pool2d(
+    x: torch.Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
+    ceil_mode: bool = False,
+) -> torch.Tensor:  # fmt: skip
+    """Maximum over each window, per channel; padding never wins (it is -inf).
+
+    >>> max_pool2d(torch.arange(9.).view(1, 3, 3), 2, stride=1)
+    tensor([[[4., 5.],
+             [7., 8.]]])
+    """
+    windows = _windows(x, kernel_size, stride, padding, ceil_mode, float("-inf"))
+    return windows.amax(dim=(-2, -1))
+
+
+def avg_pool2d(
+    x: torch.Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
+    ceil_mode: bool = False,
+) -> torch.Tensor:  # fmt: skip
+    """Mean over each window, per channel. Like torch (count_include_pad=True), the zero
+    padding counts in the divisor, but the part of a ceil_mode window past it does not.
+
+    >>> avg_pool2d(torch.arange(9.).view(1, 3, 3), 2, stride=1)
+    tensor([[[2., 3.],
+             [5., 6.]]])
+    """
+    windows = _windows(x, kernel_size, stride, padding, ceil_mode, 0.0)
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(stride if stride is not None else kernel_size, "stride")
+    ph, pw = _pair(padding, "padding")
+    h, w = x.shape[-2:]
+    ho, wo = windows.shape[-4], windows.shape[-3]
+    # Divisor: the window clipped to the padded input (torch's rule).
+    starts_h = torch.arange(ho, device=x.device) * sh - ph
+    starts_w = torch.arange(wo, device=x.device) * sw - pw
+    count_h = (torch.clamp(starts_h + kh, max=h + ph) - starts_h).to(x.dtype)
+    count_w = (torch.clamp(starts_w + kw, max=w + pw) - starts_w).to(x.dtype)
+    return windows.sum(dim=(-2, -1)) / (count_h[:, None] * count_w[None, :])
