@@ -1,4 +1,4 @@
-"""The ``cnnlab`` command: train, eval, predict, viz, report, summary, data."""
+"""The ``cnnlab`` command: train, eval, predict, viz, report, summary, shape, demo, data."""
 
 from __future__ import annotations
 
@@ -109,6 +109,95 @@ def cmd_summary(args: argparse.Namespace) -> int:
     model = create_model(args.model)
     log.info("%s, input 1x28x28\n%s", args.model, format_summary(summarize(model)))
     return 0
+
+
+def _dims(text: str, name: str) -> tuple[int, int]:
+    """ "5" -> (5, 5); "3x5" -> (3, 5)."""
+    try:
+        values = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise ConfigError(f"{name} must be N or HxW (like 5 or 3x5), got {text!r}")
+    return (values[0], values[-1])
+
+
+LAYER_KEYS = {"k": "kernel", "s": "stride", "p": "padding", "d": "dilation"}
+
+
+def _layer(spec: str) -> Any:
+    """ "conv,k=5,p=2" or "pool,k=2" (pooling's stride defaults to its kernel)."""
+    from cnnlab.ops import Layer
+
+    kind, *options = spec.split(",")
+    values: dict[str, tuple[int, int]] = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key not in LAYER_KEYS or not value:
+            raise ConfigError(
+                f"bad layer option {option!r} in {spec!r}: use k=, s=, p=, d= "
+                f"(kernel, stride, padding per side, dilation), like conv,k=5,p=2"
+            )
+        values[LAYER_KEYS[key]] = _dims(value, LAYER_KEYS[key])
+    if kind not in ("conv", "pool") or "kernel" not in values:
+        raise ConfigError(f"a layer is conv or pool with a kernel, like pool,k=2; got {spec!r}")
+    if kind == "pool":
+        values.setdefault("stride", values["kernel"])
+    return Layer(kind, **values)
+
+
+def cmd_shape(args: argparse.Namespace) -> int:
+    from cnnlab.ops import Layer, trace
+
+    size = _dims(args.input, "--input")
+    if args.layer:
+        layers = [_layer(spec) for spec in args.layer]
+    else:
+        names = ("kernel", "stride", "padding", "dilation")
+        layers = [Layer("conv", *(_dims(getattr(args, k), "--" + k) for k in names))]
+    try:
+        steps = trace(size, layers)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if not args.layer:
+        print(f"{steps[0].size[0]}x{steps[0].size[1]}")
+        return 0
+    print(f"{'layer':<38}{'output':>9}{'receptive field':>17}{'jump':>7}")
+    print(f"{'input':<38}{f'{size[0]}x{size[1]}':>9}{'1x1':>17}{'1x1':>7}")
+    for s in steps:
+        out = f"{s.size[0]}x{s.size[1]}"
+        field, jump = f"{s.field_h.size}x{s.field_w.size}", f"{s.field_h.jump}x{s.field_w.jump}"
+        print(f"{s.layer.describe():<38}{out:>9}{field:>17}{jump:>7}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import inspect
+
+    from cnnlab.demos import DEMOS
+    from cnnlab.report import figure_bytes
+
+    demo = DEMOS[args.name]
+    accepted = inspect.signature(demo).parameters
+    given = {k: v for k, v in vars(args).items() if k in DEMO_OPTIONS and v is not None}
+    wrong = sorted(set(given) - set(accepted))
+    if wrong:
+        flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        raise ConfigError(f"demo {args.name} takes no {flags}")
+    try:
+        result = demo(**given)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    print(result.text)
+    if result.figure is not None:
+        out = args.out or Path(f"{args.name}.png")
+        fmt = out.suffix.lstrip(".") or "png"
+        atomic_write_bytes(out, figure_bytes(result.figure, fmt))
+        log.info("wrote %s", out)
+    return 0
+
+
+DEMO_OPTIONS = ("kernel", "steps", "lr", "index", "data_dir")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -229,6 +318,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="lenet", choices=list_models())
     p.set_defaults(func=cmd_summary)
 
+    p = sub.add_parser(
+        "shape", help="output size (and receptive field) of convolution and pooling layers",
+        description="Sizes are N or HxW. One layer from --kernel/--stride/--padding/--dilation "
+        "prints its output size; --layer (repeatable, like conv,k=5,p=2 or pool,k=2) prints a "
+        "table for a stack.",
+    )  # fmt: skip
+    p.add_argument("--input", required=True, help="input size, like 28x28")
+    p.add_argument("--kernel", default="1", help="kernel size (default: %(default)s)")
+    p.add_argument("--stride", default="1", help="stride (default: %(default)s)")
+    p.add_argument("--padding", default="0", help="padding on each side (default: %(default)s)")
+    p.add_argument("--dilation", default="1", help="dilation (default: %(default)s)")
+    p.add_argument("--layer", action="append", default=[],
+                   help="a layer: conv|pool,k=K[,s=S][,p=P][,d=D] (repeatable)")  # fmt: skip
+    p.set_defaults(func=cmd_shape)
+
+    from cnnlab.demos import DEMOS, TARGETS
+
+    p = sub.add_parser("demo", help="the chapter's demonstrations, printed (and drawn)")
+    p.add_argument("name", choices=list(DEMOS))
+    p.add_argument("--out", type=Path,
+                   help="picture of edges, kernels (default: ./NAME.png)")  # fmt: skip
+    p.add_argument("--kernel", choices=list(TARGETS), help="learn-kernel: the kernel to learn")
+    p.add_argument("--steps", type=int, help="learn-kernel: gradient steps")
+    p.add_argument("--lr", type=float, help="learn-kernel: learning rate")
+    p.add_argument("--index", type=int, help="kernels: the Fashion-MNIST test image")
+    p.add_argument("--data-dir", help="kernels: directory holding the dataset's IDX files")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("data", help="show, verify or download the datasets")
     p.add_argument("action", choices=["status", "verify", "download"])
     p.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS))
@@ -260,6 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cnnlab demo edges | head`: the reader has gone; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from cnnlab.data import Batches, ImageSet, load_dataset
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.fsutil import atomic_write_bytes
+from cnnlab.layers import CONV_TYPES
 from cnnlab.predict import load_image
 from cnnlab.training.checkpoint import load_model, read_json, read_metrics
 from cnnlab.training.metrics import confusion_from, per_class_accuracy, predict_proba
@@ -119,7 +120,7 @@ def make_figure(
     if kind == "mistakes":
         return plot_mistakes(view.test.images, view.test.labels, view.probs, view.classes)
     if kind == "kernels":
-        first = next(m for m in view.model.modules() if isinstance(m, nn.Conv2d))
+        first = next(m for m in view.model.modules() if isinstance(m, CONV_TYPES))
         return plot_kernels(first.weight)
     if kind == "feature-maps":
         name, image = chosen[0]

@@ -118,3 +118,16 @@ def test_unavailable_device_is_refused(
     _, directory = tiny_dataset
     with pytest.raises(ConfigError, match=r"device 'cuda' is not available .* use --device auto"):
         train(tiny_config(tmp_path, directory, device="cuda"))
+
+
+def test_scratch_backend_trains_like_torch(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
+) -> None:
+    _, directory = tiny_dataset
+    ours = train(tiny_config(tmp_path, directory, backend="scratch", out_dir=str(tmp_path / "s")))
+    theirs = train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / "t")))
+    for a, b in zip(ours.history, theirs.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
+    model, meta = load_model(ours.run_dir)
+    assert meta["model_options"]["backend"] == "scratch"
+    assert type(model[0]).__module__ == "cnnlab.layers.conv"

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cnnlab.layers import CONV_TYPES
+
 
 @dataclass(frozen=True)
 class LayerRow:
@@ -17,7 +19,7 @@ class LayerRow:
 
 
 def _macs(module: nn.Module, out: torch.Tensor) -> int:
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, CONV_TYPES):
         kh, kw = module.kernel_size
         return out[0].numel() * (module.in_channels // module.groups) * kh * kw
     if isinstance(module, nn.Linear):

@@ -139,8 +139,10 @@ def conv2d(
 ) -> torch.Tensor:
     """Batched cross-correlation like ``F.conv2d``: x (N, C, H, W), weight (O, C, kh, kw).
 
-    Padding may be per side, ``(top, bottom, left, right)``. Windows are a strided view;
-    one einsum contracts them with the weight.
+    Padding may be per side, ``(top, bottom, left, right)``. The windows are a strided
+    view (``Tensor.unfold``); copied into one (C*kh*kw, N*H_out*W_out) matrix, a single
+    matrix product with the (O, C*kh*kw) weight does all the arithmetic. The result is a
+    permuted view, (N, O, H_out, W_out) in shape.
     """
     if x.dim() != 4 or weight.dim() != 4:
         raise ValueError(
@@ -155,14 +157,13 @@ def conv2d(
     (sh, sw), (dh, dw) = _pair(stride, "stride"), _pair(dilation, "dilation")
     if min(sh, sw, dh, dw) < 1:
         raise ValueError(f"stride and dilation must be positive, got {stride!r} and {dilation!r}")
-    xp = pad2d(x, padding).contiguous()
-    kh, kw = weight.shape[2:]
-    ho = conv_output_size(xp.shape[2], kh, sh, 0, dh)
-    wo = conv_output_size(xp.shape[3], kw, sw, 0, dw)
-    n, c = xp.shape[:2]
-    s = xp.stride()
-    windows = xp.as_strided(  # (N, C, H_out, W_out, kh, kw)
-        (n, c, ho, wo, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw)
-    )
-    out = torch.einsum("ncijab,ocab->noij", windows, weight)
+    xp = pad2d(x, padding)
+    o, c, kh, kw = weight.shape
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1  # a dilated window's extent
+    conv_output_size(xp.shape[2], kh, sh, 0, dh)  # raises a clear error if it does not fit
+    conv_output_size(xp.shape[3], kw, sw, 0, dw)
+    windows = xp.unfold(2, span_h, sh).unfold(3, span_w, sw)[..., ::dh, ::dw]
+    n, _, ho, wo = windows.shape[:4]  # windows: (N, C, H_out, W_out, kh, kw)
+    cols = windows.permute(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
+    out = (weight.reshape(o, -1) @ cols).view(o, n, ho, wo).permute(1, 0, 2, 3)
     return out if bias is None else out + bias.view(1, -1, 1, 1)

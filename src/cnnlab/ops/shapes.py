@@ -91,3 +91,62 @@ def receptive_field(layers: Sequence[tuple[int, int, int]]) -> list[Field]:
         jump *= stride
         fields.append(Field(size, jump, start))
     return fields
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One convolution or pooling layer of a stack, for ``trace``: (height, width) pairs,
+    padding per side."""
+
+    kind: str  # "conv" or "pool"
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+
+    def describe(self) -> str:
+        parts = [f"{self.kind} {self.kernel[0]}x{self.kernel[1]}"]
+        for name, value in (("stride", self.stride), ("padding", self.padding),
+                            ("dilation", self.dilation)):  # fmt: skip
+            if value != ((0, 0) if name == "padding" else (1, 1)):
+                parts.append(f"{name} {value[0]}x{value[1]}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A layer's output size (h, w) and the receptive field of one output element per axis."""
+
+    layer: Layer
+    size: tuple[int, int]
+    field_h: Field
+    field_w: Field
+
+
+def trace(size: tuple[int, int], layers: Sequence[Layer]) -> list[Step]:
+    """Output size and receptive field after each layer, for an input of ``size`` (h, w).
+
+    >>> lenet = [Layer("conv", (5, 5), padding=(2, 2)), Layer("pool", (2, 2), (2, 2)),
+    ...          Layer("conv", (5, 5)), Layer("pool", (2, 2), (2, 2))]
+    >>> [(s.size, s.field_h.size) for s in trace((28, 28), lenet)]
+    [((28, 28), 5), ((14, 14), 6), ((10, 10), 14), ((5, 5), 16)]
+    """
+    for layer in layers:
+        if layer.kind not in ("conv", "pool"):
+            raise ValueError(f"layer kind must be 'conv' or 'pool', got {layer.kind!r}")
+    fields = [  # per axis; a dilated kernel spans d * (k - 1) + 1 pixels
+        receptive_field(
+            [(x.dilation[a] * (x.kernel[a] - 1) + 1, x.stride[a], x.padding[a]) for x in layers]
+        )
+        for a in (0, 1)
+    ]
+    steps = []
+    for i, layer in enumerate(layers):
+        size = (
+            conv_output_size(size[0], layer.kernel[0], layer.stride[0], layer.padding[0],
+                             layer.dilation[0]),
+            conv_output_size(size[1], layer.kernel[1], layer.stride[1], layer.padding[1],
+                             layer.dilation[1]),
+        )  # fmt: skip
+        steps.append(Step(layer, size, fields[0][i], fields[1][i]))
+    return steps

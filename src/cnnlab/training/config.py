@@ -8,6 +8,7 @@ from typing import Any
 from cnnlab.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BACKENDS = ("torch", "scratch")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -20,6 +21,9 @@ class TrainConfig:
     """Everything that defines a run; each field is one ``cnnlab train`` flag."""
 
     model: str = _opt("lenet", "registered model name (see `cnnlab summary --model`)")
+    backend: str = _opt(
+        "torch", "conv and pooling layers: torch (torch.nn) or scratch (cnnlab.layers)"
+    )
     dataset: str = _opt(
         "fashion-mnist", "fashion-mnist, mnist, or idx (any four IDX files in --data-dir)"
     )
@@ -60,6 +64,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 

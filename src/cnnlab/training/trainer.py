@@ -189,7 +189,8 @@ class Run:
         self.input_shape = [1, *train_set.images.shape[1:]]
 
         torch.manual_seed(config.seed)
-        self.model = create_model(config.model, num_classes=len(self.dataset.classes))
+        self.model_options = {"num_classes": len(self.dataset.classes), "backend": config.backend}
+        self.model = create_model(config.model, **self.model_options)
         init_weights(self.model, config.init)
         if self.device.type == "cpu":
             # Measured on 2 AVX2 cores: oneDNN runs LeNet's few-channel convolutions ~1.35x
@@ -359,7 +360,7 @@ class Run:
             return
         save_model(self.run_dir, self.model, {
             "model": self.config.model,
-            "model_options": {"num_classes": len(self.dataset.classes)},
+            "model_options": self.model_options,
             "dataset": self.dataset.name,
             "classes": list(self.dataset.classes),
             "preprocessing": {"input_shape": self.input_shape, "grayscale": True,

@@ -7,6 +7,7 @@ from cnnlab.viz.features import (
     plot_activation_pair,
     plot_feature_maps,
     plot_kernels,
+    plot_panels,
 )
 from cnnlab.viz.live import LiveCurves, in_notebook
 
@@ -20,6 +21,7 @@ __all__ = [
     "plot_feature_maps",
     "plot_kernels",
     "plot_mistakes",
+    "plot_panels",
     "plot_per_class_accuracy",
     "plot_run_comparison",
 ]

@@ -9,6 +9,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from cnnlab.layers import CONV_TYPES, POOL_TYPES
+
 
 def conv_activations(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     """The output of every conv layer's activation for one input x (1, C, H, W).
@@ -20,12 +22,12 @@ def conv_activations(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch
     targets: list[tuple[str, nn.Module]] = []
     for seq in (m for m in model.modules() if isinstance(m, nn.Sequential)):
         for i, module in enumerate(seq):
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, CONV_TYPES):
                 after = seq[i + 1] if i + 1 < len(seq) else None
                 activation = (
                     after is not None
                     and not list(after.parameters())
-                    and not isinstance(after, nn.AvgPool2d | nn.MaxPool2d | nn.Flatten)
+                    and not isinstance(after, (*POOL_TYPES, nn.Flatten))
                 )
                 label = f"conv{len(targets) + 1}" + (
                     f" + {type(after).__name__}" if activation else ""
@@ -112,4 +114,24 @@ def plot_activation_pair(
             axes[row, 0].set_title(layer, fontsize=7, loc="left")
             for c in range(min(columns, maps.shape[0])):
                 axes[row, c].imshow(maps[c].numpy(), cmap="viridis")
+    return fig
+
+
+def plot_panels(panels: Sequence[tuple[str, torch.Tensor]], title: str = "") -> Figure:
+    """2-D tensors side by side, each with its title: images in gray, signed responses
+    (anything with negative values, or all zero) on a red-blue scale centred at zero."""
+    fig = Figure(figsize=(1.9 * len(panels), 2.3), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, values) in zip(axes, panels, strict=True):
+        array = values.detach().cpu().float().numpy()
+        if array.min() < 0 or not array.any():
+            limit = float(np.abs(array).max()) or 1.0
+            ax.imshow(array, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        else:
+            ax.imshow(array, cmap="gray")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
