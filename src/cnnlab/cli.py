@@ -171,6 +171,9 @@ def cmd_shape(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_OPTIONS = ("kernel", "steps", "lr", "index", "data_dir")  # flags that some demos take
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import inspect
 
@@ -195,9 +198,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         atomic_write_bytes(out, figure_bytes(result.figure, fmt))
         log.info("wrote %s", out)
     return 0
-
-
-DEMO_OPTIONS = ("kernel", "steps", "lr", "index", "data_dir")
 
 
 def cmd_data(args: argparse.Namespace) -> int:

@@ -36,6 +36,24 @@ def _windows(
     return windows[..., :ho, :wo, :, :]
 
 
+def _tiles(
+    x: torch.Tensor, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool
+) -> torch.Tensor | None:
+    """When the windows tile the input (stride = kernel, no padding; LeNet's case), a view
+    (..., H_out, kh, W_out, kw) of x: cheaper than a copy of the windows. Else None."""
+    kh, kw = _pair(kernel, "kernel_size")
+    if _pair(stride if stride is not None else kernel, "stride") != (kh, kw):
+        return None
+    if _pair(padding, "padding") != (0, 0) or x.dim() not in (3, 4):
+        return None
+    h, w = x.shape[-2:]
+    ho = conv_output_size(h, kh, kh, 0, ceil_mode=ceil_mode)
+    wo = conv_output_size(w, kw, kw, 0, ceil_mode=ceil_mode)
+    if ho * kh > h or wo * kw > w:
+        return None  # ceil_mode's last window runs past the input
+    return x[..., : ho * kh, : wo * kw].reshape(*x.shape[:-2], ho, kh, wo, kw)
+
+
 def max_pool2d(
     x: torch.Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
     ceil_mode: bool = False,
@@ -46,7 +64,11 @@ def max_pool2d(
     tensor([[[4., 5.],
              [7., 8.]]])
     """
-    windows = _windows(x, kernel_size, stride, padding, ceil_mode, float("-inf"))
+    tiles = _tiles(x, kernel_size, stride, padding, ceil_mode)
+    if tiles is not None:
+        windows = tiles.transpose(-3, -2)  # (..., H_out, W_out, kh, kw)
+    else:
+        windows = _windows(x, kernel_size, stride, padding, ceil_mode, float("-inf"))
     # max over the flattened window returns the first maximum, so on ties (all-zero
     # windows after a ReLU) the gradient goes to one element, as torch's pooling does.
     return windows.flatten(-2).max(dim=-1).values
@@ -63,16 +85,15 @@ def avg_pool2d(
     tensor([[[2., 3.],
              [5., 6.]]])
     """
+    tiles = _tiles(x, kernel_size, stride, padding, ceil_mode)
+    if tiles is not None:
+        return tiles.mean(dim=(-3, -1))
     windows = _windows(x, kernel_size, stride, padding, ceil_mode, 0.0)
     kh, kw = _pair(kernel_size, "kernel_size")
     sh, sw = _pair(stride if stride is not None else kernel_size, "stride")
     ph, pw = _pair(padding, "padding")
     h, w = x.shape[-2:]
     ho, wo = windows.shape[-4], windows.shape[-3]
-    if (sh, sw) == (kh, kw) and ho * kh <= h and wo * kw <= w and ph == pw == 0:
-        # Windows that tile the input: a reshape, no window copy (LeNet's case, 1.4x faster).
-        tiles = x[..., : ho * kh, : wo * kw].reshape(*x.shape[:-2], ho, kh, wo, kw)
-        return tiles.mean(dim=(-3, -1))
     # Divisor: the window clipped to the padded input (torch's rule).
     starts_h = torch.arange(ho, device=x.device) * sh - ph
     starts_w = torch.arange(wo, device=x.device) * sw - pw
