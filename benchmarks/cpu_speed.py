@@ -41,13 +41,17 @@ def fresh_model(seed: int) -> torch.nn.Module:
 def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     with torch.inference_mode():
-        return (model(x).argmax(1) == y).float().mean().item()
+        correct = sum((model(xb).argmax(1) == yb).sum() for xb, yb in zip(
+            x.split(2000), y.split(2000), strict=True))  # fmt: skip
+        return float(correct) / len(y)
 
 
-def run_book(data: dict[str, torch.Tensor], epochs: int, seed: int) -> dict[str, Any]:
+def run_book(
+    data: dict[str, torch.Tensor], epochs: int, seed: int, device: str = "cpu"
+) -> dict[str, Any]:
     """d2l's train_ch6: DataLoader(4 workers), float() of every batch's metrics on the host."""
     torch.set_flush_denormal(False)
-    model = fresh_model(seed)
+    model = fresh_model(seed).to(device)
     loader = DataLoader(TensorDataset(data["x_train"], data["y_train"]), BATCH, shuffle=True,
                         num_workers=4, generator=torch.Generator().manual_seed(seed))  # fmt: skip
     test_loader = DataLoader(TensorDataset(data["x_test"], data["y_test"]), BATCH, num_workers=4)
@@ -58,6 +62,7 @@ def run_book(data: dict[str, torch.Tensor], epochs: int, seed: int) -> dict[str,
         metric = [0.0, 0.0, 0]
         for x, y in loader:
             t = time.perf_counter()
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             y_hat = model(x)
             loss = F.cross_entropy(y_hat, y)
@@ -72,28 +77,33 @@ def run_book(data: dict[str, torch.Tensor], epochs: int, seed: int) -> dict[str,
         correct = 0.0
         with torch.no_grad():
             for x, y in test_loader:
+                x, y = x.to(device), y.to(device)
                 correct += float((model(x).argmax(1) == y).sum())
         acc = correct / len(data["y_test"])
     wall = time.perf_counter() - start
     return summary(len(data["y_train"]) * epochs, train_seconds, wall, acc)
 
 
-def run_plain(data: dict[str, torch.Tensor], epochs: int, seed: int) -> dict[str, Any]:
-    """In-memory batches, flushed denormals, channels-last, no per-batch host sync."""
+def run_plain(
+    data: dict[str, torch.Tensor], epochs: int, seed: int, device: str = "cpu"
+) -> dict[str, Any]:
+    """Batches from memory on the device, no per-batch host sync; on a CPU denormals
+    flushed and channels-last."""
     torch.set_flush_denormal(True)
-    model = fresh_model(seed).to(memory_format=torch.channels_last)
+    layout = torch.channels_last if device == "cpu" else torch.contiguous_format
+    model = fresh_model(seed).to(device, memory_format=layout)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    x_all, y_all = data["x_train"], data["y_train"]
+    x_all, y_all = data["x_train"].to(device), data["y_train"].to(device)
     generator = torch.Generator().manual_seed(seed)
     train_seconds, start = 0.0, time.perf_counter()
     for _ in range(epochs):
         model.train()
         t = time.perf_counter()
-        order = torch.randperm(len(y_all), generator=generator)
-        loss_sum = torch.zeros(())
+        order = torch.randperm(len(y_all), generator=generator).to(device)
+        loss_sum = torch.zeros((), device=device)
         for i in range(0, len(order), BATCH):
             index = order[i : i + BATCH]
-            x = x_all[index].contiguous(memory_format=torch.channels_last)
+            x = x_all[index].contiguous(memory_format=layout)
             loss = F.cross_entropy(model(x), y_all[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -101,19 +111,22 @@ def run_plain(data: dict[str, torch.Tensor], epochs: int, seed: int) -> dict[str
             loss_sum += loss.detach()
         loss_sum.item()
         train_seconds += time.perf_counter() - t
-        acc = test_accuracy(model, data["x_test"], data["y_test"])
+        acc = test_accuracy(model, data["x_test"].to(device), data["y_test"].to(device))
     wall = time.perf_counter() - start
     return summary(len(y_all) * epochs, train_seconds, wall, acc)
 
 
-def run_cnnlab(epochs: int, seed: int, data_dir: str | None) -> dict[str, Any]:
+def run_cnnlab(
+    epochs: int, seed: int, data_dir: str | None, device: str = "cpu"
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = train(TrainConfig(epochs=epochs, seed=seed, device="cpu", data_dir=data_dir,
+        result = train(TrainConfig(epochs=epochs, seed=seed, device=device, data_dir=data_dir,
                                    out_dir=str(Path(tmp) / "run"), quiet=True))  # fmt: skip
         wall = time.perf_counter() - start
     train_seconds = 60_000 * epochs / result.examples_per_sec
-    return summary(60_000 * epochs, train_seconds, wall, result.final["test_acc"])
+    row = summary(60_000 * epochs, train_seconds, wall, result.final["test_acc"])
+    return {**row, "capture_seconds": round(result.capture_seconds, 3)} if device != "cpu" else row
 
 
 def summary(examples: int, train_seconds: float, wall: float, acc: float) -> dict[str, Any]:
@@ -125,7 +138,7 @@ def summary(examples: int, train_seconds: float, wall: float, acc: float) -> dic
     }
 
 
-def main() -> None:
+def main(device: str = "cpu") -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="1 epoch per variant")
@@ -150,16 +163,19 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name in variants:
         if name == "book":
-            results[name] = run_book(data, epochs, args.seed)
+            results[name] = run_book(data, epochs, args.seed, device)
         elif name == "plain":
-            results[name] = run_plain(data, epochs, args.seed)
+            results[name] = run_plain(data, epochs, args.seed, device)
         else:
-            results[name] = run_cnnlab(epochs, args.seed, args.data_dir)
+            results[name] = run_cnnlab(epochs, args.seed, args.data_dir, device)
     report: dict[str, Any] = {
-        "benchmark": "cpu_speed", "epochs": epochs, "seed": args.seed,
+        "benchmark": f"{device}_speed", "epochs": epochs, "seed": args.seed,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "results": results,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }  # fmt: skip
+    if device == "cuda":
+        report["gpu"] = torch.cuda.get_device_name()
+    report["results"] = results
     if "cnnlab" in results:
         c = results["cnnlab"]["examples_per_sec_train"]
         for base in ("book", "plain"):

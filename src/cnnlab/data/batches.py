@@ -59,6 +59,18 @@ class Batches:
         Starts at batch ``start`` (to resume mid-epoch). With ``world`` > 1, yields this
         ``rank``'s share of each global batch: every ``world``-th example of it.
         """
+        for index in self.indices(epoch, start, rank, world):
+            yield self.gather(index)
+
+    def gather(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The examples ``index``, scaled to [0, 1] on the device as the book's ToTensor."""
+        x = self.images[index].unsqueeze(1).float().div_(255)  # (b, 1, H, W)
+        return x, self.labels[index]
+
+    def indices(
+        self, epoch: int = 0, start: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[torch.Tensor]:
+        """The example indices of each batch that ``epoch`` yields, on the device."""
         n = self.num_examples
         order = epoch_order(n, self.seed, epoch, self.images.device) if self.shuffle else None
         for first in range(start * self.batch_size, n, self.batch_size):
@@ -68,9 +80,7 @@ class Batches:
                 )
             else:
                 index = order[first : first + self.batch_size]
-            index = index[rank::world]
-            x = self.images[index].unsqueeze(1).float().div_(255)  # (b, 1, H, W)
-            yield x, self.labels[index]
+            yield index[rank::world]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch(0)

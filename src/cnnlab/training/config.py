@@ -49,6 +49,10 @@ class TrainConfig:
     max_restarts: int = _opt(
         0, "with --nproc: times torchrun restarts failed workers; they resume from a checkpoint"
     )
+    fast: bool = _opt(
+        True, "on CUDA, replay each training step as one captured CUDA graph (one process); "
+        "--no-fast runs the plain eager loop"
+    )
     quiet: bool = _opt(False, "no progress bar and no per-epoch lines; summary lines still print")
 
     def __post_init__(self) -> None:

@@ -38,6 +38,7 @@ from cnnlab.training.checkpoint import (
     write_json,
 )
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.cuda_graph import GraphedStep
 from cnnlab.training.distributed import (
     World,
     all_sum,
@@ -90,6 +91,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     examples_per_sec: float = 0.0
     device: str = "cpu"
+    capture_seconds: float = 0.0  # recording the CUDA graph, not counted as training
 
     @property
     def final(self) -> dict[str, Any]:
@@ -214,20 +216,50 @@ class Run:
         self.train_batches = Batches(train_set, config.batch_size, self.device, True, config.seed)
         self.test_batches = Batches(test_set, EVAL_BATCH, self.device)
         self.live = LiveCurves() if world.is_main and not config.quiet and in_notebook() else None
+        # On CUDA, full batches replay the step from a captured graph (one process).
+        self.use_graph = (
+            config.fast and self.device.type == "cuda" and not world.distributed
+            and self.train_batches.num_examples >= config.batch_size
+        )  # fmt: skip
+        self.graphed: GraphedStep | None = None
+        self.capture_seconds = 0.0
 
     # -- verbs ------------------------------------------------------------------------
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, global_count: int) -> torch.Tensor:
-        """One SGD step; returns this process's summed loss (a device tensor)."""
+    def sgd_step(
+        self, x: torch.Tensor, y: torch.Tensor, scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step on (x, y); returns (summed loss, number correct) as device tensors."""
         logits = self.net(x)  # (b, classes)
         loss_sum = F.cross_entropy(logits, y, reduction="sum")
-        # The mean over the global batch; DDP averages gradients over the world, so scale.
-        loss = loss_sum * (self.world.size / global_count)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
+        (loss_sum * scale).backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
-        self.state.correct += (logits.argmax(dim=1) == y).sum()
-        return loss_sum.detach()
+        return loss_sum.detach(), (logits.argmax(dim=1) == y).sum()
+
+    def train_step(self, index: torch.Tensor, global_count: int) -> torch.Tensor:
+        """One SGD step on the examples ``index``; returns this process's summed loss."""
+        # The mean over the global batch; DDP averages gradients over the world, so scale.
+        scale = self.world.size / global_count
+        if self.graphed is not None and global_count == self.config.batch_size:
+            loss_sum, correct = self.graphed(index)
+        else:  # the eager step, and the last, smaller batch of an epoch
+            loss_sum, correct = self.sgd_step(*self.train_batches.gather(index), scale)
+        self.state.correct += correct
+        return loss_sum
+
+    def capture(self) -> None:
+        """Record the full-batch step as a CUDA graph (timed apart from training)."""
+        start = time.perf_counter()
+        scale = 1 / self.config.batch_size
+        self.graphed = GraphedStep(
+            lambda i: self.sgd_step(*self.train_batches.gather(i), scale),
+            self.config.batch_size, self.device, self.model, self.optimizer,
+        )  # fmt: skip
+        torch.cuda.synchronize(self.device)
+        self.capture_seconds = time.perf_counter() - start
+        if not self.config.quiet:
+            log.info("captured the training step as a CUDA graph in %.2f s", self.capture_seconds)
 
     def global_sums(self) -> tuple[float, float, int]:
         """(loss sum, correct, seen) of the epoch so far, over all ranks."""
@@ -242,19 +274,21 @@ class Run:
         num_batches = len(self.train_batches)
         every = max(1, num_batches // POINTS_PER_EPOCH)  # the book divides by zero below 5
         check_every = 1 if self.device.type == "cpu" else every  # reading a CPU value is free
+        if self.use_graph and self.graphed is None:
+            self.capture()
         start = time.perf_counter()
-        batches = self.train_batches.epoch(
+        batches = self.train_batches.indices(
             epoch, self.state.batch, self.world.rank, self.world.size
         )
         with tqdm(total=num_batches, initial=self.state.batch, desc=f"epoch {epoch + 1}",
                   disable=not progress, leave=False) as bar:  # fmt: skip
             done = 0  # examples trained by all ranks in this call, for the bar's rate
-            for i, (x, y) in enumerate(batches, start=self.state.batch):
+            for i, index in enumerate(batches, start=self.state.batch):
                 global_count = min(self.config.batch_size, n - i * self.config.batch_size)
                 done += global_count
-                batch_loss = self.train_step(x, y, global_count)
+                batch_loss = self.train_step(index, global_count)
                 self.state.loss_sum += batch_loss
-                self.state.seen += len(y)
+                self.state.seen += len(index)
                 self.state.batch, self.state.step = i + 1, self.state.step + 1
                 bar.update()
                 if (i + 1) % check_every == 0 and not torch.isfinite(batch_loss):
@@ -436,7 +470,8 @@ def _train(config: TrainConfig, world: World) -> TrainResult:
     run.save_outputs()
     history = run.state.history
     examples = run.train_batches.num_examples * len(history)
-    result = TrainResult(run_dir, history, examples / run.state.train_seconds, str(run.device))
+    result = TrainResult(run_dir, history, examples / run.state.train_seconds, str(run.device),
+                         run.capture_seconds)  # fmt: skip
     if world.is_main:
         final = result.final
         log.info(
