@@ -17,6 +17,28 @@ def test_lenet_is_the_books() -> None:
     assert sum(r.macs for r in rows) == 416_520
 
 
+# Every registered model and its parameter count, as the README documents them.
+PARAMETERS = {"lenet": 61_706, "lenet-max": 61_706, "lenet-relu": 61_706,
+              "lenet-relu-max": 61_706, "lenet-bn": 62_158}  # fmt: skip
+
+
+def test_parameter_counts_are_documented() -> None:
+    assert sorted(PARAMETERS) == list_models()
+    for name, count in PARAMETERS.items():
+        assert sum(p.numel() for p in create_model(name).parameters()) == count, name
+
+
+def test_the_family_covers_the_exercise() -> None:
+    model = create_model("lenet", kernel=3, channels=(16, 32, 64), dense=(64,), dropout=0.2,
+                         activation="relu", pool="max", batch_norm=True)  # fmt: skip
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model) == 3
+    with pytest.raises(ConfigError, match="3 conv blocks with kernel 5 shrink a 28x28 image"):
+        create_model("lenet", channels=(6, 16, 32))
+    with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\), got 1.5"):
+        create_model("lenet", dropout=1.5)
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_trains(name: str) -> None:
     torch.manual_seed(0)
