@@ -93,6 +93,24 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
     resume_and_compare(run, reference)
 
 
+def test_sigkill_and_resume_with_momentum_a_schedule_and_smoothing(
+    data: Path, tmp_path: Path
+) -> None:
+    """Optimizer state and the learning-rate schedule come back from the checkpoint too."""
+    args = [*ARGS, "--optimizer", "nesterov", "--schedule", "onecycle", "--weight-decay",
+            "5e-4", "--label-smoothing", "0.1", "--model-options", "dropout=0.2"]  # fmt: skip
+    reference = tmp_path / "reference"
+    code, _, err = finish(cnnlab(*args, "--data-dir", str(data), "--out-dir", str(reference)))
+    assert code == 0, err
+    run = tmp_path / "run"
+    process = cnnlab(*args, "--data-dir", str(data), "--out-dir", str(run))
+    wait_for_checkpoint(run, process)
+    time.sleep(random.uniform(0, 1.0))
+    process.send_signal(signal.SIGKILL)
+    finish(process)
+    resume_and_compare(run, reference)
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_checkpoints_and_resumes(
     data: Path, reference: Path, tmp_path: Path, signum: int, code: int

@@ -1,4 +1,5 @@
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from cnnlab.data import datasets as ds
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.training import TrainConfig, load_model, train
+from cnnlab.training.trainer import make_scheduler
 
 TIMING = ("elapsed", "examples_per_sec", "train_seconds")  # differ run to run
 
@@ -83,6 +85,12 @@ def test_refuses_an_unwritable_place(tiny_dataset: tuple[ds.Dataset, Path], tmp_
         ("lr", 0.0, "lr must be a positive number, got 0.0"),
         ("seed", -3, "seed must be a non-negative integer, got -3"),
         ("device", "tpu", "device must be one of auto, cpu, cuda, mps, got 'tpu'"),
+        ("optimizer", "lbfgs", "optimizer must be one of sgd, momentum, nesterov, adamw"),
+        ("schedule", "step", "schedule must be one of constant, cosine, onecycle, got 'step'"),
+        ("init", "zeros", "init must be one of xavier, kaiming, default, got 'zeros'"),
+        ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
+        ("momentum", -0.1, r"momentum must be in \[0, 1\), got -0.1"),
+        ("weight_decay", -1, "weight_decay must be >= 0, got -1"),
     ],
 )
 def test_config_validation(field: str, value: object, message: str) -> None:
@@ -131,3 +139,43 @@ def test_scratch_backend_trains_like_torch(
     model, meta = load_model(ours.run_dir)
     assert meta["model_options"]["backend"] == "scratch"
     assert type(model[0]).__module__ == "cnnlab.layers.conv"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"optimizer": "momentum", "schedule": "cosine", "weight_decay": 5e-4},
+     {"optimizer": "nesterov", "schedule": "onecycle", "label_smoothing": 0.1},
+     {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "init": "kaiming",
+      "model": "lenet-relu-max", "model_options": "kernel=3 channels=8,16 dense=32 dropout=0.1"}],
+)  # fmt: skip
+def test_training_options(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, options: dict[str, object]
+) -> None:
+    _, directory = tiny_dataset
+    result = train(tiny_config(tmp_path, directory, **options))
+    assert all(math.isfinite(r["train_loss"]) for r in result.history)
+    model, meta = load_model(result.run_dir)  # the options travel with the weights
+    assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    if "model_options" in options:
+        assert meta["model_options"]["channels"] == [8, 16]
+
+
+def test_schedules() -> None:
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    cosine = make_scheduler(optimizer, "cosine", 100)
+    assert cosine is not None and cosine.lr_lambdas[0](0) == 1.0
+    assert cosine.lr_lambdas[0](100) == pytest.approx(0.0)
+    onecycle = make_scheduler(optimizer, "onecycle", 100)
+    assert onecycle is not None
+    factors = [onecycle.lr_lambdas[0](s) for s in range(100)]
+    assert factors[0] == pytest.approx(1 / 25) and factors[24] == 1.0 and factors[99] < 0.01
+    assert make_scheduler(optimizer, "constant", 100) is None
+
+
+def test_bad_model_options(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
+    _, directory = tiny_dataset
+    with pytest.raises(ConfigError, match="bad model option 'width=3'"):
+        train(tiny_config(tmp_path, directory, model_options="width=3"))
+    with pytest.raises(ConfigError, match="model option kernel takes a value like 5, got 'big'"):
+        train(tiny_config(tmp_path, directory, model_options="kernel=big"))
+    assert not (tmp_path / "run").exists()  # refused before anything was written

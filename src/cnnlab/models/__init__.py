@@ -2,7 +2,13 @@
 
 from cnnlab.models import lenet as _lenet  # noqa: F401  (registers the LeNet family)
 from cnnlab.models.lenet import init_weights
-from cnnlab.models.registry import create_model, list_models, model_options, register_model
+from cnnlab.models.registry import (
+    create_model,
+    list_models,
+    model_options,
+    parse_options,
+    register_model,
+)
 from cnnlab.models.summary import format_summary, summarize
 
 __all__ = [
@@ -11,6 +17,7 @@ __all__ = [
     "init_weights",
     "list_models",
     "model_options",
+    "parse_options",
     "register_model",
     "summarize",
 ]

@@ -87,14 +87,19 @@ register_model("lenet-relu-max")(partial(lenet, activation="relu", pool="max"))
 register_model("lenet-bn")(partial(lenet, batch_norm=True))
 
 
-INITS = ("xavier", "default")
+INITS = ("xavier", "kaiming", "default")
 
 
 def init_weights(model: nn.Module, scheme: str = "xavier") -> None:
-    """Initialise conv and linear weights: ``xavier`` uniform (the book's) or ``default``."""
+    """Initialise conv and linear weights: ``xavier`` uniform (the book's), ``kaiming``
+    uniform (for ReLU networks) or ``default`` (torch's, left as built)."""
     if scheme not in INITS:
         raise ConfigError(f"unknown init {scheme!r}; choose one of: {', '.join(INITS)}")
-    if scheme == "xavier":
-        for module in model.modules():
-            if isinstance(module, (nn.Linear, *layers.CONV_TYPES)):
+    if scheme == "default":
+        return
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, *layers.CONV_TYPES)):
+            if scheme == "xavier":
                 nn.init.xavier_uniform_(module.weight)
+            else:
+                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")

@@ -41,6 +41,40 @@ def model_options(name: str) -> dict[str, Any]:
     }
 
 
+def parse_options(name: str, text: str) -> dict[str, Any]:
+    """Options of model ``name`` from ``KEY=VALUE`` words, typed by their defaults.
+
+    >>> parse_options("lenet", "kernel=3 channels=16,32 batch_norm=true")
+    {'kernel': 3, 'channels': (16, 32), 'batch_norm': True}
+    """
+    defaults = model_options(name)
+    options: dict[str, Any] = {}
+    for word in text.split():
+        key, sep, value = word.partition("=")
+        if not sep or key not in defaults or key in ("num_classes", "backend"):
+            settable = [k for k in defaults if k not in ("num_classes", "backend")]
+            raise ConfigError(
+                f"bad model option {word!r}: write KEY=VALUE with KEY one of "
+                f"{', '.join(settable)} (num_classes comes from the dataset, backend from "
+                "--backend)"
+            )
+        default = defaults[key]
+        try:
+            if isinstance(default, bool):
+                options[key] = {"true": True, "false": False}[value.lower()]
+            elif isinstance(default, tuple):
+                options[key] = tuple(int(v) for v in value.split(","))
+            elif isinstance(default, int | float):
+                options[key] = type(default)(value)
+            else:
+                options[key] = value
+        except (KeyError, ValueError):
+            raise ConfigError(
+                f"model option {key} takes a value like {default!r}, got {value!r}"
+            ) from None
+    return options
+
+
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build the registered model ``name``, with keyword ``overrides`` of its options.
 

@@ -137,6 +137,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: TrainState,
     config: dict[str, Any],
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> None:
     """Write model, optimizer, RNG and loop state to ``run_dir/checkpoint.safetensors``.
 
@@ -165,6 +166,7 @@ def save_checkpoint(
         "epoch": state.epoch, "batch": state.batch, "step": state.step, "seen": state.seen,
         "train_seconds": state.train_seconds, "points": state.points, "history": state.history,
         "param_groups": optim["param_groups"],
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "optim_scalars": {
             str(i): {k: v for k, v in slots.items() if not isinstance(v, torch.Tensor)}
             for i, slots in optim["state"].items()
@@ -211,9 +213,10 @@ def read_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 
 
 def load_checkpoint(
-    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
-) -> TrainState:
-    """Restore model, optimizer and RNGs from ``run_dir``; return the loop state."""
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> TrainState:  # fmt: skip
+    """Restore model, optimizer, schedule and RNGs from ``run_dir``; return the loop state."""
     tensors, meta = read_checkpoint(run_dir)
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
@@ -233,6 +236,8 @@ def load_checkpoint(
         optimizer.load_state_dict({"state": optim_state, "param_groups": meta["param_groups"]})
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{run_dir / CHECKPOINT}: optimizer state does not fit: {e}") from e
+    if scheduler is not None and meta.get("scheduler"):
+        scheduler.load_state_dict(meta["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available():

@@ -6,9 +6,12 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from cnnlab.errors import ConfigError
+from cnnlab.models.lenet import INITS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKENDS = ("torch", "scratch")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -32,8 +35,21 @@ class TrainConfig:
     )
     epochs: int = _opt(10, "passes over the training set")
     batch_size: int = _opt(256, "examples per SGD step")
-    lr: float = _opt(0.9, "SGD learning rate (no momentum, no weight decay)")
-    init: str = _opt("xavier", "weight init of conv and linear layers: xavier (book) or default")
+    lr: float = _opt(0.9, "learning rate (the peak one with --schedule onecycle)")
+    optimizer: str = _opt("sgd", "sgd (the book's, plain), momentum, nesterov or adamw")
+    momentum: float = _opt(0.9, "momentum of --optimizer momentum and nesterov")
+    weight_decay: float = _opt(0.0, "weight decay (L2 for sgd, decoupled for adamw)")
+    schedule: str = _opt(
+        "constant", "learning rate per step: constant (book), cosine (down to 0), onecycle "
+        "(linear warm-up over the first 25%% of steps, then cosine down)"
+    )
+    label_smoothing: float = _opt(0.0, "cross-entropy label smoothing, in [0, 1)")
+    init: str = _opt(
+        "xavier", "weight init of conv and linear layers: xavier (book), kaiming or default"
+    )
+    model_options: str = _opt(
+        "", "options of --model as KEY=VALUE, space separated: 'kernel=3 channels=16,32'"
+    )
     seed: int = _opt(0, "seed of the initial weights and of the per-epoch shuffle")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps")
     out_dir: str | None = _opt(
@@ -68,8 +84,18 @@ class TrainConfig:
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        for name, choices in (("backend", BACKENDS), ("optimizer", OPTIMIZERS),
+                              ("schedule", SCHEDULES), ("init", INITS)):  # fmt: skip
+            if getattr(self, name) not in choices:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
+                )
+        for name in ("momentum", "label_smoothing"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        if not isinstance(self.weight_decay, int | float) or self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 

@@ -27,7 +27,7 @@ from cnnlab.data import Batches, get_dataset, load_dataset
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.logs import ensure_logging, log
-from cnnlab.models import create_model, init_weights
+from cnnlab.models import create_model, init_weights, parse_options
 from cnnlab.training.checkpoint import (
     CHECKPOINT,
     TrainState,
@@ -179,6 +179,32 @@ class StopOnSignal:
             signal.signal(sig, handler)
 
 
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``config`` names, over ``model``'s parameters."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    momentum = config.momentum if config.optimizer in ("momentum", "nesterov") else 0.0
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=momentum,
+                           nesterov=config.optimizer == "nesterov",
+                           weight_decay=config.weight_decay)  # fmt: skip
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, steps: int
+) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """A per-step learning-rate factor over ``steps`` optimizer steps (None: constant)."""
+    if schedule == "constant":
+        return None
+    warm = max(1, steps // 4) if schedule == "onecycle" else 0
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 class Run:
     """One training run: the objects it needs and the verbs that move it forward."""
 
@@ -191,7 +217,10 @@ class Run:
         self.input_shape = [1, *train_set.images.shape[1:]]
 
         torch.manual_seed(config.seed)
-        self.model_options = {"num_classes": len(self.dataset.classes), "backend": config.backend}
+        self.model_options = {
+            **parse_options(config.model, config.model_options),
+            "num_classes": len(self.dataset.classes), "backend": config.backend,
+        }  # fmt: skip
         self.model = create_model(config.model, **self.model_options)
         init_weights(self.model, config.init)
         if self.device.type == "cpu":
@@ -199,10 +228,12 @@ class Run:
             # faster in channels-last (see the README's speed section).
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model.to(self.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr)
+        self.optimizer = make_optimizer(self.model, config)
+        steps = config.epochs * -(-len(train_set.labels) // config.batch_size)
+        self.scheduler = make_scheduler(self.optimizer, config.schedule, steps)
         self.state = TrainState()
         if resume:
-            self.state = load_checkpoint(run_dir, self.model, self.optimizer)
+            self.state = load_checkpoint(run_dir, self.model, self.optimizer, self.scheduler)
             if not world.is_main:  # rank 0 carries the epoch's partial sums for everyone
                 self.state.loss_sum.zero_()
                 self.state.correct.zero_()
@@ -216,10 +247,13 @@ class Run:
         self.train_batches = Batches(train_set, config.batch_size, self.device, True, config.seed)
         self.test_batches = Batches(test_set, EVAL_BATCH, self.device)
         self.live = LiveCurves() if world.is_main and not config.quiet and in_notebook() else None
-        # On CUDA, full batches replay the step from a captured graph (one process).
+        # On CUDA, full batches replay the step from a captured graph (one process). The
+        # graph bakes in the learning rate and needs the optimizer's state to exist before
+        # capture: plain SGD at a constant rate, the book's recipe.
         self.use_graph = (
             config.fast and self.device.type == "cuda" and not world.distributed
             and self.train_batches.num_examples >= config.batch_size
+            and config.optimizer == "sgd" and config.schedule == "constant"
         )  # fmt: skip
         self.graphed: GraphedStep | None = None
         self.capture_seconds = 0.0
@@ -229,9 +263,11 @@ class Run:
     def sgd_step(
         self, x: torch.Tensor, y: torch.Tensor, scale: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step on (x, y); returns (summed loss, number correct) as device tensors."""
+        """One optimizer step on (x, y); returns (summed loss, number correct), on the device."""
         logits = self.net(x)  # (b, classes)
-        loss_sum = F.cross_entropy(logits, y, reduction="sum")
+        loss_sum = F.cross_entropy(
+            logits, y, reduction="sum", label_smoothing=self.config.label_smoothing
+        )
         self.optimizer.zero_grad(set_to_none=True)
         (loss_sum * scale).backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
@@ -246,6 +282,8 @@ class Run:
         else:  # the eager step, and the last, smaller batch of an epoch
             loss_sum, correct = self.sgd_step(*self.train_batches.gather(index), scale)
         self.state.correct += correct
+        if self.scheduler is not None:
+            self.scheduler.step()
         return loss_sum
 
     def capture(self) -> None:
@@ -360,7 +398,8 @@ class Run:
             self.state, loss_sum=loss, correct=correct, seen=int(seen.item()),
             train_seconds=self.state.train_seconds + extra_seconds,
         )  # fmt: skip
-        save_checkpoint(self.run_dir, self.model, self.optimizer, state, self.config.to_dict())
+        save_checkpoint(self.run_dir, self.model, self.optimizer, state, self.config.to_dict(),
+                        self.scheduler)  # fmt: skip
 
     @property
     def loss_limit(self) -> float:
