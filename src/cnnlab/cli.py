@@ -1,4 +1,5 @@
-"""The ``cnnlab`` command: train, eval, predict, viz, report, summary, shape, demo, data."""
+"""The ``cnnlab`` command: train, eval, predict, viz, report, summary, shape, demo, sweep,
+data."""
 
 from __future__ import annotations
 
@@ -45,24 +46,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         # Start torchrun; the run directory is fixed here so restarted workers find it.
         if not config.resume and not config.out_dir:
             config.out_dir = str(default_run_dir(config.model))
-        return launch(_train_flags(config), config.nproc, config.max_restarts)
+        return launch(config.to_flags(("nproc", "max_restarts")), config.nproc, config.max_restarts)
     train(config)
     return 0
 
 
-def _train_flags(config: Any) -> list[str]:
-    """``config`` as `cnnlab train` flags, less the launcher's own."""
-    flags: list[str] = []
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.name in ("nproc", "max_restarts") or value == f.default:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + flag[2:])
-        else:
-            flags += [flag, str(value)]
-    return flags
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -200,6 +188,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from cnnlab.sweep import markdown_table, sweep
+
+    rows = sweep(args.file, args.out_dir, args.jobs)
+    print(markdown_table(rows), end="")
+    return 1 if any("error" in r for r in rows) else 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from cnnlab.data import download, get_dataset
     from cnnlab.data.datasets import candidate_dirs, find_file, missing_files, read_verified
@@ -332,6 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", action="append", default=[],
                    help="a layer: conv|pool,k=K[,s=S][,p=P][,d=D] (repeatable)")  # fmt: skip
     p.set_defaults(func=cmd_shape)
+
+    p = sub.add_parser("sweep", help="train several variants and compare them in one table")
+    p.add_argument("file", type=Path, help="TOML file of runs ([base], [[run]], [grid])")
+    p.add_argument("--out-dir", type=Path,
+                   help="where the runs and table go (default: runs/sweep-FILE-TIME)")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (default: %(default)s)")
+    p.set_defaults(func=cmd_sweep)
 
     from cnnlab.demos import DEMOS, TARGETS
 

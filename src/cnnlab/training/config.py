@@ -102,6 +102,24 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_flags(self, leave_out: tuple[str, ...] = ()) -> list[str]:
+        """The ``cnnlab train`` flags that give this config (those off their defaults).
+
+        >>> TrainConfig(lr=0.1, fast=False).to_flags()
+        ['--lr', '0.1', '--no-fast']
+        """
+        flags = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value == f.default or f.name in leave_out:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                flags.append(flag if value else "--no-" + flag[2:])
+            else:
+                flags += [flag, str(value)]
+        return flags
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
