@@ -127,8 +127,7 @@ def padding_stride() -> Demo:
         out = ops.conv2d(x, torch.rand(1, 1, *kernel), stride=stride, padding=padding)
         h, w = ops.trace((8, 8), [ops.Layer("conv", kernel, stride, padding)])[0].size
         lines.append(
-            f"8x8 input, {name}: conv2d gives {out.shape[2]}x{out.shape[3]}, "
-            f"the formula {h}x{w}"
+            f"8x8 input, {name}: conv2d gives {out.shape[2]}x{out.shape[3]}, the formula {h}x{w}"
         )
     return Demo("\n".join(lines))
 

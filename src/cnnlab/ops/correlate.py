@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from cnnlab.ops.shapes import conv_output_size
 
 Pair = int | tuple[int, int]
+Pair2 = tuple[int, int]
 
 
 def _pair(value: Pair, name: str) -> tuple[int, int]:
@@ -160,12 +161,52 @@ def conv2d(
     if min(sh, sw, dh, dw) < 1:
         raise ValueError(f"stride and dilation must be positive, got {stride!r} and {dilation!r}")
     xp = pad2d(x, padding)
-    o, c, kh, kw = weight.shape
-    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1  # a dilated window's extent
-    conv_output_size(xp.shape[2], kh, sh, 0, dh)  # raises a clear error if it does not fit
-    conv_output_size(xp.shape[3], kw, sw, 0, dw)
-    windows = xp.unfold(2, span_h, sh).unfold(3, span_w, sw)[..., ::dh, ::dw]
-    n, _, ho, wo = windows.shape[:4]  # windows: (N, C, H_out, W_out, kh, kw)
-    cols = windows.permute(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
+    o, _, kh, kw = weight.shape
+    cols: torch.Tensor = _Im2col.apply(xp, (kh, kw), (sh, sw), (dh, dw))  # type: ignore[no-untyped-call]
+    n, ho, wo = xp.shape[0], *_output_size(xp.shape, (kh, kw), (sh, sw), (dh, dw))
     out = (weight.reshape(o, -1) @ cols).view(o, n, ho, wo).permute(1, 0, 2, 3)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+def _output_size(shape: torch.Size, kernel: Pair2, stride: Pair2, dilation: Pair2) -> Pair2:
+    """(H_out, W_out) of an unpadded window over x of ``shape`` (N, C, H, W); raises a
+    clear error if the window does not fit."""
+    return (
+        conv_output_size(shape[2], kernel[0], stride[0], 0, dilation[0]),
+        conv_output_size(shape[3], kernel[1], stride[1], 0, dilation[1]),
+    )
+
+
+class _Im2col(torch.autograd.Function):
+    """The (C*kh*kw, N*H_out*W_out) matrix of every window of x (N, C, H, W), copied from a
+    strided view of x. Its backward (col2im) adds each kernel offset's rows of the gradient
+    back onto the pixels that offset read: kh*kw strided adds, several times faster than
+    autograd through the view (benchmarks/ops.py)."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, kernel: Pair2,
+        stride: Pair2, dilation: Pair2,
+    ) -> torch.Tensor:  # fmt: skip
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        ho, wo = _output_size(x.shape, kernel, stride, dilation)
+        span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1  # a dilated window's extent
+        windows = x.unfold(2, span_h, sh).unfold(3, span_w, sw)[..., ::dh, ::dw]
+        ctx.geometry = (x.shape, kernel, stride, dilation, ho, wo)  # type: ignore[attr-defined]
+        n, c = x.shape[:2]  # windows: (N, C, H_out, W_out, kh, kw)
+        return windows.permute(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None, None]:
+        shape, (kh, kw), (sh, sw), (dh, dw), ho, wo = ctx.geometry  # type: ignore[attr-defined]
+        n, c, h, w = shape
+        grad = grad.reshape(c, kh, kw, n, ho, wo)
+        out = grad.new_zeros(c, n, h, w)  # channels first: every slice below is a plain view
+        rows, cols = sh * (ho - 1) + 1, sw * (wo - 1) + 1  # extent of one offset's pixels
+        for a in range(kh):
+            for b in range(kw):
+                top, left = a * dh, b * dw
+                out[:, :, top : top + rows : sh, left : left + cols : sw] += grad[:, a, b]
+        return out.permute(1, 0, 2, 3), None, None, None
