@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.data import datasets as ds
+from cnnlab.training import TrainConfig
 
 
 def cnnlab(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -26,6 +28,10 @@ def test_help_and_summary() -> None:
     assert "train" in cnnlab("--help").stdout
     out = cnnlab("summary").stdout
     assert "61,706" in out and "416,520" in out and "16x5x5" in out
+    out = cnnlab("summary", "--model-options", "kernel=3 channels=8,16").stdout
+    assert "16x6x6" in out
+    out = cnnlab("models").stdout
+    assert "lenet-bn            62,158     416,520  lenet with batch_norm=True" in out
 
 
 def test_missing_data_names_the_fix(tmp_path: Path) -> None:
@@ -43,6 +49,18 @@ def test_bad_flag_values_are_clear() -> None:
     result = cnnlab("train", "--model", "resnet")
     assert result.returncode == 1 and "unknown model 'resnet'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "run.toml").write_text("lr = 0.1\nlearning_rate = 0.1\n")
+    result = cnnlab("train", "--config", str(tmp_path / "run.toml"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'run.toml'}: unknown config keys ['learning_rate']" in result.stderr
+    (tmp_path / "run.toml").write_text("lr = [")
+    result = cnnlab("train", "--config", str(tmp_path / "run.toml"))
+    assert result.returncode == 1 and "not a readable TOML file" in result.stderr
+    result = cnnlab("train", "--recipe", "fastest")
+    assert result.returncode == 2 and "invalid choice: 'fastest'" in result.stderr
 
 
 def test_verify_reports_corrupt_files(tmp_path: Path) -> None:
@@ -74,6 +92,19 @@ def test_train_eval_predict_in_process(
     assert main(["eval", str(run), "--data-dir", str(directory)]) == 0
     out = capsys.readouterr().out
     assert "test acc" in out and "class9" in out
+
+    # flags beat the config file, which beats the recipe, which beats the defaults
+    (tmp_path / "run.toml").write_text(
+        f'recipe = "best"\nepochs = 3\nbatch-size = 32\ndata_dir = "{directory}"\n'
+        'dataset = "tiny"\ndevice = "cpu"\nquiet = true\n'
+    )
+    assert main(["train", "--config", str(tmp_path / "run.toml"), "--epochs", "1",
+                 "--out-dir", str(tmp_path / "best")]) == 0  # fmt: skip
+    config = json.loads((tmp_path / "best" / "config.json").read_text())
+    best = TrainConfig.from_dict({"recipe": "best"})
+    assert (config["epochs"], config["batch_size"]) == (1, 32)
+    assert (config["model"], config["model_options"]) == (best.model, best.model_options)
+    capsys.readouterr()
 
     Image.fromarray(np.full((50, 40, 3), 200, np.uint8)).save(tmp_path / "photo.jpg")
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "digit.png")

@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from cnnlab.errors import DataError
+from cnnlab.training.metrics import class_probabilities
 
 
 def load_image(path: Path, size: tuple[int, int], invert: bool = False) -> torch.Tensor:
@@ -49,6 +50,6 @@ def predict_files(
             yield path, e
             continue
         with torch.inference_mode():
-            probs = model.eval()(x).softmax(dim=1)[0].cpu()
+            probs = class_probabilities(model.eval(), x, meta.get("tta", False))[0].cpu()
         values, indices = probs.topk(min(top, len(classes)))
         yield path, [(classes[i], float(v)) for v, i in zip(values, indices.tolist(), strict=True)]

@@ -61,7 +61,7 @@ class RunView:
         model, meta = load_model(run_dir)
         points, epochs = read_metrics(run_dir)
         _, test = load_dataset(meta["dataset"], data_dir)
-        probs = predict_proba(model, Batches(test, EVAL_BATCH)).numpy()
+        probs = predict_proba(model, Batches(test, EVAL_BATCH), meta.get("tta", False)).numpy()
         config = read_json(run_dir / "config.json")
         return cls(run_dir, config, points, epochs, model, meta, test, probs)
 

@@ -34,15 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.training import TrainConfig, load_model
 from cnnlab.training.checkpoint import read_metrics
+from cnnlab.training.config import load_toml
 from cnnlab.training.trainer import check_run_dir
 
 COLUMNS = ("run", "model", "parameters", "epochs", "wall_seconds", "train_acc", "test_acc")
@@ -56,12 +52,7 @@ class SweepRun:
 
 def load_sweep(path: Path) -> list[SweepRun]:
     """The runs that ``path`` describes, each config checked before anything runs."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file {path} not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable TOML file ({e})") from None
+    data = load_toml(path, "sweep file")
     unknown = sorted(set(data) - {"base", "run", "grid"})
     if unknown:
         raise ConfigError(f"{path}: unknown sections {unknown}; use [base], [[run]] and [grid]")

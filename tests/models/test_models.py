@@ -35,6 +35,10 @@ def test_the_family_covers_the_exercise() -> None:
     assert sum(isinstance(m, torch.nn.Conv2d) for m in model) == 3
     with pytest.raises(ConfigError, match="3 conv blocks with kernel 5 shrink a 28x28 image"):
         create_model("lenet", channels=(6, 16, 32))
+    padded = summarize(create_model("lenet", channels=(6, 16, 32), pad_all=True))
+    assert [r.output_shape for r in padded if r.name == "Conv2d"] == [
+        (6, 28, 28), (16, 14, 14), (32, 7, 7)
+    ]  # fmt: skip
     with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\), got 1.5"):
         create_model("lenet", dropout=1.5)
 

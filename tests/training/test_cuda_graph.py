@@ -33,11 +33,11 @@ def test_graph_equals_eager(
     for a, b in zip(graphed.history, eager.history, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["test_acc"] == b["test_acc"]
-    weights_g, weights_e = load_file(tmp_path / "g/model.safetensors"), load_file(
-        tmp_path / "e/model.safetensors"
+    weights_g, weights_e = (
+        load_file(tmp_path / "g/model.safetensors"),
+        load_file(tmp_path / "e/model.safetensors"),
     )
     for key, value in weights_e.items():
         torch.testing.assert_close(weights_g[key], value, rtol=1e-5, atol=1e-6)
     config = json.loads((tmp_path / "g/config.json").read_text())
     assert config["environment"]["device"].startswith("cuda")
-

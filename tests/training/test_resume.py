@@ -93,12 +93,14 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
     resume_and_compare(run, reference)
 
 
-def test_sigkill_and_resume_with_momentum_a_schedule_and_smoothing(
+def test_sigkill_and_resume_with_momentum_a_schedule_smoothing_and_augmentation(
     data: Path, tmp_path: Path
 ) -> None:
-    """Optimizer state and the learning-rate schedule come back from the checkpoint too."""
+    """Optimizer state, the learning-rate schedule and the augmentation's random draws come
+    back from the checkpoint too."""
     args = [*ARGS, "--optimizer", "nesterov", "--schedule", "onecycle", "--weight-decay",
-            "5e-4", "--label-smoothing", "0.1", "--model-options", "dropout=0.2"]  # fmt: skip
+            "5e-4", "--label-smoothing", "0.1", "--model-options", "dropout=0.2",
+            "--augment", "crop,flip,erase", "--val-size", "100", "--tta"]  # fmt: skip
     reference = tmp_path / "reference"
     code, _, err = finish(cnnlab(*args, "--data-dir", str(data), "--out-dir", str(reference)))
     assert code == 0, err

@@ -91,6 +91,8 @@ def test_refuses_an_unwritable_place(tiny_dataset: tuple[ds.Dataset, Path], tmp_
         ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
         ("momentum", -0.1, r"momentum must be in \[0, 1\), got -0.1"),
         ("weight_decay", -1, "weight_decay must be >= 0, got -1"),
+        ("val_size", -1, "val_size must be a non-negative integer, got -1"),
+        ("augment", "crop,rotate", "unknown augmentation rotate; choose from crop, flip, erase"),
     ],
 )
 def test_config_validation(field: str, value: object, message: str) -> None:
@@ -158,6 +160,31 @@ def test_training_options(
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     if "model_options" in options:
         assert meta["model_options"]["channels"] == [8, 16]
+
+
+def test_augmentation_validation_split_and_tta(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
+) -> None:
+    _, directory = tiny_dataset
+    options = {"augment": "crop,flip,erase", "val_size": 16, "tta": True}
+    a = train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / "a"), **options))
+    b = train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / "b"), **options))
+    plain = train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / "c"), val_size=16))
+    assert all(0 <= r["val_acc"] <= 1 for r in a.history)
+    assert a.final["train_loss"] == b.final["train_loss"]  # augmentation follows the seed
+    assert a.final["train_loss"] != plain.final["train_loss"]
+    points = [json.loads(line) for line in (a.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["type"] == "point" for r in points) == 10  # 80 examples left: 5 batches
+    assert load_model(a.run_dir)[1]["tta"] is True  # eval, predict and report use it too
+
+
+def test_recipes_fill_in_what_is_not_given() -> None:
+    best = TrainConfig.from_dict({"recipe": "best"})
+    assert best != TrainConfig() and best.model_options
+    assert TrainConfig.from_dict({"recipe": "best", "epochs": 2}).epochs == 2
+    assert TrainConfig.from_dict({"recipe": "book"}) == TrainConfig()
+    with pytest.raises(ConfigError, match="unknown recipe 'fast'; choose one of: book, best"):
+        TrainConfig.from_dict({"recipe": "fast"})
 
 
 def test_schedules() -> None:

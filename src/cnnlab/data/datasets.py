@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.idx import check_images_labels, parse_idx, read_bytes
-from cnnlab.errors import DataError
+from cnnlab.errors import ConfigError, DataError
 
 SPLITS = ("train", "test")
+VALIDATION_SEED = 0  # fixes which training examples a validation split holds out
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,26 @@ class ImageSet:
 
     images: np.ndarray
     labels: np.ndarray
+
+    def split_validation(self, size: int) -> tuple[ImageSet, ImageSet]:
+        """(rest, held out): ``size`` examples held out for validation, the same ones in
+        every run (a fixed permutation, whatever the run's seed), both in file order.
+
+        >>> s = ImageSet(np.zeros((10, 2, 2), np.uint8), np.arange(10, dtype=np.uint8))
+        >>> [len(part.labels) for part in s.split_validation(3)]
+        [7, 3]
+        """
+        n = len(self.labels)
+        if not 0 < size < n:
+            raise ConfigError(
+                f"a validation split needs 0 < size < {n} (the training set's size), got {size}"
+            )
+        order = np.random.default_rng(VALIDATION_SEED).permutation(n)
+        rest, held = np.sort(order[size:]), np.sort(order[:size])
+        return (
+            ImageSet(self.images[rest], self.labels[rest]),
+            ImageSet(self.images[held], self.labels[held]),
+        )
 
 
 def load_dataset(

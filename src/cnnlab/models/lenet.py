@@ -31,15 +31,15 @@ def _choice(kind: str, value: str, table: dict[str, Any]) -> Any:
 def lenet(
     activation: str = "sigmoid", pool: str = "avg", num_classes: int = 10, backend: str = "torch",
     kernel: int = 5, channels: tuple[int, ...] = (6, 16), dense: tuple[int, ...] = (120, 84),
-    batch_norm: bool = False, dropout: float = 0.0,
+    batch_norm: bool = False, dropout: float = 0.0, pad_all: bool = False,
 ) -> nn.Sequential:  # fmt: skip
     """LeNet for 1x28x28 inputs; the defaults are the book's network.
 
     Book shapes: 1x28x28 -> 6x28x28 -> 6x14x14 -> 16x10x10 -> 16x5x5 -> 400 -> 120 -> 84 ->
     classes. The options cover the chapter's exercise: activation, pooling kind, kernel size,
-    conv blocks (one per entry of ``channels``; the first pads to keep its size), dense
-    widths, batch normalisation after each conv and hidden dense layer (as the book's
-    batch-norm chapter places it), dropout after each hidden dense layer.
+    conv blocks (one per entry of ``channels``; the first pads to keep its size, every one
+    with ``pad_all``), dense widths, batch normalisation after each conv and hidden dense
+    layer (as the book's batch-norm chapter places it), dropout after each hidden dense layer.
     ``backend="scratch"`` builds the conv and pooling layers from ``cnnlab.layers``.
     """
     act = _choice("activation", activation, ACTIVATIONS)
@@ -56,7 +56,7 @@ def lenet(
     modules: list[nn.Module] = []
     stack = []  # the conv and pooling layers, for the shape arithmetic
     for i, (c_in, c_out) in enumerate(zip((1, *channels), channels, strict=False)):
-        pad = kernel // 2 if i == 0 else 0
+        pad = kernel // 2 if i == 0 or pad_all else 0
         modules.append(conv(c_in, c_out, kernel_size=kernel, padding=pad))
         modules += [nn.BatchNorm2d(c_out)] if batch_norm else []
         modules += [act(), pool_cls(kernel_size=2, stride=2)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from torch import nn
@@ -31,9 +32,19 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def variant_of(name: str) -> tuple[str | None, dict[str, Any]]:
+    """(base model, options) when ``name`` was registered as another model's variant (a
+    ``functools.partial`` of its factory), else ``(None, {})``."""
+    factory = registered(name)
+    if isinstance(factory, partial):
+        base = next((n for n, f in _REGISTRY.items() if f is factory.func), None)
+        return base, dict(factory.keywords)
+    return None, {}
+
+
 def model_options(name: str) -> dict[str, Any]:
     """The overridable options of model ``name`` with their defaults."""
-    factory = _get(name)
+    factory = registered(name)
     return {
         p.name: p.default
         for p in inspect.signature(factory).parameters.values()
@@ -63,7 +74,7 @@ def parse_options(name: str, text: str) -> dict[str, Any]:
             if isinstance(default, bool):
                 options[key] = {"true": True, "false": False}[value.lower()]
             elif isinstance(default, tuple):
-                options[key] = tuple(int(v) for v in value.split(","))
+                options[key] = tuple(int(v) for v in value.split(",") if v)
             elif isinstance(default, int | float):
                 options[key] = type(default)(value)
             else:
@@ -88,10 +99,11 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
             f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(options) or 'none'}"
         )
-    return _get(name)(**overrides)
+    return registered(name)(**overrides)
 
 
-def _get(name: str) -> ModelFactory:
+def registered(name: str) -> ModelFactory:
+    """The factory registered under ``name``."""
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -8,11 +8,18 @@ from torch import nn
 from cnnlab.data import Batches
 
 
+def class_probabilities(model: nn.Module, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
+    """Softmax of ``model`` on the batch ``x`` (B, C, H, W); with ``tta`` (test-time
+    augmentation), the mean of the probabilities of each image and its left-right mirror."""
+    p: torch.Tensor = model(x).softmax(dim=1)
+    return (p + model(x.flip(-1)).softmax(dim=1)) / 2 if tta else p
+
+
 @torch.inference_mode()
-def predict_proba(model: nn.Module, batches: Batches) -> torch.Tensor:
+def predict_proba(model: nn.Module, batches: Batches, tta: bool = False) -> torch.Tensor:
     """Class probabilities (N, classes) for every example of ``batches``, in order."""
     model.eval()
-    return torch.cat([model(x).softmax(dim=1) for x, _ in batches])
+    return torch.cat([class_probabilities(model, x, tta) for x, _ in batches])
 
 
 def confusion_from(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -25,9 +32,11 @@ def confusion_from(labels: torch.Tensor, predicted: torch.Tensor, num_classes: i
     return torch.bincount(flat, minlength=num_classes**2).view(num_classes, num_classes).cpu()
 
 
-def confusion_matrix(model: nn.Module, batches: Batches, num_classes: int) -> torch.Tensor:
-    """The confusion matrix of ``model`` on ``batches``."""
-    predicted = predict_proba(model, batches).argmax(dim=1)
+def confusion_matrix(
+    model: nn.Module, batches: Batches, num_classes: int, tta: bool = False
+) -> torch.Tensor:
+    """The confusion matrix of ``model`` on ``batches`` (``tta``: see :func:`predict_proba`)."""
+    predicted = predict_proba(model, batches, tta).argmax(dim=1)
     return confusion_from(batches.labels, predicted, num_classes)
 
 

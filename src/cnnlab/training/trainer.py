@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cnnlab.data import Batches, get_dataset, load_dataset
+from cnnlab.data.augment import augment, parse_augment
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.logs import ensure_logging, log
@@ -214,6 +215,9 @@ class Run:
         configure_device(self.device)
         self.dataset = get_dataset(config.dataset)
         train_set, test_set = load_dataset(self.dataset, config.data_dir)
+        val_set = None
+        if config.val_size:
+            train_set, val_set = train_set.split_validation(config.val_size)
         self.input_shape = [1, *train_set.images.shape[1:]]
 
         torch.manual_seed(config.seed)
@@ -246,6 +250,8 @@ class Run:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.train_batches = Batches(train_set, config.batch_size, self.device, True, config.seed)
         self.test_batches = Batches(test_set, EVAL_BATCH, self.device)
+        self.val_batches = Batches(val_set, EVAL_BATCH, self.device) if val_set else None
+        self.augmentations = parse_augment(config.augment)
         self.live = LiveCurves() if world.is_main and not config.quiet and in_notebook() else None
         # On CUDA, full batches replay the step from a captured graph (one process). The
         # graph bakes in the learning rate and needs the optimizer's state to exist before
@@ -254,6 +260,7 @@ class Run:
             config.fast and self.device.type == "cuda" and not world.distributed
             and self.train_batches.num_examples >= config.batch_size
             and config.optimizer == "sgd" and config.schedule == "constant"
+            and not self.augmentations
         )  # fmt: skip
         self.graphed: GraphedStep | None = None
         self.capture_seconds = 0.0
@@ -280,11 +287,20 @@ class Run:
         if self.graphed is not None and global_count == self.config.batch_size:
             loss_sum, correct = self.graphed(index)
         else:  # the eager step, and the last, smaller batch of an epoch
-            loss_sum, correct = self.sgd_step(*self.train_batches.gather(index), scale)
+            x, y = self.train_batches.gather(index)
+            if self.augmentations:
+                x = augment(x, self.augmentations, self.augment_generator())
+            loss_sum, correct = self.sgd_step(x, y, scale)
         self.state.correct += correct
         if self.scheduler is not None:
             self.scheduler.step()
         return loss_sum
+
+    def augment_generator(self) -> torch.Generator:
+        """The random source of this step's augmentation: a function of (seed, step, rank)
+        alone, so a resumed run draws what the uninterrupted one would have."""
+        seed = (self.config.seed * 1_000_003 + self.state.step) * 1024 + self.world.rank
+        return torch.Generator(self.device).manual_seed(seed)
 
     def capture(self) -> None:
         """Record the full-batch step as a CUDA graph (timed apart from training)."""
@@ -348,20 +364,21 @@ class Run:
                     self.save_checkpoint(extra_seconds=time.perf_counter() - start)
         self.state.train_seconds += time.perf_counter() - start
 
-    def evaluate(self) -> float:
-        """Test accuracy (every rank computes the same number)."""
-        confusion = confusion_matrix(self.model, self.test_batches, len(self.dataset.classes))
-        return accuracy(confusion)
+    def evaluate(self, batches: Batches) -> float:
+        """Accuracy on ``batches`` (every rank computes the same number)."""
+        classes = len(self.dataset.classes)
+        return accuracy(confusion_matrix(self.model, batches, classes, self.config.tta))
 
     def finish_epoch(self, wall_start: float) -> dict[str, Any]:
         loss, correct, seen = self.global_sums()
-        test_acc = self.evaluate()
+        test_acc = self.evaluate(self.test_batches)
         epoch_seconds = self.state.train_seconds - sum(
             r.get("train_seconds", 0.0) for r in self.state.history
         )
         row = {
             "type": "epoch", "epoch": self.state.epoch + 1, "train_loss": loss / seen,
             "train_acc": correct / seen, "test_acc": test_acc,
+            **({"val_acc": self.evaluate(self.val_batches)} if self.val_batches else {}),
             "examples_per_sec": seen / max(epoch_seconds, 1e-9),
             "train_seconds": epoch_seconds, "elapsed": time.perf_counter() - wall_start,
         }  # fmt: skip
@@ -436,6 +453,7 @@ class Run:
             "model_options": self.model_options,
             "dataset": self.dataset.name,
             "classes": list(self.dataset.classes),
+            "tta": self.config.tta,  # evaluation and prediction average image and mirror
             "preprocessing": {"input_shape": self.input_shape, "grayscale": True,
                               "scale": "pixel / 255", "background": "dark (0), as in the dataset"},
             "final": self.state.history[-1],
@@ -501,9 +519,10 @@ def _train(config: TrainConfig, world: World) -> TrainResult:
             run.train_epoch(stop, progress)
             row = run.finish_epoch(wall_start)
             if talk:
+                val = f", val acc {row['val_acc']:.3f}" if "val_acc" in row else ""
                 log.info(
-                    "epoch %d/%d: loss %.3f, train acc %.3f, test acc %.3f, %.0f ex/s, %.1fs",
-                    row["epoch"], config.epochs, row["train_loss"], row["train_acc"],
+                    "epoch %d/%d: loss %.3f, train acc %.3f%s, test acc %.3f, %.0f ex/s, %.1fs",
+                    row["epoch"], config.epochs, row["train_loss"], row["train_acc"], val,
                     row["test_acc"], row["examples_per_sec"], row["elapsed"],
                 )  # fmt: skip
     run.save_outputs()
