@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
 
-AUGMENTATIONS = ("crop", "flip", "erase")
 CROP_PADDING = 2  # pixels of zero padding around a 28x28 image before a random 28x28 crop
 ERASE_PROBABILITY = 0.5
 ERASE_AREA = (0.02, 0.25)  # fraction of the image an erased rectangle covers
@@ -79,11 +78,12 @@ def random_erase(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 _FUNCTIONS = {"crop": random_crop, "flip": random_flip, "erase": random_erase}
+AUGMENTATIONS = tuple(_FUNCTIONS)  # the names, in the order augment applies them
 
 
 def augment(x: torch.Tensor, names: Sequence[str], generator: torch.Generator) -> torch.Tensor:
     """Apply the augmentations ``names`` (in the order crop, flip, erase) to batch ``x``."""
-    for name in AUGMENTATIONS:
+    for name, function in _FUNCTIONS.items():
         if name in names:
-            x = _FUNCTIONS[name](x, generator)
+            x = function(x, generator)
     return x

@@ -58,13 +58,17 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> l
     return rows
 
 
+def totals(rows: list[LayerRow]) -> tuple[int, int]:
+    """(parameters, multiply-adds) of the whole model."""
+    return sum(r.params for r in rows), sum(r.macs for r in rows)
+
+
 def format_summary(rows: list[LayerRow]) -> str:
     """Render rows as a text table with totals."""
     lines = [f"{'layer':<14}{'output shape':>16}{'params':>10}{'mult-adds':>12}"]
     for r in rows:
         shape = "x".join(map(str, r.output_shape))
         lines.append(f"{r.name:<14}{shape:>16}{r.params:>10,}{r.macs:>12,}")
-    total_params = sum(r.params for r in rows)
-    total_macs = sum(r.macs for r in rows)
+    total_params, total_macs = totals(rows)
     lines.append(f"{'total':<14}{'':>16}{total_params:>10,}{total_macs:>12,}")
     return "\n".join(lines)

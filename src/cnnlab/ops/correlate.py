@@ -162,23 +162,18 @@ def conv2d(
         raise ValueError(f"stride and dilation must be positive, got {stride!r} and {dilation!r}")
     xp = pad2d(x, padding)
     o, _, kh, kw = weight.shape
-    cols: torch.Tensor = _Im2col.apply(xp, (kh, kw), (sh, sw), (dh, dw))  # type: ignore[no-untyped-call]
-    n, ho, wo = xp.shape[0], *_output_size(xp.shape, (kh, kw), (sh, sw), (dh, dw))
+    ho = conv_output_size(xp.shape[2], kh, sh, 0, dh)  # raises a clear error if it does not fit
+    wo = conv_output_size(xp.shape[3], kw, sw, 0, dw)
+    geometry = ((kh, kw), (sh, sw), (dh, dw), (ho, wo))
+    cols: torch.Tensor = _Im2col.apply(xp, *geometry)  # type: ignore[no-untyped-call]
+    n = xp.shape[0]
     out = (weight.reshape(o, -1) @ cols).view(o, n, ho, wo).permute(1, 0, 2, 3)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
-def _output_size(shape: torch.Size, kernel: Pair2, stride: Pair2, dilation: Pair2) -> Pair2:
-    """(H_out, W_out) of an unpadded window over x of ``shape`` (N, C, H, W); raises a
-    clear error if the window does not fit."""
-    return (
-        conv_output_size(shape[2], kernel[0], stride[0], 0, dilation[0]),
-        conv_output_size(shape[3], kernel[1], stride[1], 0, dilation[1]),
-    )
-
-
 class _Im2col(torch.autograd.Function):
-    """The (C*kh*kw, N*H_out*W_out) matrix of every window of x (N, C, H, W), copied from a
+    """The (C*kh*kw, N*H_out*W_out) matrix of every window of x (N, C, H, W) for the given
+    kernel, stride, dilation and (H_out, W_out) (which the caller checked), copied from a
     strided view of x. Its backward (col2im) adds each kernel offset's rows of the gradient
     back onto the pixels that offset read: kh*kw strided adds, several times faster than
     autograd through the view (benchmarks/ops.py)."""
@@ -186,10 +181,9 @@ class _Im2col(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, kernel: Pair2,
-        stride: Pair2, dilation: Pair2,
+        stride: Pair2, dilation: Pair2, out_size: Pair2,
     ) -> torch.Tensor:  # fmt: skip
-        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-        ho, wo = _output_size(x.shape, kernel, stride, dilation)
+        (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_size
         span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1  # a dilated window's extent
         windows = x.unfold(2, span_h, sh).unfold(3, span_w, sw)[..., ::dh, ::dw]
         ctx.geometry = (x.shape, kernel, stride, dilation, ho, wo)  # type: ignore[attr-defined]
@@ -199,7 +193,7 @@ class _Im2col(torch.autograd.Function):
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, None, None, None]:
+    ) -> tuple[torch.Tensor, None, None, None, None]:
         shape, (kh, kw), (sh, sw), (dh, dw), ho, wo = ctx.geometry  # type: ignore[attr-defined]
         n, c, h, w = shape
         grad = grad.reshape(c, kh, kw, n, ho, wo)
@@ -209,4 +203,4 @@ class _Im2col(torch.autograd.Function):
             for b in range(kw):
                 top, left = a * dh, b * dw
                 out[:, :, top : top + rows : sh, left : left + cols : sw] += grad[:, a, b]
-        return out.permute(1, 0, 2, 3), None, None, None
+        return out.permute(1, 0, 2, 3), None, None, None, None

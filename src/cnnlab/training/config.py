@@ -168,7 +168,7 @@ class TrainConfig:
 
 # Named starting points for a config. ``book`` is the chapter's recipe (the defaults);
 # ``best`` is the most accurate LeNet variant found under 100k parameters that trains
-# in about five minutes on a 2-core CPU (README: "The best recipe", with its numbers).
+# in about five minutes on a 2-core CPU (README: "`--recipe best`", with its numbers).
 RECIPES: dict[str, dict[str, Any]] = {
     "book": {},
     "best": {
