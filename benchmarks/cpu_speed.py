@@ -117,12 +117,13 @@ def run_plain(
 
 
 def run_cnnlab(
-    epochs: int, seed: int, data_dir: str | None, device: str = "cpu"
+    epochs: int, seed: int, data_dir: str | None, device: str = "cpu", compile: bool = False
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = train(TrainConfig(epochs=epochs, seed=seed, device=device, data_dir=data_dir,
-                                   out_dir=str(Path(tmp) / "run"), quiet=True))  # fmt: skip
+                                   out_dir=str(Path(tmp) / "run"), quiet=True,
+                                   compile=compile))  # fmt: skip
         wall = time.perf_counter() - start
     train_seconds = 60_000 * epochs / result.examples_per_sec
     row = summary(60_000 * epochs, train_seconds, wall, result.final["test_acc"])
@@ -144,7 +145,9 @@ def main(device: str = "cpu") -> None:
     parser.add_argument("--quick", action="store_true", help="1 epoch per variant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--only", choices=["book", "plain", "cnnlab"], action="append")
+    parser.add_argument(
+        "--only", choices=["book", "plain", "cnnlab", "cnnlab-compile"], action="append"
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -159,7 +162,8 @@ def main(device: str = "cpu") -> None:
         "x_test": torch.from_numpy(test_set.images).unsqueeze(1).float() / 255,
         "y_test": torch.from_numpy(test_set.labels).long(),
     }
-    variants = args.only or ["book", "plain", "cnnlab"]
+    # cnnlab-compile: cnnlab train --compile, which only the CUDA path uses
+    variants = args.only or ["book", "plain", "cnnlab", *(["cnnlab-compile"] * (device == "cuda"))]
     results: dict[str, Any] = {}
     for name in variants:
         if name == "book":
@@ -167,7 +171,8 @@ def main(device: str = "cpu") -> None:
         elif name == "plain":
             results[name] = run_plain(data, epochs, args.seed, device)
         else:
-            results[name] = run_cnnlab(epochs, args.seed, args.data_dir, device)
+            compile = name == "cnnlab-compile"
+            results[name] = run_cnnlab(epochs, args.seed, args.data_dir, device, compile)
     report: dict[str, Any] = {
         "benchmark": f"{device}_speed", "epochs": epochs, "seed": args.seed,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -176,13 +181,13 @@ def main(device: str = "cpu") -> None:
     if device == "cuda":
         report["gpu"] = torch.cuda.get_device_name()
     report["results"] = results
-    if "cnnlab" in results:
-        c = results["cnnlab"]["examples_per_sec_train"]
+    for name in ("cnnlab", "cnnlab-compile"):
         for base in ("book", "plain"):
-            if base in results:
-                report[f"ratio_cnnlab_over_{base}"] = round(
-                    c / results[base]["examples_per_sec_train"], 2
-                )
+            if name in results and base in results:
+                report[f"ratio_{name}_over_{base}"] = round(
+                    results[name]["examples_per_sec_train"]
+                    / results[base]["examples_per_sec_train"], 2,
+                )  # fmt: skip
     print(json.dumps(report, indent=2))
 
 

@@ -64,15 +64,18 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--compile", action="store_true", help="as cnnlab train --compile")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("gpu_profile.py needs a CUDA device")
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(device="cuda", data_dir=args.data_dir, quiet=True)
+        config = TrainConfig(
+            device="cuda", data_dir=args.data_dir, quiet=True, compile=args.compile
+        )
         run = Run(config, Path(tmp), World(), resume=False)
         run.capture()
         index = next(run.train_batches.indices(0))
-        graphed = lambda: run.graphed(index)  # type: ignore[misc]  # noqa: E731
+        graphed = lambda: run.graphs[config.batch_size](index)  # noqa: E731
         eager = lambda: run.sgd_step(*run.train_batches.gather(index), 1 / 256)  # noqa: E731
         for step in (graphed, eager):  # warm up both
             timed(step, 10)

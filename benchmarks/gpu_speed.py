@@ -1,7 +1,8 @@
-"""The book's recipe on one CUDA GPU, three ways in one process on the same data and seed:
+"""The book's recipe on one CUDA GPU, four ways in one process on the same data and seed:
 (a) the book's train_ch6 loop (DataLoader with 4 workers on the host, a copy to the GPU
 and a host sync per batch), (b) a plain eager loop with the data on the GPU, (c) cnnlab's
-path (the step replayed as a CUDA graph). The loops are cpu_speed.py's, on ``cuda``.
+path (the step replayed as a CUDA graph, the first block fused), (d) the same with
+``--compile``. The loops are cpu_speed.py's, on ``cuda``.
 
     python benchmarks/gpu_speed.py --epochs 10     # prints one JSON object
 """

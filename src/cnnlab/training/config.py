@@ -93,6 +93,11 @@ class TrainConfig:
         "on CUDA, replay each training step as one captured CUDA graph (one process); "
         "--no-fast runs the plain eager loop",
     )
+    compile: bool = _opt(
+        False,
+        "on CUDA with --fast, compile the step's network with torch.compile before capturing "
+        "it (faster steps, seconds of compilation first)",
+    )
     quiet: bool = _opt(False, "no progress bar and no per-epoch lines; summary lines still print")
 
     def __post_init__(self) -> None:

@@ -9,7 +9,8 @@ synchronisation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -26,14 +27,22 @@ class GraphedStep:
     def __init__(
         self, fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
         batch_size: int, device: torch.device, net: nn.Module, optimizer: torch.optim.Optimizer,
+        state: Sequence[torch.Tensor] = (),
     ) -> None:  # fmt: skip
+        """``state``: other tensors ``fn`` updates in place (restored after the warm-up too)."""
         self.index = torch.arange(batch_size, device=device)
-        saved = _snapshot(net, optimizer)
+
+        def tensors() -> list[torch.Tensor]:
+            return [*net.state_dict().values(), *_optimizer_tensors(optimizer), *state]
+
+        saved = [t.detach().clone() for t in tensors()]
         self.graph = torch.cuda.CUDAGraph()
         self.outputs = _capture(self.graph, lambda: fn(self.index))
-        if len(_optimizer_tensors(optimizer)) != len(saved) - len(net.state_dict()):
+        if len(tensors()) != len(saved):
             raise ValueError("the optimizer created state while warming up; it cannot be graphed")
-        _restore(net, optimizer, saved)
+        with torch.no_grad():  # in place: the graph keeps pointing at the same tensors
+            for t, s in zip(tensors(), saved, strict=True):
+                t.copy_(s)
 
     def __call__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step; returns the graph's output buffers (fn's outputs), which the next call
@@ -58,19 +67,18 @@ def _capture(
     return outputs
 
 
-def _snapshot(net: nn.Module, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-    tensors = [*net.state_dict().values(), *_optimizer_tensors(optimizer)]
-    return [t.detach().clone() for t in tensors]
-
-
-def _restore(net: nn.Module, optimizer: torch.optim.Optimizer, saved: list[torch.Tensor]) -> None:
-    """Copy the snapshot back in place: the graph keeps pointing at the same tensors."""
-    with torch.no_grad():
-        tensors = [*net.state_dict().values(), *_optimizer_tensors(optimizer)]
-        for t, s in zip(tensors, saved, strict=True):
-            t.copy_(s)
-
-
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [v for state in optimizer.state.values() for v in state.values()
             if isinstance(v, torch.Tensor)]  # fmt: skip
+
+
+@contextmanager
+def tf32_matmuls() -> Iterator[None]:
+    """Float32 matrix products on TF32 tensor cores inside the block, as PyTorch already runs
+    cuDNN's float32 convolutions by default; the previous setting is restored after."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -11,8 +11,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ from cnnlab.training.checkpoint import (
     write_json,
 )
 from cnnlab.training.config import TrainConfig
-from cnnlab.training.cuda_graph import GraphedStep
+from cnnlab.training.cuda_graph import GraphedStep, tf32_matmuls
 from cnnlab.training.distributed import (
     World,
     all_sum,
@@ -48,6 +50,7 @@ from cnnlab.training.distributed import (
     setup,
     teardown,
 )
+from cnnlab.training.fused import fast_forward
 from cnnlab.training.metrics import accuracy, confusion_matrix
 from cnnlab.viz import LiveCurves, in_notebook, plot_curves
 
@@ -262,36 +265,40 @@ class Run:
             and config.optimizer == "sgd" and config.schedule == "constant"
             and not self.augmentations
         )  # fmt: skip
-        self.graphed: GraphedStep | None = None
+        self.graphs: dict[int, GraphedStep] = {}  # by batch length
         self.capture_seconds = 0.0
 
     # -- verbs ------------------------------------------------------------------------
 
     def sgd_step(
-        self, x: torch.Tensor, y: torch.Tensor, scale: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on (x, y); returns (summed loss, number correct), on the device."""
-        logits = self.net(x)  # (b, classes)
+        self, x: torch.Tensor, y: torch.Tensor, scale: float,
+        forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """One optimizer step on (x, y), through ``forward`` (default: the network); adds to
+        the epoch's sums and returns (summed loss, number correct), on the device."""
+        logits = (forward or self.net)(x)  # (b, classes)
         loss_sum = F.cross_entropy(
             logits, y, reduction="sum", label_smoothing=self.config.label_smoothing
         )
         self.optimizer.zero_grad(set_to_none=True)
         (loss_sum * scale).backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
-        return loss_sum.detach(), (logits.argmax(dim=1) == y).sum()
+        loss_sum, correct = loss_sum.detach(), (logits.argmax(dim=1) == y).sum()
+        self.state.loss_sum += loss_sum
+        self.state.correct += correct
+        return loss_sum, correct
 
     def train_step(self, index: torch.Tensor, global_count: int) -> torch.Tensor:
-        """One SGD step on the examples ``index``; returns this process's summed loss."""
+        """One SGD step on the examples ``index``; returns this process's summed loss of it."""
         # The mean over the global batch; DDP averages gradients over the world, so scale.
         scale = self.world.size / global_count
-        if self.graphed is not None and global_count == self.config.batch_size:
-            loss_sum, correct = self.graphed(index)
-        else:  # the eager step, and the last, smaller batch of an epoch
+        if global_count in self.graphs:
+            loss_sum = self.graphs[global_count](index)[0]
+        else:  # eager: no graph (CPU, torchrun, --no-fast, schedules, augmentation)
             x, y = self.train_batches.gather(index)
             if self.augmentations:
                 x = augment(x, self.augmentations, self.augment_generator())
-            loss_sum, correct = self.sgd_step(x, y, scale)
-        self.state.correct += correct
+            loss_sum = self.sgd_step(x, y, scale)[0]
         if self.scheduler is not None:
             self.scheduler.step()
         return loss_sum
@@ -303,17 +310,30 @@ class Run:
         return torch.Generator(self.device).manual_seed(seed)
 
     def capture(self) -> None:
-        """Record the full-batch step as a CUDA graph (timed apart from training)."""
+        """Record the full-batch step, and the epoch's last, smaller one, as CUDA graphs
+        (timed apart from training): the book's first block as fused Triton kernels where it
+        applies, matrix products in TF32."""
         start = time.perf_counter()
-        scale = 1 / self.config.batch_size
-        self.graphed = GraphedStep(
-            lambda i: self.sgd_step(*self.train_batches.gather(i), scale),
-            self.config.batch_size, self.device, self.model, self.optimizer,
-        )  # fmt: skip
+        forward = fast_forward(self.model, self.config.compile)
+        n, size = self.train_batches.num_examples, self.config.batch_size
+        with tf32_matmuls():
+            for count in sorted({size, n % size} - {0}):
+                self.graphs[count] = GraphedStep(
+                    partial(self.graph_step, scale=1 / count, forward=forward),
+                    count, self.device, self.model, self.optimizer,
+                    state=(self.state.loss_sum, self.state.correct),
+                )  # fmt: skip
         torch.cuda.synchronize(self.device)
         self.capture_seconds = time.perf_counter() - start
         if not self.config.quiet:
             log.info("captured the training step as a CUDA graph in %.2f s", self.capture_seconds)
+
+    def graph_step(
+        self, index: torch.Tensor, scale: float,
+        forward: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The step a graph records: gather the batch ``index``, then ``sgd_step``."""
+        return self.sgd_step(*self.train_batches.gather(index), scale, forward)
 
     def global_sums(self) -> tuple[float, float, int]:
         """(loss sum, correct, seen) of the epoch so far, over all ranks."""
@@ -328,7 +348,7 @@ class Run:
         num_batches = len(self.train_batches)
         every = max(1, num_batches // POINTS_PER_EPOCH)  # the book divides by zero below 5
         check_every = 1 if self.device.type == "cpu" else every  # reading a CPU value is free
-        if self.use_graph and self.graphed is None:
+        if self.use_graph and not self.graphs:
             self.capture()
         start = time.perf_counter()
         batches = self.train_batches.indices(
@@ -341,7 +361,6 @@ class Run:
                 global_count = min(self.config.batch_size, n - i * self.config.batch_size)
                 done += global_count
                 batch_loss = self.train_step(index, global_count)
-                self.state.loss_sum += batch_loss
                 self.state.seen += len(index)
                 self.state.batch, self.state.step = i + 1, self.state.step + 1
                 bar.update()
