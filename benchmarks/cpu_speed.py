@@ -162,8 +162,9 @@ def main(device: str = "cpu") -> None:
         "x_test": torch.from_numpy(test_set.images).unsqueeze(1).float() / 255,
         "y_test": torch.from_numpy(test_set.labels).long(),
     }
-    # cnnlab-compile: cnnlab train --compile, which only the CUDA path uses
-    variants = args.only or ["book", "plain", "cnnlab", *(["cnnlab-compile"] * (device == "cuda"))]
+    variants = args.only or ["book", "plain", "cnnlab"]
+    if device == "cuda" and not args.only:  # cnnlab train --compile: only CUDA uses it
+        variants.append("cnnlab-compile")
     results: dict[str, Any] = {}
     for name in variants:
         if name == "book":
