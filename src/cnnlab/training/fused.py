@@ -76,7 +76,8 @@ class FirstBlock(torch.autograd.Function):
         c, taps = weight.shape[0], weight[0].numel()
         partial = x.new_empty(x.shape[0], c * (taps + 1))  # per image: weight grads, bias grads
         _backward_kernel[(x.shape[0],)](x, weight, bias, grad.contiguous(), partial,
-                                        **_sizes(x, weight))  # fmt: skip
+                                        **_sizes(x, weight),
+                                        TAPS=triton.next_power_of_2(taps))  # fmt: skip
         total = partial.sum(0)
         return None, total[: c * taps].view_as(weight), total[c * taps :]
 
@@ -86,7 +87,7 @@ def _sizes(x: torch.Tensor, weight: torch.Tensor) -> dict[str, int]:
     h, w = x.shape[-2:]
     return {
         "H": h, "W": w, "C": c, "K": k, "CP": triton.next_power_of_2(c),
-        "TAPS": triton.next_power_of_2(k * k), "BLOCK": triton.next_power_of_2(h * w // 4),
+        "BLOCK": triton.next_power_of_2(h * w // 4),
     }  # fmt: skip
 
 
@@ -111,7 +112,7 @@ if triton is not None:
 
     @triton.jit
     def _forward_kernel(x_ptr, w_ptr, b_ptr, out_ptr, H: tl.constexpr, W: tl.constexpr,
-                        C: tl.constexpr, K: tl.constexpr, CP: tl.constexpr, TAPS: tl.constexpr,
+                        C: tl.constexpr, K: tl.constexpr, CP: tl.constexpr,
                         BLOCK: tl.constexpr):  # fmt: skip
         n = tl.program_id(0)
         pooled = tl.zeros([CP, BLOCK], tl.float32)
