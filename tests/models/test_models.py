@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import create_model, list_models, summarize
+from cnnlab.models import create_model, list_models, pool_before_activation, summarize
 
 # SPEC.md item 13: the book's shapes for one 1x28x28 input.
 BOOK_SHAPES = [(6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 5, 5), (400,), (120,), (84,), (10,)]
@@ -65,3 +65,32 @@ def test_bad_names_and_options() -> None:
         ConfigError, match="unknown activation 'tanh'; choose one of: sigmoid, relu"
     ):
         create_model("lenet", activation="tanh")
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("lenet-relu-max", {}), ("lenet-max", {}), ("lenet-relu-max", {"backend": "scratch"}),
+     ("lenet", {"activation": "relu", "pool": "max", "batch_norm": True, "kernel": 3})],
+)  # fmt: skip
+def test_pooling_before_the_activation_is_the_same_network(name: str, options: dict) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, **options).double()
+    fast = pool_before_activation(model)
+    assert fast is not model
+    order = ", ".join(type(m).__name__ for m in fast)
+    assert "ReLU, MaxPool2d" not in order and "Sigmoid, MaxPool2d" not in order
+    assert sorted(map(id, fast)) == sorted(map(id, model))  # the same layers, shared
+    assert fast.state_dict().keys() == model.state_dict().keys()
+    x = torch.rand(8, 1, 28, 28, dtype=torch.float64)
+    grads = []
+    for net in (model, fast):
+        net.zero_grad()
+        out = net(x)
+        out.logsumexp(1).sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    (out_a, grads_a), (out_b, grads_b) = grads
+    torch.testing.assert_close(out_b, out_a, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    plain = create_model("lenet")  # average pooling: nothing to reorder
+    assert pool_before_activation(plain) is plain

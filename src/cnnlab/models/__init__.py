@@ -1,7 +1,7 @@
 """Models by name: the book's LeNet and its variants."""
 
 from cnnlab.models import lenet as _lenet  # noqa: F401  (registers the LeNet family)
-from cnnlab.models.lenet import init_weights
+from cnnlab.models.lenet import init_weights, pool_before_activation
 from cnnlab.models.registry import (
     create_model,
     list_models,
@@ -18,6 +18,7 @@ __all__ = [
     "list_models",
     "model_options",
     "parse_options",
+    "pool_before_activation",
     "register_model",
     "summarize",
 ]

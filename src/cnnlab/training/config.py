@@ -180,6 +180,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "model_options": "activation=relu pool=max kernel=3 channels=8,32,96 dense=128 "
         "batch_norm=true",
         "epochs": 16,
+        "batch_size": 128,
         "optimizer": "nesterov",
         "lr": 0.1,
         "weight_decay": 5e-4,

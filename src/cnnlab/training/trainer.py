@@ -30,7 +30,7 @@ from cnnlab.data.augment import augment, parse_augment
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.logs import ensure_logging, log
-from cnnlab.models import create_model, init_weights, parse_options
+from cnnlab.models import create_model, init_weights, parse_options, pool_before_activation
 from cnnlab.training.checkpoint import (
     CHECKPOINT,
     TrainState,
@@ -247,10 +247,12 @@ class Run:
                 self.state.seen = 0
         self.state.loss_sum = self.state.loss_sum.to(self.device)
         self.state.correct = self.state.correct.to(self.device)
-        self.net: nn.Module = self.model
+        # What runs the model's forward: its layers, max pooling before the activation.
+        self.fast_model = pool_before_activation(self.model)
+        self.net: nn.Module = self.fast_model
         if world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.net = nn.parallel.DistributedDataParallel(self.fast_model, device_ids=ids)
         self.train_batches = Batches(train_set, config.batch_size, self.device, True, config.seed)
         self.test_batches = Batches(test_set, EVAL_BATCH, self.device)
         self.val_batches = Batches(val_set, EVAL_BATCH, self.device) if val_set else None
@@ -314,7 +316,7 @@ class Run:
         (timed apart from training): the book's first block as fused Triton kernels where it
         applies, matrix products in TF32."""
         start = time.perf_counter()
-        forward = fast_forward(self.model, self.config.compile)
+        forward = fast_forward(self.fast_model, self.config.compile)
         n, size = self.train_batches.num_examples, self.config.batch_size
         with tf32_matmuls():
             for count in sorted({size, n % size} - {0}):
@@ -386,7 +388,7 @@ class Run:
     def evaluate(self, batches: Batches) -> float:
         """Accuracy on ``batches`` (every rank computes the same number)."""
         classes = len(self.dataset.classes)
-        return accuracy(confusion_matrix(self.model, batches, classes, self.config.tta))
+        return accuracy(confusion_matrix(self.fast_model, batches, classes, self.config.tta))
 
     def finish_epoch(self, wall_start: float) -> dict[str, Any]:
         loss, correct, seen = self.global_sums()
