@@ -97,6 +97,14 @@ def test_max_via_relu() -> None:
     torch.testing.assert_close(max_via_relu(a, b), torch.maximum(a, b))
 
 
-def test_max_pool_ties_send_the_gradient_where_torch_does() -> None:
-    x = torch.relu(torch.randn(2, 3, 8, 8))  # ReLU zeros: many all-zero windows
-    assert_matches_torch(lambda t: max_pool2d(t, 2), lambda t: F.max_pool2d(t, 2), [x])
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, None, 0), (3, 2, 1), (3, 1, 0)])
+def test_max_pool_ties_send_the_gradient_where_torch_does(
+    kernel: int, stride: int | None, padding: int
+) -> None:
+    # Integers 0-2: ties within a window everywhere, and not only at the window's start.
+    x = torch.randint(0, 3, (2, 3, 8, 8), generator=torch.Generator().manual_seed(0)).double()
+    assert_matches_torch(
+        lambda t: max_pool2d(t, kernel, stride, padding),
+        lambda t: F.max_pool2d(t, kernel, stride, padding),
+        [x],
+    )

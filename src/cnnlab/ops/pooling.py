@@ -64,14 +64,14 @@ def max_pool2d(
     tensor([[[4., 5.],
              [7., 8.]]])
     """
+    # The maximum of each window row, then of those: no copy of the windows, and on ties
+    # (all-zero windows after a ReLU) the gradient goes to the first maximum in row-major
+    # order, the one element torch's pooling sends it to.
     tiles = _tiles(x, kernel_size, stride, padding, ceil_mode)
-    if tiles is not None:
-        windows = tiles.transpose(-3, -2)  # (..., H_out, W_out, kh, kw)
-    else:
-        windows = _windows(x, kernel_size, stride, padding, ceil_mode, float("-inf"))
-    # max over the flattened window returns the first maximum, so on ties (all-zero
-    # windows after a ReLU) the gradient goes to one element, as torch's pooling does.
-    return windows.flatten(-2).max(dim=-1).values
+    if tiles is not None:  # (..., H_out, kh, W_out, kw)
+        return tiles.max(dim=-1).values.max(dim=-2).values
+    windows = _windows(x, kernel_size, stride, padding, ceil_mode, float("-inf"))
+    return windows.max(dim=-1).values.max(dim=-1).values
 
 
 def avg_pool2d(
@@ -86,8 +86,8 @@ def avg_pool2d(
              [5., 6.]]])
     """
     tiles = _tiles(x, kernel_size, stride, padding, ceil_mode)
-    if tiles is not None:
-        return tiles.mean(dim=(-3, -1))
+    if tiles is not None:  # (..., H_out, kh, W_out, kw); one dim at a time is the faster sum
+        return tiles.sum(dim=-1).sum(dim=-2) / (tiles.shape[-3] * tiles.shape[-1])
     windows = _windows(x, kernel_size, stride, padding, ceil_mode, 0.0)
     kh, kw = _pair(kernel_size, "kernel_size")
     sh, sw = _pair(stride if stride is not None else kernel_size, "stride")
