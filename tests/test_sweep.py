@@ -61,7 +61,7 @@ def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
 def test_flags_give_back_the_config() -> None:
     config = TrainConfig(model="lenet-bn", lr=0.1, fast=False, model_options="kernel=3")
     args = build_parser().parse_args(["train", *config.to_flags(("out_dir", "quiet"))])
-    assert train_config(args) == TrainConfig(**{**config.to_dict(), "quiet": False})
+    assert train_config(args)[0] == TrainConfig(**{**config.to_dict(), "quiet": False})
 
 
 def test_a_sweep_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -46,10 +46,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help)
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The config of ``cnnlab train``'s arguments: the flags given, then the --config
-    file, then the recipe, then the defaults."""
-    from cnnlab.training.config import load_toml
+def train_config(args: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
+    """The config of ``cnnlab train``'s arguments (the flags given, then the --config
+    file, then the recipe, then the defaults), and the fields the user set."""
+    from cnnlab.training.config import RECIPES, load_toml
 
     given = {k: v for k, v in vars(args).items() if k not in ("config", "command", "func")}
     from_file = {}
@@ -60,7 +60,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
             TrainConfig.from_dict(from_file)
         except (ConfigError, TypeError) as e:
             raise ConfigError(f"{args.config}: {e}") from None
-    return TrainConfig.from_dict({**from_file, **given})
+    values = {**from_file, **given}
+    recipe = RECIPES.get(values.get("recipe", "book"), {})
+    return TrainConfig.from_dict(values), (set(values) | set(recipe)) - {"recipe"}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -68,13 +70,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab.training.distributed import launch
     from cnnlab.training.trainer import default_run_dir
 
-    config = train_config(args)
+    config, asked = train_config(args)
     if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
         # Start torchrun; the run directory is fixed here so restarted workers find it.
         if not config.resume and not config.out_dir:
             config.out_dir = str(default_run_dir(config.model))
         return launch(config.to_flags(("nproc", "max_restarts")), config.nproc, config.max_restarts)
-    train(config)
+    train(config, asked)
     return 0
 
 

@@ -68,6 +68,22 @@ def metric_rows(run: Path) -> list[dict[str, object]]:
     return [{k: v for k, v in row.items() if k not in timing} for row in rows]
 
 
+STEPS = 2 * 2000 // 16  # optimizer steps of a whole ARGS run (2000 training examples)
+
+
+def kill_mid_run(process: subprocess.Popen[str], run: Path, delay: float) -> int:
+    """SIGKILL ``process`` ``delay`` seconds from now; check that it died by the signal
+    with its run unfinished (else "resume" would have nothing to do); return the step
+    the last checkpoint holds."""
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    returncode, _, err = finish(process)
+    assert returncode == -signal.SIGKILL, f"the run ended by itself ({returncode}): {err}"
+    step = int(read_checkpoint(run)[1]["step"])
+    assert 0 < step < STEPS and not (run / "model.safetensors").exists()
+    return step
+
+
 def resume_and_compare(run: Path, reference: Path) -> None:
     code, _, err = finish(cnnlab("--resume", str(run)))
     assert code == 0, err
@@ -84,12 +100,9 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
     run = tmp_path / "run"
     process = cnnlab(*ARGS, "--data-dir", str(data), "--out-dir", str(run))
     wait_for_checkpoint(run, process)
-    delay = random.uniform(0, 1.5)
-    time.sleep(delay)
-    process.send_signal(signal.SIGKILL)
-    finish(process)
-    meta = read_checkpoint(run)[1]
-    print(f"killed {delay:.2f}s after the first checkpoint; resuming at step {meta['step']}")
+    delay = random.uniform(0, 1.0)
+    step = kill_mid_run(process, run, delay)
+    print(f"killed {delay:.2f}s after the first checkpoint; resuming at step {step}")
     resume_and_compare(run, reference)
 
 
@@ -107,9 +120,7 @@ def test_sigkill_and_resume_with_momentum_a_schedule_smoothing_and_augmentation(
     run = tmp_path / "run"
     process = cnnlab(*args, "--data-dir", str(data), "--out-dir", str(run))
     wait_for_checkpoint(run, process)
-    time.sleep(random.uniform(0, 1.0))
-    process.send_signal(signal.SIGKILL)
-    finish(process)
+    kill_mid_run(process, run, random.uniform(0, 1.0))
     resume_and_compare(run, reference)
 
 
@@ -127,6 +138,54 @@ def test_signal_checkpoints_and_resumes(
     assert f"checkpoint saved. Resume with: cnnlab train --resume {run}" in err
     assert "Traceback" not in err
     resume_and_compare(run, reference)
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(
+    data: Path, reference: Path, tmp_path: Path
+) -> None:
+    """``--resume RUN --epochs 2`` after a 1-epoch run ends where a 2-epoch run ends."""
+    run = tmp_path / "run"
+    one = [*ARGS[:ARGS.index("--epochs")], "--epochs", "1", *ARGS[ARGS.index("--epochs") + 2:]]
+    code, _, err = finish(cnnlab(*one, "--data-dir", str(data), "--out-dir", str(run)))
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["epochs"] == 1
+    code, _, err = finish(cnnlab("--resume", str(run), "--epochs", "2", "--quiet"))
+    assert code == 0, err
+    assert [r["epoch"] for r in metric_rows(run) if r["type"] == "epoch"] == [1, 2]
+    assert metric_rows(run) == metric_rows(reference)
+    assert (run / "model.safetensors").read_bytes() == (
+        reference / "model.safetensors"
+    ).read_bytes()
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2  # recorded
+    assert read_checkpoint(run)[1]["config"]["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--batch-size", "64"], "--batch-size 64 differs from the run's saved batch_size = 16"),
+        (["--lr", "0.1"], "--lr 0.1 differs from the run's saved lr = 0.3"),
+        (["--model", "lenet-relu"], "--model lenet-relu differs from the run's saved model"),
+        (["--epochs", "1"], "--epochs 1 is fewer than the 2 epochs the run has already trained"),
+    ],
+)
+def test_resume_refuses_a_flag_that_would_change_the_run(
+    reference: Path, flags: list[str], message: str
+) -> None:
+    before = (reference / CHECKPOINT).read_bytes()
+    code, _, err = finish(cnnlab("--resume", str(reference), *flags))
+    assert code == 1 and message in err and "Traceback" not in err
+    assert (reference / CHECKPOINT).read_bytes() == before  # nothing touched
+
+
+def test_resume_refuses_to_stretch_a_schedule(data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code, _, err = finish(cnnlab("--dataset", "idx", "--data-dir", str(data), "--epochs", "1",
+                                 "--batch-size", "500", "--schedule", "cosine", "--quiet",
+                                 "--out-dir", str(run)))  # fmt: skip
+    assert code == 0, err
+    code, _, err = finish(cnnlab("--resume", str(run), "--epochs", "3"))
+    assert code == 1 and "cosine schedule was laid out over 1 epochs" in err
 
 
 def test_second_ctrl_c_exits_at_once_and_keeps_the_checkpoint(
@@ -173,10 +232,32 @@ def saved(tmp_path: Path, model_name: str = "lenet", **options: object) -> Path:
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    saved(tmp_path)
+    """Weights, optimizer state, the position in the run, the epoch's sums and the
+    metrics all come back as they were saved."""
+    torch.manual_seed(0)
     model = create_model("lenet")
-    state = load_checkpoint(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1))
-    assert state.step == 0 and state.history == []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.rand(4, 1, 28, 28)).sum().backward()
+    optimizer.step()  # momentum buffers now exist
+    state = TrainState(epoch=3, batch=5, step=42, seen=80, loss_sum=torch.tensor(12.5),
+                       correct=torch.tensor(61), train_seconds=9.5,
+                       points=[{"x": 0.2, "train_loss": 2.0, "train_acc": 0.3}],
+                       history=[{"type": "epoch", "epoch": 1, "test_acc": 0.5}])  # fmt: skip
+    save_checkpoint(tmp_path, model, optimizer, state, {"model": "lenet"})
+    torch.manual_seed(1)
+    restored = create_model("lenet")
+    restored_optimizer = torch.optim.SGD(restored.parameters(), lr=0.1, momentum=0.9)
+    loaded = load_checkpoint(tmp_path, restored, restored_optimizer)
+    assert (loaded.epoch, loaded.batch, loaded.step, loaded.seen) == (3, 5, 42, 80)
+    assert loaded.loss_sum.item() == 12.5 and loaded.correct.item() == 61
+    assert loaded.train_seconds == 9.5
+    assert loaded.points == state.points and loaded.history == state.history
+    for a, b in zip(model.state_dict().values(), restored.state_dict().values(), strict=True):
+        assert a.equal(b)
+    for p, q in zip(model.parameters(), restored.parameters(), strict=True):
+        assert optimizer.state[p]["momentum_buffer"].equal(
+            restored_optimizer.state[q]["momentum_buffer"]
+        )
 
 
 @pytest.mark.parametrize(

@@ -255,7 +255,8 @@ def load_checkpoint(
     )  # fmt: skip
 
 
-def checkpoint_config(run_dir: Path) -> dict[str, Any]:
-    """The config stored in ``run_dir``'s checkpoint."""
-    config: dict[str, Any] = read_checkpoint(run_dir)[1]["config"]
-    return config
+def checkpoint_config(run_dir: Path) -> tuple[dict[str, Any], int]:
+    """The config stored in ``run_dir``'s checkpoint, and the epochs it completed."""
+    meta = read_checkpoint(run_dir)[1]
+    config: dict[str, Any] = meta["config"]
+    return config, int(meta["epoch"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -82,7 +83,9 @@ class TrainConfig:
         0, "also checkpoint every N optimizer steps (0: at the end of each epoch only)"
     )
     resume: str | None = _opt(
-        None, "continue the run in this directory from its last checkpoint, with its config"
+        None,
+        "continue the run in this directory from its last checkpoint, with its config; "
+        "--epochs extends it, and --data-dir, --device, --quiet, --checkpoint-every may change",
     )
     nproc: int = _opt(1, "processes to train in, started through torchrun (gloo on CPU)")
     max_restarts: int = _opt(
@@ -169,6 +172,47 @@ class TrainConfig:
                 f"unknown config keys {unknown}; known keys: {sorted(known | {'recipe'})}"
             )
         return cls(**{**RECIPES[recipe], **values})
+
+
+# What a resumed run may change: how and where it runs, and how long (the epochs).
+# Every other field defines what is trained, and stays as the run saved it.
+RESUMABLE = ("epochs", "data_dir", "device", "quiet", "checkpoint_every", "nproc",
+             "max_restarts", "fast", "compile", "resume")  # fmt: skip
+
+
+def resumed_config(saved: TrainConfig, config: TrainConfig, asked: set[str],
+                   epochs_done: int) -> TrainConfig:  # fmt: skip
+    """The config a run saved as ``saved`` continues with when resumed by ``config``:
+    the fields in ``asked`` (what the user set) that :data:`RESUMABLE` allows, taken from
+    ``config``; any other asked field must keep its saved value.
+
+    >>> saved = TrainConfig(epochs=1)
+    >>> resumed_config(saved, TrainConfig(epochs=3, resume="r"), {"epochs", "resume"}, 1).epochs
+    3
+    """
+    for name in sorted(asked - set(RESUMABLE)):
+        value, kept = getattr(config, name), getattr(saved, name)
+        if value != kept:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {value} differs from the run's saved {name} = {kept!r}: a resumed "
+                f"run keeps what defines it. Leave {flag} out to resume, or start a new run "
+                f"(without --resume) to train with {flag} {value}."
+            )
+    changes = {name: getattr(config, name) for name in asked & set(RESUMABLE)}
+    epochs = changes.get("epochs", saved.epochs)
+    if epochs < epochs_done:
+        raise ConfigError(
+            f"--epochs {epochs} is fewer than the {epochs_done} epochs the run has already "
+            f"trained; give --epochs {epochs_done} or more (or leave it out)"
+        )
+    if epochs != saved.epochs and saved.schedule != "constant":
+        raise ConfigError(
+            f"--epochs {epochs}: the run's {saved.schedule} schedule was laid out over "
+            f"{saved.epochs} epochs, so it cannot be extended exactly; resume without "
+            "--epochs, or start a new run with the length you want"
+        )
+    return dataclasses.replace(saved, **changes)
 
 
 # Named starting points for a config. ``book`` is the chapter's recipe (the defaults);

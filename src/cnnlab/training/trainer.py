@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -40,7 +40,7 @@ from cnnlab.training.checkpoint import (
     save_model,
     write_json,
 )
-from cnnlab.training.config import TrainConfig
+from cnnlab.training.config import TrainConfig, resumed_config
 from cnnlab.training.cuda_graph import GraphedStep, tf32_matmuls
 from cnnlab.training.distributed import (
     World,
@@ -484,13 +484,20 @@ class Run:
         )
 
 
-def prepare_run_dir(config: TrainConfig, world: World) -> tuple[TrainConfig, Path, bool]:
+def prepare_run_dir(
+    config: TrainConfig, world: World, asked: set[str]
+) -> tuple[TrainConfig, Path, bool]:  # fmt: skip
     """The run directory, the config to use and whether to resume from a checkpoint."""
     if config.resume:
+        if config.out_dir is not None and Path(config.out_dir) != Path(config.resume):
+            raise ConfigError(
+                f"--out-dir {config.out_dir} with --resume {config.resume}: a resumed run "
+                "stays in its own directory; leave --out-dir out"
+            )
         run_dir = Path(config.resume)
-        saved = TrainConfig.from_dict(checkpoint_config(run_dir))
-        keep = {"quiet": config.quiet, "resume": config.resume, "nproc": config.nproc}
-        return TrainConfig.from_dict({**saved.to_dict(), **keep}), run_dir, True
+        saved, epochs_done = checkpoint_config(run_dir)
+        return (resumed_config(TrainConfig.from_dict(saved), config, asked, epochs_done),
+                run_dir, True)  # fmt: skip
     name = str(Path(config.out_dir) if config.out_dir else default_run_dir(config.model))
     run_dir = Path(broadcast_text(world, name))
     if world.restarted and (run_dir / CHECKPOINT).exists():
@@ -500,23 +507,29 @@ def prepare_run_dir(config: TrainConfig, world: World) -> tuple[TrainConfig, Pat
     return config, run_dir, False
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainResult:
     """Run ``config`` end to end: data, model, epochs, metrics, figure, weights.
 
     Writes into the run directory: ``config.json``, ``metrics.jsonl``, ``curves.png``,
     ``checkpoint.safetensors`` (every epoch, and every ``checkpoint_every`` steps),
-    ``model.safetensors`` and ``model.json``. ``config.resume`` continues a stopped run.
+    ``model.safetensors`` and ``model.json``. ``config.resume`` continues a stopped run;
+    of its other fields, those in ``asked`` (default: those off their defaults) are
+    applied where a resumed run may change them, and refused where they would change what
+    the run trains (see :func:`~cnnlab.training.config.resumed_config`).
     """
     ensure_logging()
     world = setup(resolve_device(config.device).type)
     try:
-        return _train(config, world)
+        if asked is None:
+            asked = {f.name for f in dataclasses.fields(config)
+                     if getattr(config, f.name) != f.default}  # fmt: skip
+        return _train(config, world, set(asked))
     finally:
         teardown(world)
 
 
-def _train(config: TrainConfig, world: World) -> TrainResult:
-    config, run_dir, resume = prepare_run_dir(config, world)
+def _train(config: TrainConfig, world: World, asked: set[str]) -> TrainResult:
+    config, run_dir, resume = prepare_run_dir(config, world, asked)
     run = Run(config, run_dir, world, resume)
     talk = world.is_main and not config.quiet
     if world.is_main:

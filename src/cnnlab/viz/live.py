@@ -7,6 +7,7 @@ and global settings are left alone.
 
 from __future__ import annotations
 
+import importlib
 import io
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,18 @@ def in_notebook() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
+def show_png(png: bytes, handle: Any = None) -> Any:
+    """Show ``png`` in the notebook's output cell: a new one, or in place of ``handle``
+    (what an earlier call returned). Returns the handle for the next call."""
+    # Imported by name: IPython is optional, and its type hints vary between releases.
+    ipython_display: Any = importlib.import_module("IPython.display")
+    image = ipython_display.Image(data=png, format="png")
+    if handle is None:
+        return ipython_display.display(image, display_id=True)
+    handle.update(image)
+    return handle
+
+
 class LiveCurves:
     """Redraws the book's figure in one notebook output cell at every update."""
 
@@ -31,12 +44,6 @@ class LiveCurves:
         self.handle: Any = None
 
     def update(self, points: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any]]) -> None:
-        from IPython.display import Image, display  # type: ignore[attr-defined]
-
         buffer = io.BytesIO()
         plot_curves(points, epochs).savefig(buffer, format="png", dpi=100)
-        image = Image(data=buffer.getvalue(), format="png")  # type: ignore[no-untyped-call]
-        if self.handle is None:
-            self.handle = display(image, display_id=True)  # type: ignore[no-untyped-call]
-        else:
-            self.handle.update(image)
+        self.handle = show_png(buffer.getvalue(), self.handle)

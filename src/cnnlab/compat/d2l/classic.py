@@ -1,10 +1,8 @@
-"""The textbook's helper names for the convolution chapter, on top of cnnlab.
+"""The Chinese edition's (d2l-zh, PyTorch) helpers for the chapter: ``train_ch6``,
+``load_data_fashion_mnist``, ``Animator``, ``Accumulator``, ``Timer``, ...
 
-Change the chapter's ``from d2l import torch as d2l`` to ``from cnnlab.compat import d2l``
-and its code runs unchanged: same signatures, return values and printed lines. What
-differs is underneath: the data comes from cnnlab's verified loader (no download into the
-working directory, no worker processes), ``Animator`` draws in a notebook and writes a
-PNG file elsewhere, and the original's known flaws are fixed rather than copied:
+Same signatures, return values and printed lines as the book's; the original's known
+flaws are fixed rather than copied:
 
 - ``train_ch6`` with fewer than 5 batches per epoch no longer divides by zero;
 - on a CPU, denormal floats are flushed to zero (sigmoid networks run ~20x faster);
@@ -13,7 +11,6 @@ PNG file elsewhere, and the original's known flaws are fixed rather than copied:
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,29 +24,20 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab import layers
+from cnnlab.compat.d2l.display import FigureOutput
 from cnnlab.data import Batches, load_dataset
-from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.ops import corr2d
 from cnnlab.training.trainer import configure_device
-from cnnlab.viz import in_notebook
 
 __all__ = [
-    "Accumulator",
-    "Animator",
-    "Timer",
-    "accuracy",
-    "corr2d",
-    "evaluate_accuracy_gpu",
-    "get_dataloader_workers",
-    "get_fashion_mnist_labels",
-    "load_data_fashion_mnist",
-    "plt",
-    "show_images",
-    "size",
-    "train_ch6",
-    "try_all_gpus",
-    "try_gpu",
-]
+    "Accumulator", "Animator", "Timer", "accuracy", "corr2d", "evaluate_accuracy_gpu",
+    "get_dataloader_workers", "get_fashion_mnist_labels", "load_data_fashion_mnist", "plt",
+    "show_images", "train_ch6", "try_all_gpus", "try_gpu",
+]  # fmt: skip
+
+
+TEXT_LABELS = ("t-shirt", "trouser", "pullover", "dress", "coat",
+               "sandal", "shirt", "sneaker", "bag", "ankle boot")  # fmt: skip
 
 
 def try_gpu(i: int = 0) -> torch.device:
@@ -72,33 +60,53 @@ def get_dataloader_workers() -> int:
 
 def get_fashion_mnist_labels(labels: Sequence[int] | torch.Tensor) -> list[str]:
     """Text labels of Fashion-MNIST class indices, spelled as the book spells them."""
-    text_labels = ["t-shirt", "trouser", "pullover", "dress", "coat",
-                   "sandal", "shirt", "sneaker", "bag", "ankle boot"]  # fmt: skip
-    return [text_labels[int(i)] for i in labels]
+    return [TEXT_LABELS[int(i)] for i in labels]
 
 
-class _Loader:
+class Loader:
     """What ``DataLoader`` gives the chapter's code: ``len()`` in batches, and a fresh
-    (reshuffled, for the training set) pass at every ``for``."""
+    (reshuffled, for the training set) pass at every ``for``; the batches are gathered
+    and resized on the device the split lives on, in whole batches."""
 
     def __init__(self, batches: Batches, resize: tuple[int, int] | None) -> None:
-        self.batches, self.resize, self.passes = batches, resize, 0
+        native = tuple(batches.images.shape[1:])
+        self.batches, self.passes = batches, 0
+        self.resize = None if resize is None or tuple(resize) == native else tuple(resize)
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # A loop of the reader's own (the book's cells define train_ch6 themselves) gets
+        # flushed denormals too: the sigmoid nets would otherwise run ~20x slower on a CPU.
+        configure_device(self.batches.images.device)
         self.passes += 1
         for x, y in self.batches.epoch(self.passes - 1):
-            if self.resize is not None:  # as torchvision's Resize: bilinear, antialiased
-                x = F.interpolate(x, size=self.resize, mode="bilinear", antialias=True)
-            yield x, y
+            yield resize_batch(x, self.resize), y
+
+
+def resize_batch(x: torch.Tensor, size: tuple[int, ...] | None) -> torch.Tensor:
+    """``x`` (B, C, H, W) resized to ``size`` as torchvision's Resize does (bilinear,
+    antialiased); unchanged when ``size`` is None."""
+    if size is None:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True)
+
+
+def image_size(resize: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """The book's ``resize`` argument (an int for a square, or (H, W)) as (H, W)."""
+    if resize is None:
+        return None
+    if isinstance(resize, int):
+        return (resize, resize)
+    height, width = resize
+    return (int(height), int(width))
 
 
 def load_data_fashion_mnist(
     batch_size: int, resize: int | tuple[int, int] | None = None, *,
     data_dir: str | Path | None = None,
-) -> tuple[_Loader, _Loader]:  # fmt: skip
+) -> tuple[Loader, Loader]:  # fmt: skip
     """Fashion-MNIST as (train_iter, test_iter) of (X (B, 1, H, W) in [0, 1], y (B,) int64).
 
     The training order is reshuffled at every pass, from a seed drawn from torch's global
@@ -107,12 +115,16 @@ def load_data_fashion_mnist(
     CNNLAB_DATA, its cache and the OS package, and says how to get them if it finds none.
     """
     train, test = load_dataset("fashion-mnist", data_dir)
-    size = (resize, resize) if isinstance(resize, int) else resize
-    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    size = image_size(resize)
     return (
-        _Loader(Batches(train, batch_size, shuffle=True, seed=seed), size),
-        _Loader(Batches(test, batch_size), size),
+        Loader(Batches(train, batch_size, shuffle=True, seed=draw_seed()), size),
+        Loader(Batches(test, batch_size), size),
     )
+
+
+def draw_seed() -> int:
+    """A shuffling seed from torch's global generator, as ``DataLoader`` draws one."""
+    return int(torch.randint(0, 2**31 - 1, ()).item())
 
 
 def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
@@ -120,11 +132,6 @@ def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
     if len(y_hat.shape) > 1 and y_hat.shape[1] > 1:
         y_hat = y_hat.argmax(dim=1)
     return float((y_hat.type(y.dtype) == y).sum())
-
-
-def size(x: torch.Tensor) -> int:
-    """Number of elements."""
-    return x.numel()
 
 
 class Accumulator:
@@ -181,10 +188,9 @@ class Animator:
         self.fig = Figure(figsize=figsize, layout="constrained")
         self.axes = list(np.atleast_1d(self.fig.subplots(nrows, ncols)).flat)
         self.labels = (xlabel, ylabel, legend or [], xlim, ylim, xscale, yscale)
-        self.fmts, self.path = fmts, Path(path)
+        self.fmts, self.output = fmts, FigureOutput(path)
         self.X: list[list[float]] = []
         self.Y: list[list[float]] = []
-        self.handle: Any = None
 
     def config_axes(self) -> None:
         xlabel, ylabel, legend, xlim, ylim, xscale, yscale = self.labels
@@ -219,27 +225,7 @@ class Animator:
         for xs, ys, fmt in zip(self.X, self.Y, self.fmts, strict=False):
             self.axes[0].plot(xs, ys, fmt)
         self.config_axes()
-        self._show()
-
-    def _show(self) -> None:
-        import io
-
-        buffer = io.BytesIO()
-        self.fig.savefig(buffer, format="png", dpi=100)
-        if in_notebook():
-            from IPython.display import Image, display  # type: ignore[attr-defined]
-
-            image = Image(data=buffer.getvalue(), format="png")  # type: ignore[no-untyped-call]
-            if self.handle is None:
-                self.handle = display(image, display_id=True)  # type: ignore[no-untyped-call]
-            else:
-                self.handle.update(image)
-            return
-        if self.handle is None:
-            print(f"(the figure is in {self.path})", file=sys.stderr)
-            self.handle = self.path
-        atomic_write_bytes(self.path, buffer.getvalue())
-
+        self.output.show(self.fig)
 
 def show_images(
     imgs: Sequence[Any], num_rows: int, num_cols: int, titles: Sequence[str] | None = None,
@@ -274,6 +260,17 @@ def evaluate_accuracy_gpu(
     return metric[0] / metric[1]
 
 
+def place(net: nn.Module, device: torch.device) -> None:
+    """Move ``net`` to ``device`` and set it up to run fast there, as ``cnnlab train`` does:
+    denormals flushed on a CPU, and conv weights in channels-last (oneDNN's faster layout
+    for LeNet's few-channel convolutions) once no lazy layer is left to initialise."""
+    configure_device(device)
+    net.to(device)
+    lazy = any(isinstance(p, nn.parameter.UninitializedParameter) for p in net.parameters())
+    if device.type == "cpu" and not lazy:
+        net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
 def train_ch6(
     net: nn.Module, train_iter: Any, test_iter: Any, num_epochs: int, lr: float,
     device: torch.device | str,
@@ -288,8 +285,7 @@ def train_ch6(
     net.apply(init_weights)
     print("training on", device)
     device = torch.device(device)
-    configure_device(device)
-    net.to(device)
+    place(net, device)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     loss = nn.CrossEntropyLoss()
     animator = Animator(xlabel="epoch", xlim=[1, num_epochs],
