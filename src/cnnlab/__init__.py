@@ -1,11 +1,39 @@
-"""cnnlab: the convolutional-network chapter of Dive into Deep Learning as real software."""
+"""cnnlab: the convolutional-network chapter of Dive into Deep Learning as real software.
+
+The names below load their module on first use, so ``import cnnlab.ops`` (or
+``cnnlab.layers``) brings in neither the trainer nor matplotlib nor tqdm.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
 
 __version__ = "0.1.0"
 
-from cnnlab.data import load_dataset
-from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
-from cnnlab.models import create_model, list_models
-from cnnlab.training import TrainConfig, TrainResult, load_model, train
+if TYPE_CHECKING:
+    from cnnlab.data import load_dataset
+    from cnnlab.models import create_model, list_models
+    from cnnlab.training import TrainConfig, TrainResult, load_model, train
+
+_LAZY = {
+    "load_dataset": "cnnlab.data",
+    "create_model": "cnnlab.models",
+    "list_models": "cnnlab.models",
+    "TrainConfig": "cnnlab.training",
+    "TrainResult": "cnnlab.training",
+    "load_model": "cnnlab.training",
+    "train": "cnnlab.training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+
 
 __all__ = [
     "CheckpointError",

@@ -15,8 +15,8 @@ from typing import Any
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.logs import ensure_logging, log
-from cnnlab.training import TrainConfig
-from cnnlab.training.trainer import Interrupted
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.control import Interrupted
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -66,9 +66,9 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from cnnlab.rundir import default_run_dir
     from cnnlab.training import train
     from cnnlab.training.distributed import launch
-    from cnnlab.training.trainer import default_run_dir
 
     config, asked = train_config(args)
     if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -81,20 +81,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from cnnlab.data import Batches, load_dataset
-    from cnnlab.training import load_model
-    from cnnlab.training.metrics import accuracy, confusion_matrix, per_class_accuracy
-    from cnnlab.training.trainer import EVAL_BATCH, resolve_device
+    from cnnlab.device import resolve_device
+    from cnnlab.evaluation import evaluate_saved_run
+    from cnnlab.training.metrics import accuracy, per_class_accuracy
 
-    device = resolve_device(args.device)
-    model, meta = load_model(args.run_dir, device)
-    _, test = load_dataset(meta["dataset"], args.data_dir)
-    classes = meta["classes"]
-    tta = meta.get("tta", False)  # evaluate as the run did
-    confusion = confusion_matrix(model, Batches(test, EVAL_BATCH, device), len(classes), tta)
-    acc = accuracy(confusion)
-    log.info("test acc %.4f on %d %s test images%s", acc, len(test.labels), meta["dataset"],
-             ", each averaged with its mirror (the run's --tta)" if tta else "")  # fmt: skip
+    result = evaluate_saved_run(args.run_dir, args.data_dir, resolve_device(args.device))
+    meta, classes, confusion = result.meta, result.classes, result.confusion
+    log.info("test acc %.4f on %d %s test images%s", accuracy(confusion), len(result.test.labels),
+             meta["dataset"], ", each averaged with its mirror (the run's --tta)"
+             if meta.get("tta", False) else "")  # fmt: skip
     log.info("%-14s %8s %8s", "class", "images", "acc")
     for name, total, acc in zip(
         classes, confusion.sum(dim=1), per_class_accuracy(confusion), strict=True
@@ -104,9 +99,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnlab.device import resolve_device
     from cnnlab.predict import predict_files
-    from cnnlab.training import load_model
-    from cnnlab.training.trainer import resolve_device
+    from cnnlab.rundir import load_model
 
     model, meta = load_model(args.run_dir, resolve_device(args.device))
     failed = 0
@@ -214,7 +209,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import inspect
 
     from cnnlab.demos import DEMOS
-    from cnnlab.report import figure_bytes
+    from cnnlab.viz import figure_bytes
 
     demo = DEMOS[args.name]
     accepted = inspect.signature(demo).parameters
@@ -281,7 +276,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
-    from cnnlab.report import RunView, figure_bytes, inputs, make_figure
+    from cnnlab.report import RunView, inputs, make_figure
+    from cnnlab.viz import figure_bytes
 
     run_dir, *others = args.run_dirs
     if others and args.kind != "runs":
@@ -423,10 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_logging(command_line=True)
     try:
         code: int = args.func(args)
-    except Interrupted as e:
-        print(str(e), file=sys.stderr)
-        return e.exit_code
     except CnnlabError as e:
+        if isinstance(e, Interrupted):  # a checkpoint was saved: say how to resume
+            print(str(e), file=sys.stderr)
+            return e.exit_code
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

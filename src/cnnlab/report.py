@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,15 +16,16 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from cnnlab.data import Batches, ImageSet, load_dataset
+from cnnlab.data import ImageSet
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.evaluation import Evaluation, evaluate_saved_run
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.layers import CONV_TYPES
 from cnnlab.predict import load_image
-from cnnlab.training.checkpoint import load_model, read_json, read_metrics
-from cnnlab.training.metrics import confusion_from, per_class_accuracy, predict_proba
-from cnnlab.training.trainer import EVAL_BATCH
+from cnnlab.rundir import read_config, read_metrics
+from cnnlab.training.metrics import per_class_accuracy
 from cnnlab.viz import (
+    figure_bytes,
     plot_activation_pair,
     plot_confusion,
     plot_curves,
@@ -51,28 +51,38 @@ class RunView:
     config: dict[str, Any]
     points: list[dict[str, Any]]
     epochs: list[dict[str, Any]]
-    model: nn.Module
-    meta: dict[str, Any]
-    test: ImageSet
-    probs: np.ndarray  # (N, classes) test-set probabilities
+    evaluation: Evaluation
 
     @classmethod
     def load(cls, run_dir: Path, data_dir: str | None = None) -> RunView:
-        model, meta = load_model(run_dir)
+        evaluation = evaluate_saved_run(run_dir, data_dir)
         points, epochs = read_metrics(run_dir)
-        _, test = load_dataset(meta["dataset"], data_dir)
-        probs = predict_proba(model, Batches(test, EVAL_BATCH), meta.get("tta", False)).numpy()
-        config = read_json(run_dir / "config.json")
-        return cls(run_dir, config, points, epochs, model, meta, test, probs)
+        return cls(run_dir, read_config(run_dir), points, epochs, evaluation)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.evaluation.model
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.evaluation.meta
+
+    @property
+    def test(self) -> ImageSet:
+        return self.evaluation.test
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(N, classes) test-set probabilities."""
+        return self.evaluation.probs.numpy()
 
     @property
     def classes(self) -> list[str]:
-        return list(self.meta["classes"])
+        return self.evaluation.classes
 
     @property
     def confusion(self) -> torch.Tensor:
-        predicted = torch.from_numpy(self.probs.argmax(axis=1))
-        return confusion_from(torch.from_numpy(self.test.labels), predicted, len(self.classes))
+        return self.evaluation.confusion
 
     def test_input(self, index: int) -> tuple[str, torch.Tensor]:
         """A name and test image ``index`` as (1, H, W) in [0, 1], as the model sees it."""
@@ -128,12 +138,6 @@ def make_figure(
     if kind == "activations":
         return plot_activation_pair(view.model, [c[1] for c in chosen], [c[0] for c in chosen])
     raise ConfigError(f"unknown figure {kind!r}; choose one of: {', '.join(KINDS)}")
-
-
-def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=110)
-    return buffer.getvalue()
 
 
 def _img(fig: Figure, alt: str) -> str:

@@ -36,10 +36,9 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.fsutil import atomic_write_bytes
-from cnnlab.training import TrainConfig, load_model
-from cnnlab.training.checkpoint import read_metrics
+from cnnlab.rundir import check_run_dir, load_model, read_metrics
+from cnnlab.training import TrainConfig
 from cnnlab.training.config import load_toml
-from cnnlab.training.trainer import check_run_dir
 
 COLUMNS = ("run", "model", "parameters", "epochs", "wall_seconds", "train_acc", "test_acc")
 
@@ -136,8 +135,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_outputs(out_dir: Path, runs: Sequence[SweepRun], rows: Sequence[dict[str, Any]]) -> None:
-    from cnnlab.report import figure_bytes
-    from cnnlab.viz import plot_run_comparison
+    from cnnlab.viz import figure_bytes, plot_run_comparison
 
     atomic_write_bytes(out_dir / "sweep.md", markdown_table(rows).encode())
     buffer = io.StringIO()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from cnnlab.training.checkpoint import CHECKPOINT
+from cnnlab.rundir import CHECKPOINT
 from tests.conftest import write_dataset
 
 pytestmark = pytest.mark.distributed

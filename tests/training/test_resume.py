@@ -16,8 +16,8 @@ import torch
 
 from cnnlab.errors import CheckpointError
 from cnnlab.models import create_model
+from cnnlab.rundir import CHECKPOINT
 from cnnlab.training.checkpoint import (
-    CHECKPOINT,
     TrainState,
     load_checkpoint,
     read_checkpoint,

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import platform
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,20 +20,29 @@ from tqdm import tqdm
 
 from cnnlab.data import Batches, get_dataset, load_dataset
 from cnnlab.data.augment import augment, parse_augment
-from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
-from cnnlab.fsutil import atomic_write_bytes
+from cnnlab.device import configure_device, environment, resolve_device
+from cnnlab.errors import ConfigError
+from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.logs import ensure_logging, log
 from cnnlab.models import create_model, init_weights, parse_options, pool_before_activation
-from cnnlab.training.checkpoint import (
+from cnnlab.rundir import (
     CHECKPOINT,
+    CURVES,
+    append_metric,
+    check_run_dir,
+    default_run_dir,
+    save_model,
+    write_config,
+    write_metrics,
+)
+from cnnlab.training.checkpoint import (
     TrainState,
     checkpoint_config,
     load_checkpoint,
     save_checkpoint,
-    save_model,
-    write_json,
 )
 from cnnlab.training.config import TrainConfig, resumed_config
+from cnnlab.training.control import Diverged, Interrupted, StopOnSignal
 from cnnlab.training.cuda_graph import GraphedStep, tf32_matmuls
 from cnnlab.training.distributed import (
     World,
@@ -55,36 +57,7 @@ from cnnlab.training.metrics import accuracy, confusion_matrix
 from cnnlab.viz import LiveCurves, in_notebook, plot_curves
 
 POINTS_PER_EPOCH = 5  # intra-epoch curve points, as the book's animator draws
-EVAL_BATCH = 2000  # examples per evaluation batch: larger than training, same result
 DIVERGED_FACTOR = 10  # stop when the average loss exceeds this many times ln(classes)
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must be available.
-
-    Under torchrun each process takes CUDA device ``local_rank``."""
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-        "cpu": True,
-    }
-    if name == "auto":
-        name = next(kind for kind, ok in available.items() if ok)
-    if not available.get(name, False):
-        usable = ", ".join(kind for kind, ok in available.items() if ok)
-        raise ConfigError(
-            f"device {name!r} is not available in this PyTorch build or machine; "
-            f"use --device auto or one of: {usable}"
-        )
-    return torch.device(name, local_rank) if name == "cuda" else torch.device(name)
-
-
-def configure_device(device: torch.device) -> None:
-    """Per-process numeric settings for ``device``."""
-    if device.type == "cpu":
-        # Sigmoid activations push values into the denormal range, where x86 float
-        # arithmetic is ~20x slower; flushing them to zero changes no result we report.
-        torch.set_flush_denormal(True)
 
 
 @dataclass
@@ -100,87 +73,6 @@ class TrainResult:
     @property
     def final(self) -> dict[str, Any]:
         return self.history[-1]
-
-
-def default_run_dir(model: str) -> Path:
-    stem = Path("runs") / f"{model}-{datetime.now():%Y%m%d-%H%M%S}"
-    path, n = stem, 1
-    while path.exists():
-        n += 1
-        path = stem.with_name(f"{stem.name}-{n}")
-    return path
-
-
-def check_run_dir(path: Path) -> None:
-    """Refuse a run directory that holds files, or that cannot be created."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise CheckpointError(
-            f"{path} already exists and is not empty; cnnlab never overwrites a run. "
-            "Choose another --out-dir or leave it out for a fresh one under runs/."
-        )
-    parent = next(p for p in [path, *path.parents] if p.exists())
-    if not parent.is_dir() or not _writable(parent):
-        raise CheckpointError(f"cannot create {path}: {parent} is not a writable directory")
-
-
-def _writable(path: Path) -> bool:
-    return os.access(path, os.W_OK | os.X_OK)
-
-
-def environment(device: torch.device, processes: int = 1) -> dict[str, Any]:
-    """Library versions and device, recorded with every run."""
-    from cnnlab import __version__
-
-    return {
-        "cnnlab": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "matplotlib": matplotlib.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor(),
-        "threads": torch.get_num_threads(),
-        "processes": processes,
-    }
-
-
-class Interrupted(CnnlabError):
-    """SIGINT or SIGTERM stopped the run after a checkpoint was written."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.exit_code = 128 + signum
-
-
-class Diverged(CnnlabError):
-    """The loss or the weights stopped being finite numbers."""
-
-
-class StopOnSignal:
-    """Turns the first SIGINT/SIGTERM into a request to stop after the current step;
-    a second one stops at once (KeyboardInterrupt), leaving the last checkpoint whole."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __enter__(self) -> StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -419,8 +311,7 @@ class Run:
 
     def record(self, row: dict[str, Any]) -> None:
         if self.world.is_main:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_metric(self.run_dir, row)
 
     def save_checkpoint(self, extra_seconds: float = 0.0) -> None:
         """Rank 0 writes the state (with the epoch's sums over all ranks); never a NaN one."""
@@ -480,7 +371,7 @@ class Run:
             "final": self.state.history[-1],
         })  # fmt: skip
         plot_curves(self.state.points, self.state.history).savefig(
-            self.run_dir / "curves.png", dpi=150
+            self.run_dir / CURVES, dpi=150
         )
 
 
@@ -535,15 +426,13 @@ def _train(config: TrainConfig, world: World, asked: set[str]) -> TrainResult:
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         env = environment(run.device, world.size)
-        write_json(run_dir / "config.json", {**config.to_dict(), "environment": env})
+        write_config(run_dir, config.to_dict(), env)
         # metrics.jsonl restarts from what the checkpoint knows: no rows are counted twice
         rows = sorted(
             [{"type": "point", **p} for p in run.state.points] + run.state.history,
             key=lambda r: (r["x"], 0) if r["type"] == "point" else (r["epoch"], 1),
         )
-        atomic_write_bytes(
-            run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()
-        )
+        write_metrics(run_dir, rows)
     if resume and talk:
         log.info("resuming %s at epoch %d, step %d", run_dir, run.state.epoch + 1, run.state.batch)
     progress = talk and sys.stderr.isatty()

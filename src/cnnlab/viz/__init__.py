@@ -9,11 +9,12 @@ from cnnlab.viz.features import (
     plot_kernels,
     plot_panels,
 )
-from cnnlab.viz.live import LiveCurves, in_notebook
+from cnnlab.viz.live import LiveCurves, figure_bytes, in_notebook, show_png
 
 __all__ = [
     "LiveCurves",
     "conv_activations",
+    "figure_bytes",
     "in_notebook",
     "plot_activation_pair",
     "plot_confusion",
@@ -24,4 +25,5 @@ __all__ = [
     "plot_panels",
     "plot_per_class_accuracy",
     "plot_run_comparison",
+    "show_png",
 ]

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from cnnlab.viz.curves import plot_curves
 
 
@@ -23,6 +25,13 @@ def in_notebook() -> bool:
         return False
     shell = ipython.get_ipython()
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 110) -> bytes:
+    """``fig`` encoded as ``fmt`` (png, svg, pdf)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=dpi)
+    return buffer.getvalue()
 
 
 def show_png(png: bytes, handle: Any = None) -> Any:
@@ -44,6 +53,5 @@ class LiveCurves:
         self.handle: Any = None
 
     def update(self, points: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any]]) -> None:
-        buffer = io.BytesIO()
-        plot_curves(points, epochs).savefig(buffer, format="png", dpi=100)
-        self.handle = show_png(buffer.getvalue(), self.handle)
+        png = figure_bytes(plot_curves(points, epochs), dpi=100)
+        self.handle = show_png(png, self.handle)

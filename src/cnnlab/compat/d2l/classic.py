@@ -26,8 +26,8 @@ from torch import nn
 from cnnlab import layers
 from cnnlab.compat.d2l.display import FigureOutput
 from cnnlab.data import Batches, load_dataset
+from cnnlab.device import configure_device
 from cnnlab.ops import corr2d
-from cnnlab.training.trainer import configure_device
 
 __all__ = [
     "Accumulator", "Animator", "Timer", "accuracy", "corr2d", "evaluate_accuracy_gpu",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from cnnlab.fsutil import atomic_write_bytes
-from cnnlab.viz.live import in_notebook, show_png
+from cnnlab.viz.live import figure_bytes, in_notebook, show_png
 
 
 class FigureOutput:
@@ -23,12 +22,11 @@ class FigureOutput:
         self.announced = False
 
     def show(self, fig: Figure) -> None:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
+        png = figure_bytes(fig, dpi=100)
         if in_notebook():
-            self.handle = show_png(buffer.getvalue(), self.handle)
+            self.handle = show_png(png, self.handle)
             return
         if not self.announced:
             print(f"(the figure is in {self.path})", file=sys.stderr)
             self.announced = True
-        atomic_write_bytes(self.path, buffer.getvalue())
+        atomic_write_bytes(self.path, png)

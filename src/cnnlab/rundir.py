@@ -1,0 +1,149 @@
+"""The run directory: its file names, and every writer and reader of its files.
+
+A run directory holds ``config.json`` (settings and environment), ``metrics.jsonl``
+(curve points and epoch rows), ``curves.png``, ``model.safetensors`` + ``model.json``
+(the trained model and how to rebuild and feed it) and ``checkpoint.safetensors`` (the
+full training state, written by :mod:`cnnlab.training.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.fsutil import atomic_write_bytes
+from cnnlab.models import create_model
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+CURVES = "curves.png"
+CHECKPOINT = "checkpoint.safetensors"
+WEIGHTS = "model.safetensors"
+SIDECAR = "model.json"
+FORMAT = "cnnlab-model-1"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def save_model(run_dir: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """Write the weights and a sidecar describing how to rebuild and feed the model.
+
+    ``meta`` holds at least ``model`` (registry name) and ``model_options``.
+    """
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(run_dir / WEIGHTS, save_safetensors(state))
+    write_json(run_dir / SIDECAR, {"format": FORMAT, **meta})
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{path} not found; is {path.parent} a cnnlab run directory?"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not readable JSON ({e}); the file is damaged") from e
+
+
+def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The (curve points, epoch rows) of ``run_dir/metrics.jsonl``."""
+    path = run_dir / METRICS
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} not found; is {run_dir} a cnnlab run directory?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not readable JSON lines ({e}); the file is damaged") from e
+    return [r for r in rows if r.get("type") == "point"], [
+        r for r in rows if r.get("type") == "epoch"
+    ]
+
+
+def load_model(
+    run_dir: str | Path, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model saved in ``run_dir``; return it (in eval mode) with its sidecar."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(
+            f"{run_dir} is not a directory; pass a run directory made by `cnnlab train`"
+        )
+    meta = read_json(run_dir / SIDECAR)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{run_dir / SIDECAR}: not a cnnlab model sidecar (format {FORMAT})")
+    try:
+        model = create_model(meta["model"], **meta.get("model_options", {}))
+    except (KeyError, TypeError, CnnlabError) as e:
+        raise CheckpointError(f"{run_dir / SIDECAR}: cannot rebuild the model: {e}") from e
+    try:
+        state = load_safetensors((run_dir / WEIGHTS).read_bytes())
+    except FileNotFoundError:
+        raise CheckpointError(f"{run_dir / WEIGHTS} not found; the run did not finish") from None
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{run_dir / WEIGHTS}: not a valid safetensors file ({e})") from e
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{run_dir / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}"
+        ) from e
+    return model.to(device).eval(), meta
+
+
+def write_config(run_dir: Path, config: dict[str, Any], environment: dict[str, Any]) -> None:
+    write_json(run_dir / CONFIG, {**config, "environment": environment})
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    config: dict[str, Any] = read_json(run_dir / CONFIG)
+    return config
+
+
+def write_metrics(run_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Replace ``metrics.jsonl`` with ``rows``, atomically."""
+    atomic_write_bytes(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def append_metric(run_dir: Path, row: dict[str, Any]) -> None:
+    with open(run_dir / METRICS, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def default_run_dir(model: str) -> Path:
+    stem = Path("runs") / f"{model}-{datetime.now():%Y%m%d-%H%M%S}"
+    path, n = stem, 1
+    while path.exists():
+        n += 1
+        path = stem.with_name(f"{stem.name}-{n}")
+    return path
+
+
+def check_run_dir(path: Path) -> None:
+    """Refuse a run directory that holds files, or that cannot be created."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise CheckpointError(
+            f"{path} already exists and is not empty; cnnlab never overwrites a run. "
+            "Choose another --out-dir or leave it out for a fresh one under runs/."
+        )
+    parent = next(p for p in [path, *path.parents] if p.exists())
+    if not parent.is_dir() or not _writable(parent):
+        raise CheckpointError(f"cannot create {path}: {parent} is not a writable directory")
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK | os.X_OK)
