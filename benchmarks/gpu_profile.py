@@ -19,9 +19,10 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from cnnlab.device import resolve_device
 from cnnlab.training import TrainConfig
 from cnnlab.training.distributed import World
-from cnnlab.training.trainer import Run
+from cnnlab.training.trainer import Run, build_parts
 
 
 def timed(step: Callable[[], object], steps: int) -> dict[str, float]:
@@ -72,7 +73,8 @@ def main() -> None:
         config = TrainConfig(
             device="cuda", data_dir=args.data_dir, quiet=True, compile=args.compile
         )
-        run = Run(config, Path(tmp), World(), resume=False)
+        device = resolve_device(config.device)
+        run = Run(config, build_parts(config, device), Path(tmp), World(), device)
         run.capture()
         index = next(run.train_batches.indices(0))
         graphed = lambda: run.graphs[config.batch_size](index)  # noqa: E731

@@ -33,11 +33,14 @@ def test_real_files_verify_and_load() -> None:
 
 def test_one_epoch_then_eval_and_predict(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = run("train", "--epochs", "1", "--out-dir", str(out), "--data-dir", str(REAL_DATA))
+    # the book's sigmoid LeNet barely moves in its first epoch (test acc ~0.1-0.3); the
+    # ReLU/max-pooling variant reaches 0.74 in one (measured 2026-12-02, seed 0)
+    result = run("train", "--epochs", "1", "--model", "lenet-relu-max", "--lr", "0.1",
+                 "--out-dir", str(out), "--data-dir", str(REAL_DATA))  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "examples/sec on cpu" in result.stdout
     final = json.loads((out / "model.json").read_text())["final"]
-    assert final["test_acc"] > 0.1  # the book's sigmoid LeNet barely moves in epoch 1
+    assert final["test_acc"] > 0.65
 
     result = run("eval", str(out))
     assert result.returncode == 0, result.stderr

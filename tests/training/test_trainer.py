@@ -2,13 +2,16 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from cnnlab.data import datasets as ds
 from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.rundir import read_metrics
 from cnnlab.training import TrainConfig, load_model, train
-from cnnlab.training.trainer import make_scheduler
+from cnnlab.training.checkpoint import read_checkpoint
+from cnnlab.training.optim import make_scheduler
 
 TIMING = ("elapsed", "examples_per_sec", "train_seconds")  # differ run to run
 
@@ -38,6 +41,30 @@ def test_run_writes_everything(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: 
     model, meta = load_model(run)
     assert meta["classes"][0] == "class0" and meta["preprocessing"]["input_shape"] == [1, 28, 28]
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_a_run_trains_the_parts_it_is_handed(tmp_path: Path) -> None:
+    """No dataset files: a model, an optimizer and images already in memory."""
+    from cnnlab.data import ImageSet
+    from cnnlab.models import create_model
+    from cnnlab.training.control import StopOnSignal
+    from cnnlab.training.trainer import Parts, Run
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 64).astype(np.uint8)
+    images = (labels[:, None, None] * 200 + rng.integers(0, 50, (64, 28, 28))).astype(np.uint8)
+    torch.manual_seed(0)
+    model = create_model("lenet-relu", num_classes=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    parts = Parts(model, optimizer, ImageSet(images, labels), ImageSet(images, labels), ("a", "b"))
+    run = Run(TrainConfig(batch_size=16, quiet=True), parts, tmp_path)
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(8):
+        run.train_epoch(StopOnSignal(), progress=False)
+        row = run.finish_epoch(wall_start=0.0)
+    assert run.state.step == 32 and row["epoch"] == 8
+    assert all(not a.equal(b) for a, b in zip(before, model.parameters(), strict=True))
+    assert row["test_acc"] > 0.9 and row["train_loss"] < run.state.history[0]["train_loss"]
 
 
 def test_same_seed_same_numbers(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
@@ -160,6 +187,66 @@ def test_training_options(
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     if "model_options" in options:
         assert meta["model_options"]["channels"] == [8, 16]
+
+
+def saved_optimizer(run: Path) -> dict[str, object]:
+    """The optimizer settings and scheduler state the run's last checkpoint holds."""
+    meta = read_checkpoint(run)[1]
+    return {**meta["param_groups"][0], "scheduler": meta["scheduler"]}
+
+
+def test_optimizer_options_reach_the_optimizer(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
+) -> None:
+    _, directory = tiny_dataset
+    for name, options, expected in [
+        ("sgd", {}, {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}),
+        ("momentum", {"momentum": 0.8, "weight_decay": 1e-3},
+         {"momentum": 0.8, "nesterov": False, "weight_decay": 1e-3}),
+        ("nesterov", {}, {"momentum": 0.9, "nesterov": True}),
+        ("adamw", {"lr": 1e-3, "weight_decay": 0.05}, {"lr": 1e-3, "weight_decay": 0.05,
+                                                        "betas": [0.9, 0.999]}),
+    ]:  # fmt: skip
+        run = tmp_path / name
+        train(tiny_config(tmp_path, directory, optimizer=name, out_dir=str(run), epochs=1,
+                          **options))  # type: ignore[arg-type]  # fmt: skip
+        group = saved_optimizer(run)
+        assert {k: group[k] for k in expected} == expected, name
+
+
+def test_schedule_sets_the_learning_rate_at_each_step(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
+) -> None:
+    """96 examples in batches of 16: 6 steps, at the end of which a cosine is at 0."""
+    _, directory = tiny_dataset
+    train(tiny_config(tmp_path, directory, schedule="cosine", lr=0.5, epochs=1))
+    cosine = saved_optimizer(tmp_path / "run")
+    assert cosine["scheduler"]["last_epoch"] == 6  # type: ignore[index]
+    assert cosine["lr"] == pytest.approx(0.0, abs=1e-12) and cosine["initial_lr"] == 0.5
+    train(tiny_config(tmp_path, directory, schedule="constant", lr=0.5, epochs=1,
+                      out_dir=str(tmp_path / "constant")))  # fmt: skip
+    assert saved_optimizer(tmp_path / "constant")["lr"] == 0.5
+
+
+def test_label_smoothing_and_weight_decay_take_effect(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
+) -> None:
+    _, directory = tiny_dataset
+
+    def run(name: str, **options: object) -> tuple[float, float]:
+        result = train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / name), lr=0.1,
+                                   epochs=1, **options))  # type: ignore[arg-type]  # fmt: skip
+        model, _ = load_model(result.run_dir)
+        norm = sum(p.detach().pow(2).sum() for p in model.parameters()).item()
+        return read_metrics(result.run_dir)[0][0]["train_loss"], norm
+
+    plain = run("plain")
+    smoothed = run("smoothed", label_smoothing=0.5)
+    decayed = run("decayed", weight_decay=0.5)
+    # the first curve point is the first batch's loss, before any step: with targets
+    # smoothed towards uniform, the same initial predictions score a different loss
+    assert smoothed[0] != plain[0] and decayed[0] == plain[0]
+    assert decayed[1] < 0.99 * plain[1]  # decay pulls the weights towards zero
 
 
 def test_augmentation_validation_split_and_tta(

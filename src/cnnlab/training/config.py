@@ -15,12 +15,10 @@ else:  # pragma: no cover
 
 from cnnlab.data.augment import parse_augment
 from cnnlab.errors import ConfigError
-from cnnlab.models.lenet import INITS
+from cnnlab.models.lenet import BACKENDS, INITS
+from cnnlab.training.optim import OPTIMIZERS, SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-BACKENDS = ("torch", "scratch")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adamw")
-SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 def _opt(default: Any, help: str) -> Any:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cnnlab.data import Batches, get_dataset, load_dataset
+from cnnlab.data import Batches, ImageSet, get_dataset, load_dataset
 from cnnlab.data.augment import augment, parse_augment
 from cnnlab.device import configure_device, environment, resolve_device
 from cnnlab.errors import ConfigError
@@ -54,10 +54,12 @@ from cnnlab.training.distributed import (
 )
 from cnnlab.training.fused import fast_forward
 from cnnlab.training.metrics import accuracy, confusion_matrix
+from cnnlab.training.optim import make_optimizer, make_scheduler
 from cnnlab.viz import LiveCurves, in_notebook, plot_curves
 
 POINTS_PER_EPOCH = 5  # intra-epoch curve points, as the book's animator draws
 DIVERGED_FACTOR = 10  # stop when the average loss exceeds this many times ln(classes)
+ONE_PROCESS = World()
 
 
 @dataclass
@@ -75,70 +77,75 @@ class TrainResult:
         return self.history[-1]
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer ``config`` names, over ``model``'s parameters."""
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    momentum = config.momentum if config.optimizer in ("momentum", "nesterov") else 0.0
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=momentum,
-                           nesterov=config.optimizer == "nesterov",
-                           weight_decay=config.weight_decay)  # fmt: skip
+@dataclass
+class Parts:
+    """What a run trains, on what data: built from a config by :func:`build_parts`, or
+    by hand (a test, the book's Trainer) from tensors already in memory."""
+
+    model: nn.Module  # on the training device
+    optimizer: torch.optim.Optimizer
+    train_set: ImageSet
+    test_set: ImageSet
+    classes: tuple[str, ...]
+    val_set: ImageSet | None = None
+    scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+    state: TrainState = field(default_factory=TrainState)  # where a resumed run stands
+    dataset: str = "custom"  # the dataset's registry name, recorded in model.json
+    model_options: dict[str, Any] = field(default_factory=dict)  # how to rebuild the model
 
 
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, schedule: str, steps: int
-) -> torch.optim.lr_scheduler.LambdaLR | None:
-    """A per-step learning-rate factor over ``steps`` optimizer steps (None: constant)."""
-    if schedule == "constant":
-        return None
-    warm = max(1, steps // 4) if schedule == "onecycle" else 0
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None = None,
+                world: World = ONE_PROCESS) -> Parts:  # fmt: skip
+    """The data, model, optimizer and schedule ``config`` names, on ``device``; with
+    ``run_dir``, restored from its checkpoint."""
+    dataset = get_dataset(config.dataset)
+    train_set, test_set = load_dataset(dataset, config.data_dir)
+    val_set = None
+    if config.val_size:
+        train_set, val_set = train_set.split_validation(config.val_size)
+    torch.manual_seed(config.seed)
+    options = {
+        **parse_options(config.model, config.model_options),
+        "num_classes": len(dataset.classes), "backend": config.backend,
+    }  # fmt: skip
+    model = create_model(config.model, **options)
+    init_weights(model, config.init)
+    if device.type == "cpu":
+        # Measured on 2 AVX2 cores: oneDNN runs LeNet's few-channel convolutions ~1.35x
+        # faster in channels-last (see the README's speed section).
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model.to(device)
+    optimizer = make_optimizer(model, config.optimizer, config.lr, config.weight_decay,
+                               config.momentum)  # fmt: skip
+    steps = config.epochs * -(-len(train_set.labels) // config.batch_size)
+    scheduler = make_scheduler(optimizer, config.schedule, steps)
+    state = TrainState()
+    if run_dir is not None:
+        state = load_checkpoint(run_dir, model, optimizer, scheduler)
+        if not world.is_main:  # rank 0 carries the epoch's partial sums for everyone
+            state.loss_sum.zero_()
+            state.correct.zero_()
+            state.seen = 0
+    return Parts(model, optimizer, train_set, test_set, dataset.classes, val_set, scheduler,
+                 state, dataset.name, options)  # fmt: skip
 
 
 class Run:
-    """One training run: the objects it needs and the verbs that move it forward."""
+    """One training run: the loop's verbs, over the parts it is handed."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, world: World, resume: bool) -> None:
-        self.config, self.run_dir, self.world = config, run_dir, world
-        self.device = resolve_device(config.device, world.local_rank)
+    def __init__(
+        self, config: TrainConfig, parts: Parts, run_dir: Path, world: World = ONE_PROCESS,
+        device: torch.device | None = None,
+    ) -> None:  # fmt: skip
+        self.config, self.parts, self.run_dir, self.world = config, parts, run_dir, world
+        self.device = device or next(parts.model.parameters()).device
         configure_device(self.device)
-        self.dataset = get_dataset(config.dataset)
-        train_set, test_set = load_dataset(self.dataset, config.data_dir)
-        val_set = None
-        if config.val_size:
-            train_set, val_set = train_set.split_validation(config.val_size)
-        self.input_shape = [1, *train_set.images.shape[1:]]
-
-        torch.manual_seed(config.seed)
-        self.model_options = {
-            **parse_options(config.model, config.model_options),
-            "num_classes": len(self.dataset.classes), "backend": config.backend,
-        }  # fmt: skip
-        self.model = create_model(config.model, **self.model_options)
-        init_weights(self.model, config.init)
-        if self.device.type == "cpu":
-            # Measured on 2 AVX2 cores: oneDNN runs LeNet's few-channel convolutions ~1.35x
-            # faster in channels-last (see the README's speed section).
-            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.model.to(self.device)
-        self.optimizer = make_optimizer(self.model, config)
-        steps = config.epochs * -(-len(train_set.labels) // config.batch_size)
-        self.scheduler = make_scheduler(self.optimizer, config.schedule, steps)
-        self.state = TrainState()
-        if resume:
-            self.state = load_checkpoint(run_dir, self.model, self.optimizer, self.scheduler)
-            if not world.is_main:  # rank 0 carries the epoch's partial sums for everyone
-                self.state.loss_sum.zero_()
-                self.state.correct.zero_()
-                self.state.seen = 0
+        self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.scheduler
+        self.classes = parts.classes
+        self.state = parts.state
         self.state.loss_sum = self.state.loss_sum.to(self.device)
         self.state.correct = self.state.correct.to(self.device)
+        train_set, test_set, val_set = parts.train_set, parts.test_set, parts.val_set
         # What runs the model's forward: its layers, max pooling before the activation.
         self.fast_model = pool_before_activation(self.model)
         self.net: nn.Module = self.fast_model
@@ -279,7 +286,7 @@ class Run:
 
     def evaluate(self, batches: Batches) -> float:
         """Accuracy on ``batches`` (every rank computes the same number)."""
-        classes = len(self.dataset.classes)
+        classes = len(self.classes)
         return accuracy(confusion_matrix(self.fast_model, batches, classes, self.config.tta))
 
     def finish_epoch(self, wall_start: float) -> dict[str, Any]:
@@ -334,13 +341,13 @@ class Run:
     def loss_limit(self) -> float:
         """A loss this far above a uniform guess (ln classes) means the run has blown up:
         with saturating sigmoids the loss can stay finite while the weights are ruined."""
-        return DIVERGED_FACTOR * math.log(len(self.dataset.classes))
+        return DIVERGED_FACTOR * math.log(len(self.classes))
 
     def diverged(self, batch_index: int, what: str = "is not a finite number") -> Diverged:
         return Diverged(
             f"training diverged: the loss {what} at epoch {self.state.epoch + 1}, step "
             f"{batch_index + 1} (lr {self.config.lr}; a model that guesses scores "
-            f"{math.log(len(self.dataset.classes)):.2f}). Try a lower learning rate, e.g. "
+            f"{math.log(len(self.classes)):.2f}). Try a lower learning rate, e.g. "
             f"--lr {self.config.lr / 10:g}. " + (
                 f"The last good checkpoint remains in {self.run_dir}."
                 if (self.run_dir / CHECKPOINT).exists() else "No checkpoint had been written yet."
@@ -362,12 +369,13 @@ class Run:
             return
         save_model(self.run_dir, self.model, {
             "model": self.config.model,
-            "model_options": self.model_options,
-            "dataset": self.dataset.name,
-            "classes": list(self.dataset.classes),
+            "model_options": self.parts.model_options,
+            "dataset": self.parts.dataset,
+            "classes": list(self.classes),
             "tta": self.config.tta,  # evaluation and prediction average image and mirror
-            "preprocessing": {"input_shape": self.input_shape, "grayscale": True,
-                              "scale": "pixel / 255", "background": "dark (0), as in the dataset"},
+            "preprocessing": {"input_shape": [1, *self.parts.train_set.images.shape[1:]],
+                              "grayscale": True, "scale": "pixel / 255",
+                              "background": "dark (0), as in the dataset"},
             "final": self.state.history[-1],
         })  # fmt: skip
         plot_curves(self.state.points, self.state.history).savefig(
@@ -421,7 +429,10 @@ def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainRes
 
 def _train(config: TrainConfig, world: World, asked: set[str]) -> TrainResult:
     config, run_dir, resume = prepare_run_dir(config, world, asked)
-    run = Run(config, run_dir, world, resume)
+    device = resolve_device(config.device, world.local_rank)
+    configure_device(device)
+    run = Run(config, build_parts(config, device, run_dir if resume else None, world), run_dir,
+              world, device)  # fmt: skip
     talk = world.is_main and not config.quiet
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
