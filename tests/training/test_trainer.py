@@ -1,5 +1,6 @@
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +285,41 @@ def test_schedules() -> None:
     factors = [onecycle.lr_lambdas[0](s) for s in range(100)]
     assert factors[0] == pytest.approx(1 / 25) and factors[24] == 1.0 and factors[99] < 0.01
     assert make_scheduler(optimizer, "constant", 100) is None
+
+
+def test_model_options_as_a_toml_table(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
+) -> None:
+    from cnnlab.training.config import load_toml
+
+    _, directory = tiny_dataset
+    (tmp_path / "run.toml").write_text(
+        'model = "lenet-relu"\n[model_options]\nkernel = 3\nchannels = [4, 8]\n'
+        "batch_norm = true\n"
+    )
+    values = load_toml(tmp_path / "run.toml", "config file")
+    result = train(tiny_config(tmp_path, directory, epochs=1, **values))
+    _, meta = load_model(result.run_dir)
+    assert {k: meta["model_options"][k] for k in ("kernel", "channels", "batch_norm")} == {
+        "kernel": 3, "channels": [4, 8], "batch_norm": True
+    }  # fmt: skip
+    flags = TrainConfig(model_options={"kernel": 3, "channels": [4, 8]}).to_flags()
+    assert flags == ["--model-options", "kernel=3 channels=4,8"]  # what torchrun workers get
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [("kernel=3 kernel=5", "model option kernel is given twice"),
+     ({"kernel": "3"}, "model option kernel takes a value like 5, got '3'"),
+     ({"channels": [4, True]}, "model option channels takes a value like (6, 16)"),
+     ({"batch_norm": 1}, "model option batch_norm takes a value like False, got 1"),
+     ({"width": 3}, "bad model option 'width = 3'")],
+)  # fmt: skip
+def test_model_options_are_checked(options: object, message: str) -> None:
+    from cnnlab.models import parse_options
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_options("lenet", options)  # type: ignore[arg-type]
 
 
 def test_bad_model_options(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -52,38 +52,65 @@ def model_options(name: str) -> dict[str, Any]:
     }
 
 
-def parse_options(name: str, text: str) -> dict[str, Any]:
-    """Options of model ``name`` from ``KEY=VALUE`` words, typed by their defaults.
+def parse_options(name: str, options: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Options of model ``name``, typed by their defaults: ``KEY=VALUE`` words (the command
+    line's ``--model-options``) or a mapping of values (a TOML ``[model_options]`` table).
 
     >>> parse_options("lenet", "kernel=3 channels=16,32 batch_norm=true")
     {'kernel': 3, 'channels': (16, 32), 'batch_norm': True}
+    >>> parse_options("lenet", {"kernel": 3, "channels": [16, 32]})
+    {'kernel': 3, 'channels': (16, 32)}
     """
     defaults = model_options(name)
-    options: dict[str, Any] = {}
-    for word in text.split():
-        key, sep, value = word.partition("=")
-        if not sep or key not in defaults or key in ("num_classes", "backend"):
-            settable = [k for k in defaults if k not in ("num_classes", "backend")]
+    settable = [k for k in defaults if k not in ("num_classes", "backend")]
+    pairs: list[tuple[str, Any, str]] = []  # (key, value or None, as the user wrote it)
+    if isinstance(options, str):
+        for word in options.split():
+            key, sep, value = word.partition("=")
+            pairs.append((key, value if sep else None, word))
+    else:
+        pairs = [(key, value, f"{key} = {value!r}") for key, value in options.items()]
+    typed: dict[str, Any] = {}
+    for key, value, written in pairs:
+        if value is None or key not in settable:
             raise ConfigError(
-                f"bad model option {word!r}: write KEY=VALUE with KEY one of "
+                f"bad model option {written!r}: write KEY=VALUE with KEY one of "
                 f"{', '.join(settable)} (num_classes comes from the dataset, backend from "
                 "--backend)"
             )
-        default = defaults[key]
-        try:
-            if isinstance(default, bool):
-                options[key] = {"true": True, "false": False}[value.lower()]
-            elif isinstance(default, tuple):
-                options[key] = tuple(int(v) for v in value.split(",") if v)
-            elif isinstance(default, int | float):
-                options[key] = type(default)(value)
-            else:
-                options[key] = value
-        except (KeyError, ValueError):
-            raise ConfigError(
-                f"model option {key} takes a value like {default!r}, got {value!r}"
-            ) from None
-    return options
+        if key in typed:
+            raise ConfigError(f"model option {key} is given twice; give it once")
+        typed[key] = _typed(key, value, defaults[key], text=isinstance(options, str))
+    return typed
+
+
+def _typed(key: str, value: Any, default: Any, text: bool) -> Any:
+    """``value`` (command-line ``text``, or a TOML value of its own type) as the type of
+    ``default``."""
+
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    try:
+        if isinstance(default, str) and isinstance(value, str):
+            return value
+        if text and isinstance(default, bool):
+            return {"true": True, "false": False}[value.lower()]
+        if text and isinstance(default, tuple):
+            return tuple(int(v) for v in value.split(",") if v)
+        if text and isinstance(default, int | float):
+            return type(default)(value)
+        if isinstance(default, bool) and isinstance(value, bool):
+            return value
+        if isinstance(default, tuple) and isinstance(value, list) and all(map(integer, value)):
+            return tuple(value)
+        if isinstance(default, float) and (integer(value) or isinstance(value, float)):
+            return float(value)
+        if integer(default) and integer(value):
+            return value
+    except (KeyError, ValueError):
+        pass
+    raise ConfigError(f"model option {key} takes a value like {default!r}, got {value!r}")
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:

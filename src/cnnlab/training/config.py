@@ -69,8 +69,10 @@ class TrainConfig:
     init: str = _opt(
         "xavier", "weight init of conv and linear layers: xavier (book), kaiming or default"
     )
-    model_options: str = _opt(
-        "", "options of --model as KEY=VALUE, space separated: 'kernel=3 channels=16,32'"
+    model_options: str | dict[str, Any] = _opt(  # noqa: RUF009  (a string default: immutable)
+        "",
+        "options of --model as KEY=VALUE, space separated: 'kernel=3 channels=16,32' "
+        "(in a TOML file, a [model_options] table of values: kernel = 3, channels = [16, 32])",
     )
     seed: int = _opt(0, "seed of the initial weights and of the per-epoch shuffle")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps")
@@ -148,7 +150,7 @@ class TrainConfig:
             if isinstance(value, bool):
                 flags.append(flag if value else "--no-" + flag[2:])
             else:
-                flags += [flag, str(value)]
+                flags += [flag, format_options(value) if isinstance(value, dict) else str(value)]
         return flags
 
     @classmethod
@@ -170,6 +172,23 @@ class TrainConfig:
                 f"unknown config keys {unknown}; known keys: {sorted(known | {'recipe'})}"
             )
         return cls(**{**RECIPES[recipe], **values})
+
+
+def format_options(options: dict[str, Any]) -> str:
+    """Model options as ``--model-options`` words.
+
+    >>> format_options({"kernel": 3, "channels": [8, 16], "batch_norm": True})
+    'kernel=3 channels=8,16 batch_norm=true'
+    """
+
+    def word(value: Any) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, list | tuple):
+            return ",".join(str(v) for v in value)
+        return str(value)
+
+    return " ".join(f"{key}={word(value)}" for key, value in options.items())
 
 
 # What a resumed run may change: how and where it runs, and how long (the epochs).
@@ -219,8 +238,8 @@ def resumed_config(saved: TrainConfig, config: TrainConfig, asked: set[str],
 RECIPES: dict[str, dict[str, Any]] = {
     "book": {},
     "best": {
-        "model_options": "activation=relu pool=max kernel=3 channels=8,32,96 dense=128 "
-        "batch_norm=true",
+        "model_options": {"activation": "relu", "pool": "max", "kernel": 3,
+                          "channels": [8, 32, 96], "dense": [128], "batch_norm": True},
         "epochs": 16,
         "batch_size": 128,
         "optimizer": "nesterov",

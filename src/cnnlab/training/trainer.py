@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from cnnlab.accel.cuda_graph import GraphedStep, tf32_matmuls
+from cnnlab.accel.fused import fast_forward
 from cnnlab.data import Batches, ImageSet, get_dataset, load_dataset
 from cnnlab.data.augment import augment, parse_augment
 from cnnlab.device import configure_device, environment, resolve_device
@@ -43,7 +45,6 @@ from cnnlab.training.checkpoint import (
 )
 from cnnlab.training.config import TrainConfig, resumed_config
 from cnnlab.training.control import Diverged, Interrupted, StopOnSignal
-from cnnlab.training.cuda_graph import GraphedStep, tf32_matmuls
 from cnnlab.training.distributed import (
     World,
     all_sum,
@@ -52,7 +53,6 @@ from cnnlab.training.distributed import (
     setup,
     teardown,
 )
-from cnnlab.training.fused import fast_forward
 from cnnlab.training.metrics import accuracy, confusion_matrix
 from cnnlab.training.optim import make_optimizer, make_scheduler
 from cnnlab.viz import LiveCurves, in_notebook, plot_curves
