@@ -66,7 +66,7 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cnnlab.rundir import default_run_dir
+    from cnnlab.rundir import create_run_dir
     from cnnlab.training import train
     from cnnlab.training.distributed import launch
 
@@ -74,7 +74,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
         # Start torchrun; the run directory is fixed here so restarted workers find it.
         if not config.resume and not config.out_dir:
-            config.out_dir = str(default_run_dir(config.model))
+            run_dir, lock = create_run_dir(None, config.model)
+            lock.release()  # rank 0 takes it
+            config.out_dir = str(run_dir)
         return launch(config.to_flags(("nproc", "max_restarts")), config.nproc, config.max_restarts)
     train(config, asked)
     return 0

@@ -125,12 +125,73 @@ def append_metric(run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def default_run_dir(model: str) -> Path:
-    stem = Path("runs") / f"{model}-{datetime.now():%Y%m%d-%H%M%S}"
-    path, n = stem, 1
-    while path.exists():
-        n += 1
-        path = stem.with_name(f"{stem.name}-{n}")
-    return path
+    """``runs/<model>-<date>-<time>``: the name a run gets without ``--out-dir`` (a
+    ``-2``, ``-3``, ... is added when another run took it in the same second)."""
+    return Path("runs") / f"{model}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def create_run_dir(path: Path | None, model: str) -> tuple[Path, RunLock]:
+    """Create the run directory, exclusively, and lock it for this process.
+
+    ``path`` None: a fresh :func:`default_run_dir`, with a suffix if that name is taken;
+    a given ``path`` must be new or empty and not in use, or it is refused. Either way no
+    two runs ever share a directory.
+    """
+    if path is None:
+        return _fresh_run_dir(model)
+    check_run_dir(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"cannot create {path}: {e.strerror}") from None
+    lock = RunLock(path)
+    if any(path.iterdir()):  # another process created and filled it since the check
+        lock.release()
+        check_run_dir(path)
+    return path, lock
+
+
+def _fresh_run_dir(model: str) -> tuple[Path, RunLock]:
+    stem = default_run_dir(model)
+    candidate, n = stem, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return candidate, RunLock(candidate)
+        except FileExistsError:  # another run started in the same second
+            n += 1
+            candidate = stem.with_name(f"{stem.name}-{n}")
+        except OSError as e:
+            raise CheckpointError(
+                f"cannot create {candidate}: {e.strerror}; pass --out-dir with a directory "
+                "you can write to"
+            ) from None
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while one process trains in it (a fresh
+    run or a resumed one); the system drops it when the process ends, however it ends."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; new directories are still exclusive
+            return
+        self.fd = os.open(run_dir, os.O_RDONLY)  # the directory itself is what is locked
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.release()
+            raise CheckpointError(
+                f"another cnnlab process is training in {run_dir}; wait for it to end, or "
+                "train in another directory"
+            ) from None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def check_run_dir(path: Path) -> None:
@@ -140,6 +201,8 @@ def check_run_dir(path: Path) -> None:
             f"{path} already exists and is not empty; cnnlab never overwrites a run. "
             "Choose another --out-dir or leave it out for a fresh one under runs/."
         )
+    if path.is_symlink() and not path.exists():
+        raise CheckpointError(f"cannot create {path}: it is a symbolic link to nowhere")
     parent = next(p for p in [path, *path.parents] if p.exists())
     if not parent.is_dir() or not _writable(parent):
         raise CheckpointError(f"cannot create {path}: {parent} is not a writable directory")

@@ -295,3 +295,41 @@ def test_checkpoint_of_another_model_or_not_a_checkpoint(tmp_path: Path) -> None
 def test_resume_of_a_directory_without_checkpoint(tmp_path: Path) -> None:
     code, _, err = finish(cnnlab("--resume", str(tmp_path)))
     assert code == 1 and "no checkpoint in" in err and "Traceback" not in err
+
+
+def test_runs_started_together_never_share_a_directory(data: Path, tmp_path: Path) -> None:
+    """Three runs in the same second without --out-dir: three complete run directories."""
+    args = ["--dataset", "idx", "--data-dir", str(data), "--epochs", "1", "--batch-size", "64",
+            "--quiet"]  # fmt: skip
+    processes = [subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *args,
+                                   "--seed", str(seed)], cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for seed in range(3)]  # fmt: skip
+    results = [finish(p) for p in processes]
+    assert [code for code, _, _ in results] == [0, 0, 0], [err for _, _, err in results]
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 3
+    seeds = sorted(json.loads((run / "config.json").read_text())["seed"] for run in runs)
+    assert seeds == [0, 1, 2]
+    for run in runs:
+        assert (run / "model.safetensors").exists()
+        assert [r["epoch"] for r in metric_rows(run) if r["type"] == "epoch"] == [1]
+
+
+def test_a_run_directory_in_use_is_refused(data: Path, reference: Path, tmp_path: Path) -> None:
+    """Two runs given one --out-dir, two resumes of one run: the second is refused and the
+    first ends whole."""
+    run = tmp_path / "run"
+    first = cnnlab(*ARGS, "--data-dir", str(data), "--out-dir", str(run))
+    wait_for_checkpoint(run, first)
+    first.send_signal(signal.SIGSTOP)  # paused mid-run, still holding the directory
+    try:
+        code, _, err = finish(cnnlab(*ARGS, "--data-dir", str(data), "--out-dir", str(run)))
+        assert code == 1 and "Traceback" not in err and "is not empty" in err
+        code, _, err = finish(cnnlab("--resume", str(run)))
+        assert code == 1 and f"another cnnlab process is training in {run}" in err
+    finally:
+        first.send_signal(signal.SIGCONT)
+    code, _, err = finish(first)
+    assert code == 0, err
+    assert metric_rows(run) == metric_rows(reference)

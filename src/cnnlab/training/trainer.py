@@ -30,9 +30,9 @@ from cnnlab.models import create_model, init_weights, parse_options, pool_before
 from cnnlab.rundir import (
     CHECKPOINT,
     CURVES,
+    RunLock,
     append_metric,
-    check_run_dir,
-    default_run_dir,
+    create_run_dir,
     save_model,
     write_config,
     write_metrics,
@@ -385,8 +385,9 @@ class Run:
 
 def prepare_run_dir(
     config: TrainConfig, world: World, asked: set[str]
-) -> tuple[TrainConfig, Path, bool]:  # fmt: skip
-    """The run directory, the config to use and whether to resume from a checkpoint."""
+) -> tuple[TrainConfig, Path, bool, RunLock | None]:  # fmt: skip
+    """The run directory, the config to use, whether to resume from a checkpoint, and
+    (on rank 0) the lock that keeps every other process out of the directory."""
     if config.resume:
         if config.out_dir is not None and Path(config.out_dir) != Path(config.resume):
             raise ConfigError(
@@ -395,15 +396,16 @@ def prepare_run_dir(
             )
         run_dir = Path(config.resume)
         saved, epochs_done = checkpoint_config(run_dir)
-        return (resumed_config(TrainConfig.from_dict(saved), config, asked, epochs_done),
-                run_dir, True)  # fmt: skip
-    name = str(Path(config.out_dir) if config.out_dir else default_run_dir(config.model))
-    run_dir = Path(broadcast_text(world, name))
-    if world.restarted and (run_dir / CHECKPOINT).exists():
-        return config, run_dir, True  # torchrun restarted us: pick up where the run stopped
+        config = resumed_config(TrainConfig.from_dict(saved), config, asked, epochs_done)
+        return config, run_dir, True, RunLock(run_dir) if world.is_main else None
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    if world.restarted and out_dir is not None and (out_dir / CHECKPOINT).exists():
+        # torchrun restarted us: pick up where the run stopped
+        return config, out_dir, True, RunLock(out_dir) if world.is_main else None
+    lock = None
     if world.is_main:
-        check_run_dir(run_dir)
-    return config, run_dir, False
+        out_dir, lock = create_run_dir(out_dir, config.model)
+    return config, Path(broadcast_text(world, str(out_dir))), False, lock
 
 
 def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainResult:
@@ -428,14 +430,20 @@ def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainRes
 
 
 def _train(config: TrainConfig, world: World, asked: set[str]) -> TrainResult:
-    config, run_dir, resume = prepare_run_dir(config, world, asked)
+    config, run_dir, resume, lock = prepare_run_dir(config, world, asked)
+    try:
+        return _train_in(run_dir, config, world, resume)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) -> TrainResult:
     device = resolve_device(config.device, world.local_rank)
-    configure_device(device)
     run = Run(config, build_parts(config, device, run_dir if resume else None, world), run_dir,
               world, device)  # fmt: skip
     talk = world.is_main and not config.quiet
     if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         env = environment(run.device, world.size)
         write_config(run_dir, config.to_dict(), env)
         # metrics.jsonl restarts from what the checkpoint knows: no rows are counted twice
