@@ -87,3 +87,29 @@ def test_mutated_files_only_raise_data_error(data: st.DataObject) -> None:
     cut = data.draw(st.integers(0, len(good)))
     with contextlib.suppress(DataError):
         parse_idx(bytes(good[:cut]))
+
+
+def test_a_gzip_bomb_is_refused_before_it_is_decompressed(tmp_path: Path) -> None:
+    """A header that declares 2^31 images: refused from the header, nothing inflated."""
+    import struct
+    import tracemalloc
+
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**31, 28, 28))
+        for _ in range(64):  # 64 MiB of zeros, which compress to ~64 KiB
+            f.write(bytes(2**20))
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    with pytest.raises(DataError, match=r"declares dimensions \(2147483648, 28, 28\)"):
+        read_idx(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20  # nothing was decompressed past the header
+
+
+def test_decompression_stops_one_byte_past_the_declared_data(tmp_path: Path) -> None:
+    path = tmp_path / "long-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3]) + bytes(10**6)))
+    with pytest.raises(DataError, match="trailing bytes"):
+        read_idx(path)

@@ -26,19 +26,50 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 
+MAX_BYTES = 2**30  # no IDX data set is near 1 GiB (EMNIST's largest file: 0.55 GB)
+
+
 def read_bytes(path: str | Path) -> bytes:
-    """Return the contents of ``path``, decompressed when it ends in ``.gz``."""
+    """Return the contents of ``path``, decompressed when it ends in ``.gz``.
+
+    A compressed file is decompressed as a stream, never past what its IDX header
+    declares (plus one byte, to tell trailing bytes), and a header that declares more than
+    :data:`MAX_BYTES` is refused before anything is decompressed: a small file that
+    inflates to gigabytes (a "gzip bomb") costs no memory.
+    """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        if path.suffix != ".gz":
+            return path.read_bytes()
+        with gzip.open(path, "rb") as f:
+            head = f.read(4)
+            head += f.read(4 * head[3]) if len(head) == 4 else b""
+            size = declared_size(head, str(path))
+            return head if size is None else head + f.read(size + 1)
     except OSError as e:
+        if isinstance(e, gzip.BadGzipFile) or not e.strerror:
+            raise DataError(f"{path}: not a valid gzip file or truncated ({e})") from e
         raise DataError(f"{path}: cannot read file ({e.strerror})") from e
-    if path.suffix != ".gz":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
+    except (EOFError, zlib.error) as e:
         raise DataError(f"{path}: not a valid gzip file or truncated ({e})") from e
+
+
+def declared_size(head: bytes, name: str) -> int | None:
+    """The data bytes an IDX header declares (None if ``head`` is no complete header:
+    :func:`parse_idx` then says what is wrong); more than :data:`MAX_BYTES` is refused."""
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in IDX_DTYPES or not head[3]:
+        return None
+    if len(head) < 4 + 4 * head[3]:
+        return None
+    shape = tuple(int(d) for d in np.frombuffer(head, dtype=">u4", count=head[3], offset=4))
+    size = int(np.prod(shape, dtype=object)) * IDX_DTYPES[head[2]].itemsize
+    if size > MAX_BYTES:
+        raise DataError(
+            f"{name}: the header declares dimensions {shape}, {size:,} bytes of data, more "
+            f"than any IDX data set has (at most {MAX_BYTES:,} here); the file is damaged "
+            "or not what it claims to be"
+        )
+    return size
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
