@@ -18,18 +18,34 @@ from cnnlab.training.metrics import class_probabilities
 def load_image(path: Path, size: tuple[int, int], invert: bool = False) -> torch.Tensor:
     """Read any PIL-readable image as (1, H, W) float32 grayscale in [0, 1].
 
-    Fashion-MNIST shows light objects on a dark background: pass ``invert`` for
-    photos of dark objects on a light one.
+    8-bit images are scaled by 255, 16-bit ones by 65535 (not clipped to 8 bits), float
+    ones are taken as [0, 1]. Fashion-MNIST shows light objects on a dark background: pass
+    ``invert`` for photos of dark objects on a light one.
     """
     try:
         with Image.open(path) as image:
-            gray = image.convert("L").resize((size[1], size[0]), Image.Resampling.LANCZOS)
+            gray = _grayscale(image)
+            small = Image.fromarray(gray, mode="F").resize((size[1], size[0]),
+                                                            Image.Resampling.LANCZOS)  # fmt: skip
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: too large to open safely ({e})") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable image (PNG, JPEG, ...): {e}") from e
-    pixels = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255).unsqueeze(0)
+    pixels = torch.from_numpy(np.clip(np.asarray(small, dtype=np.float32), 0, 1)).unsqueeze(0)
     return 1 - pixels if invert else pixels
+
+
+def _grayscale(image: Image.Image) -> np.ndarray:
+    """(H, W) float32 in [0, 1], whatever the image's mode and bit depth."""
+    if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grayscale PNG, TIFF
+        values = np.asarray(image, dtype=np.float64)
+        full = 65535 if values.max(initial=0) <= 65535 else 2**32 - 1
+        return (values / full).astype(np.float32)
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float32)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255
 
 
 def predict_files(

@@ -102,7 +102,30 @@ def load_model(
         raise CheckpointError(
             f"{run_dir / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}"
         ) from e
+    if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
+        raise CheckpointError(f"{run_dir / WEIGHTS}: holds weights that are not finite numbers")
+    _check_sidecar(run_dir / SIDECAR, meta, model)
     return model.to(device).eval(), meta
+
+
+def _check_sidecar(path: Path, meta: dict[str, Any], model: nn.Module) -> None:
+    """The sidecar's classes and input shape fit the model it describes."""
+    classes, shape = meta.get("classes"), meta.get("preprocessing", {}).get("input_shape")
+    if not isinstance(shape, list) or len(shape) != 3 or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
+    ):
+        raise CheckpointError(f"{path}: preprocessing.input_shape must be [C, H, W], got {shape!r}")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{path}: classes must be a list of names, got {classes!r}")
+    try:
+        with torch.inference_mode():
+            outputs = model.eval()(torch.zeros(1, *shape)).shape[-1]
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: input_shape {shape} does not fit the model: {e}") from e
+    if len(classes) != outputs:
+        raise CheckpointError(
+            f"{path}: names {len(classes)} classes but the model has {outputs} outputs"
+        )
 
 
 def write_config(run_dir: Path, config: dict[str, Any], environment: dict[str, Any]) -> None:
@@ -140,11 +163,12 @@ def create_run_dir(path: Path | None, model: str) -> tuple[Path, RunLock]:
     if path is None:
         return _fresh_run_dir(model)
     check_run_dir(path)
+    created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CheckpointError(f"cannot create {path}: {e.strerror}") from None
-    lock = RunLock(path)
+    lock = RunLock(path, created)
     if any(path.iterdir()):  # another process created and filled it since the check
         lock.release()
         check_run_dir(path)
@@ -157,7 +181,7 @@ def _fresh_run_dir(model: str) -> tuple[Path, RunLock]:
     while True:
         try:
             candidate.mkdir(parents=True)
-            return candidate, RunLock(candidate)
+            return candidate, RunLock(candidate, created=True)
         except FileExistsError:  # another run started in the same second
             n += 1
             candidate = stem.with_name(f"{stem.name}-{n}")
@@ -172,7 +196,8 @@ class RunLock:
     """An exclusive lock on a run directory, held while one process trains in it (a fresh
     run or a resumed one); the system drops it when the process ends, however it ends."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, created: bool = False) -> None:
+        self.run_dir, self.created = run_dir, created  # created: by this process, just now
         self.fd: int | None = None
         try:
             import fcntl
@@ -188,7 +213,11 @@ class RunLock:
                 "train in another directory"
             ) from None
 
-    def release(self) -> None:
+    def release(self, failed: bool = False) -> None:
+        """Unlock; after a ``failed`` start, also remove the directory if this process
+        created it and nothing was written into it."""
+        if failed and self.created and not any(self.run_dir.iterdir()):
+            self.run_dir.rmdir()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

@@ -431,11 +431,14 @@ def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainRes
 
 def _train(config: TrainConfig, world: World, asked: set[str]) -> TrainResult:
     config, run_dir, resume, lock = prepare_run_dir(config, world, asked)
+    failed = True
     try:
-        return _train_in(run_dir, config, world, resume)
+        result = _train_in(run_dir, config, world, resume)
+        failed = False
+        return result
     finally:
         if lock is not None:
-            lock.release()
+            lock.release(failed)
 
 
 def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) -> TrainResult:

@@ -1,0 +1,72 @@
+"""Predicting image files: each file on its own, any bit depth, a sidecar checked first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from cnnlab.cli import main
+from cnnlab.data import datasets as ds
+from cnnlab.errors import CheckpointError
+from cnnlab.predict import load_image
+from cnnlab.rundir import load_model
+from cnnlab.training import TrainConfig, train
+
+
+@pytest.fixture
+def run(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> Path:
+    _, directory = tiny_dataset
+    config = TrainConfig(dataset="tiny", data_dir=str(directory), epochs=1, batch_size=32,
+                         device="cpu", out_dir=str(tmp_path / "run"), quiet=True)  # fmt: skip
+    return train(config).run_dir
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
+    gray = np.full((28, 28), 32768, np.uint16)  # mid-grey in 16 bits
+    Image.fromarray(gray).save(tmp_path / "grey16.png")
+    pixels = load_image(tmp_path / "grey16.png", (28, 28))
+    assert pixels.shape == (1, 28, 28)
+    assert pixels.mean().item() == pytest.approx(0.5, abs=1e-3)  # not 1.0 (clipped)
+    Image.fromarray(np.full((28, 28), 0.25, np.float32), mode="F").save(tmp_path / "f.tiff")
+    assert load_image(tmp_path / "f.tiff", (28, 28)).mean().item() == pytest.approx(0.25)
+    Image.fromarray(np.full((28, 28), 51, np.uint8)).save(tmp_path / "grey8.png")
+    assert load_image(tmp_path / "grey8.png", (28, 28)).mean().item() == pytest.approx(0.2)
+
+
+def test_each_file_is_predicted_on_its_own(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Image.fromarray(np.zeros((60, 60), np.uint8)).save(tmp_path / "huge.png")
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "ok.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 60x60 is then a "bomb"
+    code = main(["predict", str(run), str(tmp_path / "huge.png"), str(tmp_path / "ok.png")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "huge.png: too large to open safely" in captured.err
+    assert captured.out.startswith(str(tmp_path / "ok.png"))
+
+
+def test_a_sidecar_that_does_not_fit_the_model_is_refused(run: Path) -> None:
+    sidecar = run / "model.json"
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**meta, "classes": ["only one"]}))
+    with pytest.raises(CheckpointError, match="names 1 classes but the model has 10 outputs"):
+        load_model(run)
+    sidecar.write_text(json.dumps({**meta, "preprocessing": {"input_shape": "28x28"}}))
+    with pytest.raises(CheckpointError, match="input_shape must be"):
+        load_model(run)
+
+
+def test_non_finite_weights_are_refused(run: Path) -> None:
+    weights = load_file(str(run / "model.safetensors"))
+    next(iter(weights.values()))[0] = float("nan")
+    save_file(weights, str(run / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="not finite numbers"):
+        load_model(run)
+    assert torch.isnan(next(iter(load_file(str(run / "model.safetensors")).values()))).any()
