@@ -29,6 +29,8 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 CHECKPOINT = "checkpoint.safetensors"
+METRICS_CSV = "metrics.csv"
+BEST = "best.safetensors"  # with --keep best: the weights of the best epoch so far
 WEIGHTS = "model.safetensors"
 SIDECAR = "model.json"
 FORMAT = "cnnlab-model-1"
@@ -44,8 +46,7 @@ def save_model(run_dir: Path, model: nn.Module, meta: dict[str, Any]) -> None:
 
     ``meta`` holds at least ``model`` (registry name) and ``model_options``.
     """
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(run_dir / WEIGHTS, save_safetensors(state))
+    save_weights(run_dir / WEIGHTS, model)
     write_json(run_dir / SIDECAR, {"format": FORMAT, **meta})
 
 
@@ -140,6 +141,25 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 def write_metrics(run_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Replace ``metrics.jsonl`` with ``rows``, atomically."""
     atomic_write_bytes(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def write_metrics_csv(run_dir: Path, epochs: list[dict[str, Any]]) -> None:
+    """The epoch rows as CSV, for spreadsheets (rewritten whole, atomically)."""
+    columns = [c for c in epochs[0] if c != "type"] if epochs else []
+    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in epochs]
+    atomic_write_bytes(run_dir / METRICS_CSV, ("\n".join(lines) + "\n").encode())
+
+
+def save_weights(path: Path, model: nn.Module) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save_safetensors(state))
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_safetensors(path.read_bytes())
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{path}: cannot read the saved weights ({e})") from e
 
 
 def append_metric(run_dir: Path, row: dict[str, Any]) -> None:

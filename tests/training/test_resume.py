@@ -71,7 +71,8 @@ def metric_rows(run: Path) -> list[dict[str, object]]:
 STEPS = 2 * 2000 // 16  # optimizer steps of a whole ARGS run (2000 training examples)
 
 
-def kill_mid_run(process: subprocess.Popen[str], run: Path, delay: float) -> int:
+def kill_mid_run(process: subprocess.Popen[str], run: Path, delay: float,
+                 steps: int = STEPS) -> int:  # fmt: skip
     """SIGKILL ``process`` ``delay`` seconds from now; check that it died by the signal
     with its run unfinished (else "resume" would have nothing to do); return the step
     the last checkpoint holds."""
@@ -80,7 +81,7 @@ def kill_mid_run(process: subprocess.Popen[str], run: Path, delay: float) -> int
     returncode, _, err = finish(process)
     assert returncode == -signal.SIGKILL, f"the run ended by itself ({returncode}): {err}"
     step = int(read_checkpoint(run)[1]["step"])
-    assert 0 < step < STEPS and not (run / "model.safetensors").exists()
+    assert 0 < step < steps and not (run / "model.safetensors").exists()
     return step
 
 
@@ -122,6 +123,23 @@ def test_sigkill_and_resume_with_momentum_a_schedule_smoothing_and_augmentation(
     wait_for_checkpoint(run, process)
     kill_mid_run(process, run, random.uniform(0, 1.0))
     resume_and_compare(run, reference)
+
+
+def test_sigkill_and_resume_with_early_stop_and_keep_best(data: Path, tmp_path: Path) -> None:
+    """The early stop falls on the same epoch and the same best weights are kept."""
+    args = [*ARGS[:2], *ARGS[4:], "--epochs", "12", "--val-size", "400", "--early-stop", "1",
+            "--keep", "best", "--data-dir", str(data)]  # fmt: skip
+    reference = tmp_path / "reference"
+    code, _, err = finish(cnnlab(*args, "--out-dir", str(reference)))
+    assert code == 0, err
+    epochs = json.loads((reference / "model.json").read_text())["epochs_trained"]
+    assert epochs < 12  # it did stop early
+    run = tmp_path / "run"
+    process = cnnlab(*args, "--out-dir", str(run))
+    wait_for_checkpoint(run, process)
+    kill_mid_run(process, run, random.uniform(0, 1.0), steps=epochs * 1600 // 16)
+    resume_and_compare(run, reference)
+    assert (run / "best.safetensors").read_bytes() == (reference / "best.safetensors").read_bytes()
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

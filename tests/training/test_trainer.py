@@ -29,8 +29,8 @@ def test_run_writes_everything(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: 
     result = train(tiny_config(tmp_path, directory))
     run = result.run_dir
     assert sorted(p.name for p in run.iterdir()) == [
-        "checkpoint.safetensors", "config.json", "curves.png", "metrics.jsonl", "model.json",
-        "model.safetensors",
+        "checkpoint.safetensors", "config.json", "curves.png", "metrics.csv", "metrics.jsonl",
+        "model.json", "model.safetensors",
     ]  # fmt: skip
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows if r["type"] == "epoch"] == [1, 2]
@@ -329,3 +329,28 @@ def test_bad_model_options(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
     with pytest.raises(ConfigError, match="model option kernel takes a value like 5, got 'big'"):
         train(tiny_config(tmp_path, directory, model_options="kernel=big"))
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_early_stop_and_keep_best(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
+    _, directory = tiny_dataset
+    result = train(tiny_config(tmp_path, directory, epochs=30, val_size=32, early_stop=2,
+                               keep="best", lr=0.3))  # fmt: skip
+    history = result.history
+    val = [r["val_acc"] for r in history]
+    best = val.index(max(val)) + 1
+    assert len(history) < 30 and len(history) == best + 2  # two epochs without a better one
+    _, meta = load_model(result.run_dir)
+    assert meta["keep"] == "best" and meta["final"]["epoch"] == best
+    assert meta["epochs_trained"] == len(history)
+    assert (result.run_dir / "model.safetensors").read_bytes() == (
+        result.run_dir / "best.safetensors"
+    ).read_bytes()
+    csv = (result.run_dir / "metrics.csv").read_text().splitlines()
+    assert csv[0].startswith("epoch,train_loss,train_acc,test_acc,val_acc") and len(csv) == 1 + len(history)
+
+
+@pytest.mark.parametrize("flags", [{"early_stop": 2}, {"keep": "best"}])
+def test_early_stop_and_keep_best_need_a_validation_split(flags: dict[str, object]) -> None:
+    flag = "--" + next(iter(flags)).replace("_", "-")
+    with pytest.raises(ConfigError, match=f"{flag} .* add --val-size N"):
+        TrainConfig(**flags)  # type: ignore[arg-type]

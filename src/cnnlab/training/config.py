@@ -19,6 +19,7 @@ from cnnlab.models.lenet import BACKENDS, INITS
 from cnnlab.training.optim import OPTIMIZERS, SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+KEEP = ("last", "best")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -62,6 +63,13 @@ class TrainConfig:
         "hold out this many training examples (the same ones every run) and report their "
         "accuracy each epoch as val acc, for tuning without the test set",
     )
+    early_stop: int = _opt(
+        0, "stop when val acc has not improved for this many epochs (needs --val-size); 0: never"
+    )
+    keep: str = _opt(
+        "last", "which epoch's weights model.safetensors holds: last, or best (by val acc; "
+        "needs --val-size)",
+    )
     tta: bool = _opt(
         False,
         "evaluate with test-time augmentation: average over the image and its left-right mirror",
@@ -104,7 +112,7 @@ class TrainConfig:
     quiet: bool = _opt(False, "no progress bar and no per-epoch lines; summary lines still print")
 
     def __post_init__(self) -> None:
-        for name in ("checkpoint_every", "max_restarts", "val_size"):
+        for name in ("checkpoint_every", "max_restarts", "val_size", "early_stop"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
@@ -129,6 +137,15 @@ class TrainConfig:
         if not isinstance(self.weight_decay, int | float) or self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         parse_augment(self.augment)
+        if self.keep not in KEEP:
+            raise ConfigError(f"keep must be one of {', '.join(KEEP)}, got {self.keep!r}")
+        for name, wanted in (("early_stop", self.early_stop), ("keep", self.keep == "best")):
+            if wanted and not self.val_size:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"{flag} {getattr(self, name)} judges epochs by validation accuracy: add "
+                    "--val-size N (e.g. --val-size 5000) to hold out N training examples for it"
+                )
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 

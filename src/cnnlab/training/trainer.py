@@ -28,14 +28,18 @@ from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.logs import ensure_logging, log
 from cnnlab.models import create_model, init_weights, parse_options, pool_before_activation
 from cnnlab.rundir import (
+    BEST,
     CHECKPOINT,
     CURVES,
     RunLock,
     append_metric,
     create_run_dir,
+    load_weights,
     save_model,
+    save_weights,
     write_config,
     write_metrics,
+    write_metrics_csv,
 )
 from cnnlab.training.checkpoint import (
     TrainState,
@@ -128,6 +132,21 @@ def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None 
             state.seen = 0
     return Parts(model, optimizer, train_set, test_set, dataset.classes, val_set, scheduler,
                  state, dataset.name, options)  # fmt: skip
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int:
+    """The epoch (1-based) of the highest validation accuracy (the first, on a tie)."""
+    best = max(range(len(history)), key=lambda i: (history[i]["val_acc"], -i))
+    return best + 1
+
+
+def stops_early(history: list[dict[str, Any]], patience: int) -> bool:
+    """True when the last ``patience`` epochs brought no better validation accuracy.
+
+    >>> stops_early([{"val_acc": a} for a in (0.5, 0.7, 0.6, 0.7)], patience=2)
+    True
+    """
+    return bool(patience and history) and len(history) - best_epoch(history) >= patience
 
 
 class Run:
@@ -304,6 +323,10 @@ class Run:
         }  # fmt: skip
         self.state.history.append(row)
         self.record(row)
+        if self.world.is_main:
+            write_metrics_csv(self.run_dir, self.state.history)
+            if self.config.keep == "best" and best_epoch(self.state.history) == row["epoch"]:
+                save_weights(self.run_dir / BEST, self.model)
         self.state.epoch, self.state.batch, self.state.seen = self.state.epoch + 1, 0, 0
         self.state.loss_sum.zero_()
         self.state.correct.zero_()
@@ -367,6 +390,10 @@ class Run:
         """The trained model, its sidecar and the book's figure (rank 0)."""
         if not self.world.is_main:
             return
+        kept = self.state.history[-1]
+        if self.config.keep == "best":
+            kept = self.state.history[best_epoch(self.state.history) - 1]
+            self.model.load_state_dict(load_weights(self.run_dir / BEST))
         save_model(self.run_dir, self.model, {
             "model": self.config.model,
             "model_options": self.parts.model_options,
@@ -376,7 +403,9 @@ class Run:
             "preprocessing": {"input_shape": [1, *self.parts.train_set.images.shape[1:]],
                               "grayscale": True, "scale": "pixel / 255",
                               "background": "dark (0), as in the dataset"},
-            "final": self.state.history[-1],
+            "final": kept,  # the metrics of the epoch whose weights these are
+            "keep": self.config.keep,
+            "epochs_trained": len(self.state.history),
         })  # fmt: skip
         plot_curves(self.state.points, self.state.history).savefig(
             self.run_dir / CURVES, dpi=150
@@ -460,7 +489,8 @@ def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) ->
     progress = talk and sys.stderr.isatty()
     wall_start = time.perf_counter()
     with StopOnSignal() as stop:
-        while run.state.epoch < config.epochs:
+        while run.state.epoch < config.epochs and not stops_early(run.state.history,
+                                                                   config.early_stop):
             run.train_epoch(stop, progress)
             row = run.finish_epoch(wall_start)
             if talk:
@@ -470,8 +500,13 @@ def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) ->
                     row["epoch"], config.epochs, row["train_loss"], row["train_acc"], val,
                     row["test_acc"], row["examples_per_sec"], row["elapsed"],
                 )  # fmt: skip
-    run.save_outputs()
     history = run.state.history
+    if talk and run.state.epoch < config.epochs:
+        best = best_epoch(history)
+        log.info("early stop after epoch %d: val acc has not improved for %d epochs "
+                 "(best %.4f, epoch %d)", run.state.epoch, config.early_stop,
+                 history[best - 1]["val_acc"], best)  # fmt: skip
+    run.save_outputs()
     examples = run.train_batches.num_examples * len(history)
     result = TrainResult(run_dir, history, examples / run.state.train_seconds, str(run.device),
                          run.capture_seconds)  # fmt: skip
