@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from cnnlab.accel.step import GraphedSteps
 from cnnlab.device import resolve_device
 from cnnlab.training import TrainConfig
 from cnnlab.training.distributed import World
@@ -75,15 +76,16 @@ def main() -> None:
         )
         device = resolve_device(config.device)
         run = Run(config, build_parts(config, device), Path(tmp), World(), device)
-        run.capture()
+        assert isinstance(run.step, GraphedSteps), "the book's recipe on CUDA is graphed"
+        run.step.prepare()
         index = next(run.train_batches.indices(0))
-        graphed = lambda: run.graphs[config.batch_size](index)  # noqa: E731
+        graphed = lambda: run.step(index, config.batch_size)  # noqa: E731
         eager = lambda: run.sgd_step(*run.train_batches.gather(index), 1 / 256)  # noqa: E731
         for step in (graphed, eager):  # warm up both
             timed(step, 10)
         report = {
             "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "batch": config.batch_size, "capture_seconds": round(run.capture_seconds, 3),
+            "batch": config.batch_size, "capture_seconds": round(run.step.capture_seconds, 3),
             "graphed": timed(graphed, args.steps), "eager": timed(eager, args.steps),
             "graphed_kernels": kernels(graphed, 20, args.top),
             "eager_kernels": kernels(eager, 20, args.top),

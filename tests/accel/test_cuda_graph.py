@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from cnnlab.accel import step
 from cnnlab.accel.fused import FirstBlock, fast_forward
 from cnnlab.data import datasets as ds
 from cnnlab.models import create_model
-from cnnlab.training import train, trainer
+from cnnlab.training import train
 from tests.training.test_trainer import tiny_config
 
 pytestmark = [
@@ -62,7 +63,7 @@ def test_graph_equals_eager(
     # In float32 throughout (the graphs' TF32 off): the graph of 20 examples (4 per epoch)
     # and of the last 16 follow the eager loop up to rounding (the fused block sums in
     # another order than cuDNN).
-    monkeypatch.setattr(trainer, "tf32_matmuls", contextlib.nullcontext)
+    monkeypatch.setattr(step, "tf32_matmuls", contextlib.nullcontext)
     common = {"device": "cuda", "batch_size": 20, "epochs": 3, "backend": backend}
     graphed = train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / "g"), **common))
     eager = train(

@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cnnlab.accel.cuda_graph import GraphedStep, tf32_matmuls
-from cnnlab.accel.fused import fast_forward
+from cnnlab.accel.step import GraphedSteps, Step, graphable
 from cnnlab.data import Batches, ImageSet, get_dataset, load_dataset
 from cnnlab.data.augment import augment, parse_augment
 from cnnlab.device import configure_device, environment, resolve_device
@@ -176,17 +174,17 @@ class Run:
         self.val_batches = Batches(val_set, EVAL_BATCH, self.device) if val_set else None
         self.augmentations = parse_augment(config.augment)
         self.live = LiveCurves() if world.is_main and not config.quiet and in_notebook() else None
-        # On CUDA, full batches replay the step from a captured graph (one process). The
-        # graph bakes in the learning rate and needs the optimizer's state to exist before
-        # capture: plain SGD at a constant rate, the book's recipe.
-        self.use_graph = (
-            config.fast and self.device.type == "cuda" and not world.distributed
-            and self.train_batches.num_examples >= config.batch_size
-            and config.optimizer == "sgd" and config.schedule == "constant"
-            and not self.augmentations
-        )  # fmt: skip
-        self.graphs: dict[int, GraphedStep] = {}  # by batch length
-        self.capture_seconds = 0.0
+        # The step, chosen once: replayed from CUDA graphs where that computes the same
+        # step (see accel.step.graphable), else eager.
+        n, size = self.train_batches.num_examples, config.batch_size
+        self.step = Step(self.eager_step)
+        if config.fast and graphable(self.device, world.size, n, size, config.optimizer,
+                                     config.schedule, bool(self.augmentations)):  # fmt: skip
+            self.step = GraphedSteps(
+                self.eager_step, self.graph_step, self.model, self.fast_model, self.optimizer,
+                (self.state.loss_sum, self.state.correct), sorted({size, n % size} - {0}),
+                config.compile,
+            )  # fmt: skip
 
     # -- verbs ------------------------------------------------------------------------
 
@@ -210,18 +208,19 @@ class Run:
 
     def train_step(self, index: torch.Tensor, global_count: int) -> torch.Tensor:
         """One SGD step on the examples ``index``; returns this process's summed loss of it."""
-        # The mean over the global batch; DDP averages gradients over the world, so scale.
-        scale = self.world.size / global_count
-        if global_count in self.graphs:
-            loss_sum = self.graphs[global_count](index)[0]
-        else:  # eager: no graph (CPU, torchrun, --no-fast, schedules, augmentation)
-            x, y = self.train_batches.gather(index)
-            if self.augmentations:
-                x = augment(x, self.augmentations, self.augment_generator())
-            loss_sum = self.sgd_step(x, y, scale)[0]
+        loss_sum = self.step(index, global_count)
         if self.scheduler is not None:
             self.scheduler.step()
         return loss_sum
+
+    def eager_step(self, index: torch.Tensor, global_count: int) -> torch.Tensor:
+        """The step without graphs: gather (and augment) the batch, then ``sgd_step``."""
+        # The mean over the global batch; DDP averages gradients over the world, so scale.
+        scale = self.world.size / global_count
+        x, y = self.train_batches.gather(index)
+        if self.augmentations:
+            x = augment(x, self.augmentations, self.augment_generator())
+        return self.sgd_step(x, y, scale)[0]
 
     def augment_generator(self) -> torch.Generator:
         """The random source of this step's augmentation: a function of (seed, step, rank)
@@ -229,30 +228,11 @@ class Run:
         seed = (self.config.seed * 1_000_003 + self.state.step) * 1024 + self.world.rank
         return torch.Generator(self.device).manual_seed(seed)
 
-    def capture(self) -> None:
-        """Record the full-batch step, and the epoch's last, smaller one, as CUDA graphs
-        (timed apart from training): the book's first block as fused Triton kernels where it
-        applies, matrix products in TF32."""
-        start = time.perf_counter()
-        forward = fast_forward(self.fast_model, self.config.compile)
-        n, size = self.train_batches.num_examples, self.config.batch_size
-        with tf32_matmuls():
-            for count in sorted({size, n % size} - {0}):
-                self.graphs[count] = GraphedStep(
-                    partial(self.graph_step, scale=1 / count, forward=forward),
-                    count, self.device, self.model, self.optimizer,
-                    state=(self.state.loss_sum, self.state.correct),
-                )  # fmt: skip
-        torch.cuda.synchronize(self.device)
-        self.capture_seconds = time.perf_counter() - start
-        if not self.config.quiet:
-            log.info("captured the training step as a CUDA graph in %.2f s", self.capture_seconds)
-
     def graph_step(
         self, index: torch.Tensor, scale: float,
         forward: Callable[[torch.Tensor], torch.Tensor] | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """The step a graph records: gather the batch ``index``, then ``sgd_step``."""
+        """The step a CUDA graph records: gather the batch ``index``, then ``sgd_step``."""
         return self.sgd_step(*self.train_batches.gather(index), scale, forward)
 
     def global_sums(self) -> tuple[float, float, int]:
@@ -268,8 +248,9 @@ class Run:
         num_batches = len(self.train_batches)
         every = max(1, num_batches // POINTS_PER_EPOCH)  # the book divides by zero below 5
         check_every = 1 if self.device.type == "cpu" else every  # reading a CPU value is free
-        if self.use_graph and not self.graphs:
-            self.capture()
+        if self.step.prepare() and not self.config.quiet:  # timed apart from training
+            log.info("captured the training step as a CUDA graph in %.2f s",
+                     self.step.capture_seconds)  # fmt: skip
         start = time.perf_counter()
         batches = self.train_batches.indices(
             epoch, self.state.batch, self.world.rank, self.world.size
@@ -509,7 +490,7 @@ def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) ->
     run.save_outputs()
     examples = run.train_batches.num_examples * len(history)
     result = TrainResult(run_dir, history, examples / run.state.train_seconds, str(run.device),
-                         run.capture_seconds)  # fmt: skip
+                         run.step.capture_seconds)  # fmt: skip
     if world.is_main:
         final = result.final
         log.info(
