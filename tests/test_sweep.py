@@ -96,3 +96,12 @@ model_options = "kernel=9 channels=6,16,32"
     assert (out / "sweep.md").read_text() == table
     assert main(["sweep", str(path), "--out-dir", str(out)]) == 1  # never overwrites
     assert "already exists and is not empty" in capsys.readouterr().err
+
+
+def test_a_sweep_cannot_resume(tmp_path: Path) -> None:
+    from cnnlab.errors import ConfigError
+    from cnnlab.sweep import load_sweep
+
+    (tmp_path / "s.toml").write_text('[[run]]\nname = "a"\nresume = "runs/x"\n')
+    with pytest.raises(ConfigError, match="resume is not a key it can set"):
+        load_sweep(tmp_path / "s.toml")

@@ -56,6 +56,9 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
     if args.config:
         values = load_toml(args.config, "config file")
         from_file = {k.replace("-", "_"): v for k, v in values.items()}
+        if "resume" in from_file:
+            raise ConfigError(f"{args.config}: resume is not a key a config file can set; "
+                              "give --resume RUN on the command line")
         try:
             TrainConfig.from_dict(from_file)
         except (ConfigError, TypeError) as e:

@@ -70,6 +70,9 @@ def load_sweep(path: Path) -> list[SweepRun]:
         raise ConfigError(f"{path}: no runs; add [[run]] tables or a [grid]")
     runs = []
     for name, entry in named:
+        if "resume" in {**base, **entry}:
+            raise ConfigError(f"{path}: run {name!r}: a sweep starts new runs; resume is not "
+                              "a key it can set (resume a run with cnnlab train --resume)")
         try:
             runs.append(SweepRun(name, TrainConfig.from_dict({**base, **entry})))
         except (ConfigError, TypeError) as e:

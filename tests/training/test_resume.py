@@ -142,7 +142,8 @@ def test_sigkill_and_resume_with_early_stop_and_keep_best(data: Path, tmp_path: 
     assert (run / "best.safetensors").read_bytes() == (reference / "best.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "code"),
+                         [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_checkpoints_and_resumes(
     data: Path, reference: Path, tmp_path: Path, signum: int, code: int
 ) -> None:

@@ -354,3 +354,14 @@ def test_early_stop_and_keep_best_need_a_validation_split(flags: dict[str, objec
     flag = "--" + next(iter(flags)).replace("_", "-")
     with pytest.raises(ConfigError, match=f"{flag} .* add --val-size N"):
         TrainConfig(**flags)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [({"tta": "yes"}, "tta must be true or false, got 'yes'"),
+     ({"quiet": 1}, "quiet must be true or false, got 1"),
+     ({"model": 5}, "model must be a string, got 5")],
+)  # fmt: skip
+def test_config_values_are_strict(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig.from_dict(values)

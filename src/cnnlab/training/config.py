@@ -136,6 +136,14 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
         if not isinstance(self.weight_decay, int | float) or self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name in ("tta", "fast", "compile", "quiet"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        for name in ("model", "dataset", "augment", "device", "keep", "init"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
         parse_augment(self.augment)
         if self.keep not in KEEP:
             raise ConfigError(f"keep must be one of {', '.join(KEEP)}, got {self.keep!r}")

@@ -8,9 +8,11 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 
+_HANGUP = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()  # none on Windows
+
 
 class Interrupted(CnnlabError):
-    """SIGINT or SIGTERM stopped the run after a checkpoint was written."""
+    """SIGINT, SIGTERM or SIGHUP stopped the run after a checkpoint was written."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
@@ -22,8 +24,9 @@ class Diverged(CnnlabError):
 
 
 class StopOnSignal:
-    """Turns the first SIGINT/SIGTERM into a request to stop after the current step;
-    a second one stops at once (KeyboardInterrupt), leaving the last checkpoint whole."""
+    """Turns the first SIGINT/SIGTERM/SIGHUP (a closed terminal) into a request to stop
+    after the current step; a second one stops at once (KeyboardInterrupt), leaving the last
+    checkpoint whole."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -36,7 +39,7 @@ class StopOnSignal:
 
     def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, *_HANGUP):
                 self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
