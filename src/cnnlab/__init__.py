@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from cnnlab.data import load_dataset
     from cnnlab.models import create_model, list_models
     from cnnlab.training import TrainConfig, TrainResult, load_model, train
+    from cnnlab.training.lr_find import lr_find
 
 _LAZY = {
     "load_dataset": "cnnlab.data",
@@ -25,6 +26,7 @@ _LAZY = {
     "TrainConfig": "cnnlab.training",
     "TrainResult": "cnnlab.training",
     "load_model": "cnnlab.training",
+    "lr_find": "cnnlab.training.lr_find",
     "train": "cnnlab.training",
 }
 
@@ -47,5 +49,6 @@ __all__ = [
     "list_models",
     "load_dataset",
     "load_model",
+    "lr_find",
     "train",
 ]

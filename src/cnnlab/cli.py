@@ -1,5 +1,5 @@
-"""The ``cnnlab`` command: train, eval, predict, viz, report, summary, shape, demo, sweep,
-data."""
+"""The ``cnnlab`` command: train, lr-find, eval, predict, viz, report, summary, shape, demo,
+sweep, data."""
 
 from __future__ import annotations
 
@@ -82,6 +82,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             config.out_dir = str(run_dir)
         return launch(config.to_flags(("nproc", "max_restarts")), config.nproc, config.max_restarts)
     train(config, asked)
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from cnnlab.training.lr_find import PLOT, lr_find
+
+    test = {k: vars(args).pop(k) for k in ("steps", "start_lr", "end_lr")}
+    config, _ = train_config(args)
+    result = lr_find(config, test["steps"], test["start_lr"], test["end_lr"], config.out_dir)
+    log.info("suggested lr %.3g: %s", result.suggestion, result.how)
+    log.info("tried %d learning rates from %.3g to %.3g; the curve is in %s",
+             len(result.lrs), result.lrs[0], result.lrs[-1], result.out_dir / PLOT)  # fmt: skip
     return 0
 
 
@@ -321,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model (default: the book's LeNet recipe)")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("lr-find", help="the learning-rate range test: which --lr to train with")
+    _add_config_flags(p)
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps (default: 300)")
+    p.add_argument("--start-lr", type=float, default=1e-4, help="first lr (default: 1e-4)")
+    p.add_argument("--end-lr", type=float, default=10.0, help="last lr (default: 10)")
+    p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("eval", help="test accuracy and per-class accuracy of a trained run")
     p.add_argument("run_dir", type=Path)
