@@ -1,0 +1,82 @@
+"""A trained model for deployment: ONNX or TorchScript, with its preprocessing written into
+the file, and the ONNX file checked against PyTorch in onnxruntime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.data import Batches, load_dataset
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.evaluation import EVAL_BATCH
+from cnnlab.rundir import load_model
+
+FORMATS = ("onnx", "torchscript")
+ONNX_EXTRA = "pip install 'cnnlab[onnx]'"
+
+
+def describe(meta: dict[str, Any]) -> dict[str, str]:
+    """What a deployed model needs to be fed and read, as text metadata."""
+    shape = meta["preprocessing"]["input_shape"]
+    return {
+        "cnnlab_model": meta["model"],
+        "classes": json.dumps(meta["classes"]),
+        "input": f"float32 (batch, {', '.join(map(str, shape))}): grayscale pixels / 255, "
+        f"{meta['preprocessing']['background']}",
+        "output": "logits (batch, classes); softmax gives the class probabilities",
+        "tta": (
+            "average the probabilities of each image and its left-right mirror"
+            if meta.get("tta") else "none"
+        ),
+    }
+
+
+def export(run_dir: Path, fmt: str, out: Path, data_dir: str | None = None,
+           check_images: int = 256) -> float | None:  # fmt: skip
+    """Write the model of ``run_dir`` to ``out`` as ``fmt``; for ONNX, return the largest
+    difference from PyTorch's logits on the first ``check_images`` test images (None when
+    onnxruntime is not installed)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    model, meta = load_model(run_dir)
+    shape = meta["preprocessing"]["input_shape"]
+    example = torch.zeros(2, *shape)
+    if fmt == "torchscript":
+        traced = torch.jit.trace(model, example)  # type: ignore[no-untyped-call]
+        torch.jit.save(traced, str(out), _extra_files={"cnnlab.json": json.dumps(describe(meta))})
+        return None
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError:
+        raise ConfigError(f"ONNX export needs the onnx extra: {ONNX_EXTRA}") from None
+    try:
+        torch.onnx.export(model, (example,), str(out), input_names=["image"],
+                          output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                          verbose=False)  # fmt: skip
+    except Exception as e:  # the exporter raises many kinds; say which model failed
+        raise CnnlabError(f"ONNX export of {meta['model']} failed: {e}") from e
+    proto = onnx.load(str(out))
+    for key, value in describe(meta).items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(out))
+    return check_onnx(out, model, meta, data_dir, check_images)
+
+
+def check_onnx(path: Path, model: torch.nn.Module, meta: dict[str, Any], data_dir: str | None,
+               count: int) -> float | None:  # fmt: skip
+    """The largest |logit difference| between onnxruntime and PyTorch on test images."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    _, test = load_dataset(meta["dataset"], data_dir)
+    x, _ = next(iter(Batches(test, min(count, EVAL_BATCH))))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (ours,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.inference_mode():
+        theirs = model(x).numpy()
+    return float(abs(ours - theirs).max())
