@@ -109,6 +109,10 @@ class TrainConfig:
         "on CUDA with --fast, compile the step's network with torch.compile before capturing "
         "it (faster steps, seconds of compilation first)",
     )
+    tensorboard: bool = _opt(
+        False, "also write TensorBoard event files into RUN/tensorboard (needs the extra: "
+        "pip install 'cnnlab[tensorboard]')",
+    )
     quiet: bool = _opt(False, "no progress bar and no per-epoch lines; summary lines still print")
 
     def __post_init__(self) -> None:
@@ -136,7 +140,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
         if not isinstance(self.weight_decay, int | float) or self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("tta", "fast", "compile", "quiet"):
+        for name in ("tta", "fast", "compile", "quiet", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"{name} must be true or false, got {getattr(self, name)!r}"
@@ -219,7 +223,7 @@ def format_options(options: dict[str, Any]) -> str:
 # What a resumed run may change: how and where it runs, and how long (the epochs).
 # Every other field defines what is trained, and stays as the run saved it.
 RESUMABLE = ("epochs", "data_dir", "device", "quiet", "checkpoint_every", "nproc",
-             "max_restarts", "fast", "compile", "resume")  # fmt: skip
+             "max_restarts", "fast", "compile", "tensorboard", "resume")  # fmt: skip
 
 
 def resumed_config(saved: TrainConfig, config: TrainConfig, asked: set[str],

@@ -57,6 +57,7 @@ from cnnlab.training.distributed import (
 )
 from cnnlab.training.metrics import accuracy, confusion_matrix
 from cnnlab.training.optim import make_optimizer, make_scheduler
+from cnnlab.training.tensorboard import TensorBoardLog
 from cnnlab.viz import LiveCurves, in_notebook, plot_curves
 
 POINTS_PER_EPOCH = 5  # intra-epoch curve points, as the book's animator draws
@@ -174,6 +175,7 @@ class Run:
         self.val_batches = Batches(val_set, EVAL_BATCH, self.device) if val_set else None
         self.augmentations = parse_augment(config.augment)
         self.live = LiveCurves() if world.is_main and not config.quiet and in_notebook() else None
+        self.tensorboard = TensorBoardLog(run_dir) if world.is_main and config.tensorboard else None
         # The step, chosen once: replayed from CUDA graphs where that computes the same
         # step (see accel.step.graphable), else eager.
         n, size = self.train_batches.num_examples, config.batch_size
@@ -306,6 +308,8 @@ class Run:
         self.record(row)
         if self.world.is_main:
             write_metrics_csv(self.run_dir, self.state.history)
+            if self.tensorboard is not None:
+                self.tensorboard.epoch(row, self.model)
             if self.config.keep == "best" and best_epoch(self.state.history) == row["epoch"]:
                 save_weights(self.run_dir / BEST, self.model)
         self.state.epoch, self.state.batch, self.state.seen = self.state.epoch + 1, 0, 0
@@ -317,6 +321,9 @@ class Run:
     def add_point(self, x: float, loss: float, acc: float) -> None:
         self.state.points.append({"x": x, "train_loss": loss, "train_acc": acc})
         self.record({"type": "point", **self.state.points[-1]})
+        if self.tensorboard is not None:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.tensorboard.point(self.state.step, self.state.points[-1], lr)
         if self.live is not None:
             self.live.update(self.state.points, self.state.history)
 
@@ -360,6 +367,8 @@ class Run:
 
     def interrupt(self, signum: int) -> None:
         self.save_checkpoint()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         name = signal.Signals(signum).name
         raise Interrupted(
             f"{name}: stopped at epoch {self.state.epoch + 1}, step {self.state.batch}; "
@@ -488,6 +497,8 @@ def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) ->
                  "(best %.4f, epoch %d)", run.state.epoch, config.early_stop,
                  history[best - 1]["val_acc"], best)  # fmt: skip
     run.save_outputs()
+    if run.tensorboard is not None:
+        run.tensorboard.close()
     examples = run.train_batches.num_examples * len(history)
     result = TrainResult(run_dir, history, examples / run.state.train_seconds, str(run.device),
                          run.step.capture_seconds)  # fmt: skip
