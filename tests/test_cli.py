@@ -117,3 +117,38 @@ def test_train_eval_predict_in_process(
     lines = captured.out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith(str(tmp_path / "photo.jpg"))
     assert lines[1].count("class") == 3
+
+
+def test_os_errors_are_one_line_with_the_fix(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A full disk while checkpointing: one line naming the file and the fix, the run's
+    earlier files untouched."""
+    import errno
+
+    from cnnlab.training import checkpoint
+
+    _, directory = tiny_dataset
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "x"))
+
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", full)
+    code = main(["train", "--dataset", "tiny", "--data-dir", str(directory), "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--out-dir", str(tmp_path / "run")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "No space left on device (the disk is full: free some space" in err
+    assert (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_model_too_big_for_memory_is_refused(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, directory = tiny_dataset
+    code = main(["train", "--dataset", "tiny", "--data-dir", str(directory), "--device", "cpu",
+                 "--model-options", "channels=100000,100000", "--out-dir", str(tmp_path / "r")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "does not fit in memory" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import inspect
 import os
 import sys
@@ -476,7 +477,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `cnnlab demo edges | head`: the reader has gone; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a full disk, a read-only or vanished directory, ...
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e} ({OS_ADVICE.get(e.errno or 0, 'see above')}); "
+              "files written before it (the last checkpoint among them) are whole",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    except MemoryError:
+        print("error: out of memory: choose a smaller --batch-size or --model-options",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return code
+
+
+OS_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space, then resume the run",
+    errno.EDQUOT: "the disk quota is used up: free some space, then resume the run",
+    errno.EACCES: "no permission: choose a directory you can write to",
+    errno.EROFS: "a read-only file system: choose another directory",
+    errno.ENOENT: "it no longer exists",
+    errno.ELOOP: "a symbolic link that loops: point it somewhere real",
+}
 
 
 if __name__ == "__main__":

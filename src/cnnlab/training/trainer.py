@@ -111,7 +111,15 @@ def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None 
         **parse_options(config.model, config.model_options),
         "num_classes": len(dataset.classes), "backend": config.backend,
     }  # fmt: skip
-    model = create_model(config.model, **options)
+    try:
+        model = create_model(config.model, **options)
+    except (RuntimeError, MemoryError) as e:  # e.g. channels=100000,100000
+        if isinstance(e, RuntimeError) and "alloc" not in str(e):
+            raise
+        raise ConfigError(
+            f"model {config.model} with options {config.model_options!r} does not fit in "
+            "memory; choose smaller channel and dense widths"
+        ) from None
     init_weights(model, config.init)
     if device.type == "cpu":
         # Measured on 2 AVX2 cores: oneDNN runs LeNet's few-channel convolutions ~1.35x
