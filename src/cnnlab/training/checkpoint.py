@@ -24,7 +24,8 @@ from cnnlab.errors import CheckpointError
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.rundir import CHECKPOINT
 
-CHECKPOINT_FORMAT = "cnnlab-checkpoint-1"
+CHECKPOINT_FORMAT = "cnnlab-checkpoint-2"  # 2: the digest covers the metadata too
+READABLE = ("cnnlab-checkpoint-1", CHECKPOINT_FORMAT)
 
 
 @dataclass
@@ -42,13 +43,17 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over every tensor's name, dtype, shape and bytes: catches any changed byte."""
+def _digest(tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, and over the metadata
+    (but its digest) as canonical JSON: catches any changed byte of either."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name]
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    if meta is not None:
+        rest = {k: v for k, v in meta.items() if k != "digest"}
+        h.update(json.dumps(rest, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -94,8 +99,8 @@ def save_checkpoint(
         },
         "rng_numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "rng_python": [python_state[0], list(python_state[1]), python_state[2]],
-        "digest": _digest(tensors),
     }  # fmt: skip
+    meta["digest"] = _digest(tensors, meta)
     blob = save_safetensors(tensors, metadata={"cnnlab": json.dumps(meta)})
     atomic_write_bytes(run_dir / CHECKPOINT, blob)
 
@@ -123,14 +128,58 @@ def read_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         meta = json.loads(raw) if raw else None
     except json.JSONDecodeError:
         meta = None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in READABLE:
         raise CheckpointError(f"{path}: not a cnnlab training checkpoint ({CHECKPOINT_FORMAT})")
-    if meta.get("digest") != _digest(tensors):
+    covered = meta if meta["format"] == CHECKPOINT_FORMAT else None  # format 1: tensors only
+    if meta.get("digest") != _digest(tensors, covered):
         raise CheckpointError(
-            f"{path}: the tensors do not match the checkpoint's SHA-256: the file was changed "
+            f"{path}: the contents do not match the checkpoint's SHA-256: the file was changed "
             "after it was written. Resume from an intact copy or start a new run."
         )
+    check_meta(path, meta, tensors)
     return tensors, meta
+
+
+def check_meta(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """The metadata's types, ranges and consistency, key by key (a checkpoint written by
+    hand with a fresh digest, or a format-1 one, is not trusted further than this)."""
+
+    def bad(key: str, wanted: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {key} must be {wanted}, got {meta.get(key)!r}")
+
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53
+
+    for key in ("epoch", "batch", "step", "seen"):
+        if not count(meta.get(key)):
+            raise bad(key, "a non-negative integer")
+    seconds = meta.get("train_seconds")
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not (
+        0 <= seconds < float("inf")
+    ):
+        raise bad("train_seconds", "a non-negative number")
+    for key, fields in (("points", ("x", "train_loss", "train_acc")), ("history", ("epoch",))):
+        rows = meta.get(key)
+        if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and all(isinstance(r.get(f), int | float) for f in fields)
+            for r in rows
+        ):
+            raise bad(key, f"a list of rows with {', '.join(fields)}")
+    if len(meta["history"]) != meta["epoch"] or meta["step"] < meta["batch"]:
+        raise CheckpointError(
+            f"{path}: epoch {meta['epoch']}, step {meta['step']}, batch {meta['batch']} and "
+            f"{len(meta['history'])} epoch rows do not describe one run"
+        )
+    config = meta.get("config")
+    if not isinstance(config, dict) or config.get("model") != meta.get("model"):
+        raise bad("config", "the run's settings, naming its model")
+    for key, kind in (("param_groups", list), ("optim_scalars", dict), ("rng_numpy", list),
+                      ("rng_python", list)):  # fmt: skip
+        if not isinstance(meta.get(key), kind):
+            raise bad(key, f"a {kind.__name__}")
+    for name in ("rng.torch", "rng.numpy", "acc.loss_sum", "acc.correct"):
+        if name not in tensors:
+            raise CheckpointError(f"{path}: the tensor {name} is missing")
 
 
 def load_checkpoint(
@@ -139,6 +188,16 @@ def load_checkpoint(
 ) -> TrainState:  # fmt: skip
     """Restore model, optimizer, schedule and RNGs from ``run_dir``; return the loop state."""
     tensors, meta = read_checkpoint(run_dir)
+    try:
+        return _restore(run_dir, tensors, meta, model, optimizer, scheduler)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise CheckpointError(f"{run_dir / CHECKPOINT}: cannot be restored: {e!r}") from e
+
+
+def _restore(
+    run_dir: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Module,
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+) -> TrainState:  # fmt: skip
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)

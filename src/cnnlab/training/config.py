@@ -192,7 +192,7 @@ class TrainConfig:
         """
         values = dict(values)
         recipe = values.pop("recipe", "book")
-        if recipe not in RECIPES:
+        if not isinstance(recipe, str) or recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

@@ -21,7 +21,7 @@ from cnnlab.accel.step import GraphedSteps, Step, graphable
 from cnnlab.data import Batches, ImageSet, get_dataset, load_dataset
 from cnnlab.data.augment import augment, parse_augment
 from cnnlab.device import configure_device, environment, resolve_device
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.logs import ensure_logging, log
 from cnnlab.models import create_model, init_weights, parse_options, pool_before_activation
@@ -423,7 +423,11 @@ def prepare_run_dir(
             )
         run_dir = Path(config.resume)
         saved, epochs_done = checkpoint_config(run_dir)
-        config = resumed_config(TrainConfig.from_dict(saved), config, asked, epochs_done)
+        try:
+            saved_config = TrainConfig.from_dict(saved)
+        except (ConfigError, TypeError) as e:
+            raise CheckpointError(f"{run_dir / CHECKPOINT}: its config is not valid: {e}") from e
+        config = resumed_config(saved_config, config, asked, epochs_done)
         return config, run_dir, True, RunLock(run_dir) if world.is_main else None
     out_dir = Path(config.out_dir) if config.out_dir else None
     if world.restarted and out_dir is not None and (out_dir / CHECKPOINT).exists():
