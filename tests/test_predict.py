@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -67,6 +68,11 @@ def test_non_finite_weights_are_refused(run: Path) -> None:
     weights = load_file(str(run / "model.safetensors"))
     next(iter(weights.values()))[0] = float("nan")
     save_file(weights, str(run / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"does not match the SHA-256 in model\.json"):
+        load_model(run)  # an edited file
+    meta = json.loads((run / "model.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest()
+    (run / "model.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="not finite numbers"):
-        load_model(run)
+        load_model(run)  # NaN weights with a matching digest
     assert torch.isnan(next(iter(load_file(str(run / "model.safetensors")).values()))).any()

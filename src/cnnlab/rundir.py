@@ -8,6 +8,7 @@ full training state, written by :mod:`cnnlab.training.checkpoint`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -47,7 +48,8 @@ def save_model(run_dir: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     ``meta`` holds at least ``model`` (registry name) and ``model_options``.
     """
     save_weights(run_dir / WEIGHTS, model)
-    write_json(run_dir / SIDECAR, {"format": FORMAT, **meta})
+    digest = hashlib.sha256((run_dir / WEIGHTS).read_bytes()).hexdigest()
+    write_json(run_dir / SIDECAR, {"format": FORMAT, **meta, "weights_sha256": digest})
 
 
 def read_json(path: Path) -> Any:
@@ -92,7 +94,8 @@ def load_model(
     except (KeyError, TypeError, CnnlabError) as e:
         raise CheckpointError(f"{run_dir / SIDECAR}: cannot rebuild the model: {e}") from e
     try:
-        state = load_safetensors((run_dir / WEIGHTS).read_bytes())
+        blob = (run_dir / WEIGHTS).read_bytes()
+        state = load_safetensors(blob)
     except FileNotFoundError:
         raise CheckpointError(f"{run_dir / WEIGHTS} not found; the run did not finish") from None
     except (OSError, SafetensorError) as e:
@@ -103,6 +106,12 @@ def load_model(
         raise CheckpointError(
             f"{run_dir / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}"
         ) from e
+    expected = meta.get("weights_sha256")  # absent in runs saved before it was recorded
+    if expected is not None and hashlib.sha256(blob).hexdigest() != expected:
+        raise CheckpointError(
+            f"{run_dir / WEIGHTS}: does not match the SHA-256 in {SIDECAR}: the file was "
+            "changed after the run saved it"
+        )
     if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
         raise CheckpointError(f"{run_dir / WEIGHTS}: holds weights that are not finite numbers")
     _check_sidecar(run_dir / SIDECAR, meta, model)
@@ -111,7 +120,9 @@ def load_model(
 
 def _check_sidecar(path: Path, meta: dict[str, Any], model: nn.Module) -> None:
     """The sidecar's classes and input shape fit the model it describes."""
-    classes, shape = meta.get("classes"), meta.get("preprocessing", {}).get("input_shape")
+    preprocessing = meta.get("preprocessing")
+    shape = preprocessing.get("input_shape") if isinstance(preprocessing, dict) else None
+    classes = meta.get("classes")
     if not isinstance(shape, list) or len(shape) != 3 or not all(
         isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
     ):

@@ -150,3 +150,24 @@ def test_the_probes_of_issue_21(tmp_path: Path) -> None:
         rewrite(tmp_path, edit, fresh)
         with pytest.raises(CheckpointError, match=message):
             load_checkpoint(tmp_path, model, optimizer)
+
+
+@FUZZ
+@given(key=st.sampled_from(["model", "model_options", "classes", "preprocessing", "format",
+                            "tta", "dataset"]), value=JSON)  # fmt: skip
+def test_edited_model_json(tmp_path_factory: Any, key: str, value: Any) -> None:
+    from cnnlab.rundir import load_model, save_model
+
+    directory = tmp_path_factory.mktemp("run")
+    save_model(directory, create_model("lenet"), {
+        "model": "lenet", "model_options": {"num_classes": 10}, "dataset": "fashion-mnist",
+        "classes": list("abcdefghij"), "tta": False,
+        "preprocessing": {"input_shape": [1, 28, 28]},
+    })  # fmt: skip
+    meta = json.loads((directory / "model.json").read_text())
+    meta[key] = value
+    (directory / "model.json").write_text(json.dumps(meta))
+    try:
+        load_model(directory)
+    except CnnlabError as e:
+        assert str(e)

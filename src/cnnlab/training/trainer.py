@@ -366,12 +366,20 @@ class Run:
         return Diverged(
             f"training diverged: the loss {what} at epoch {self.state.epoch + 1}, step "
             f"{batch_index + 1} (lr {self.config.lr}; a model that guesses scores "
-            f"{math.log(len(self.classes)):.2f}). Try a lower learning rate, e.g. "
-            f"--lr {self.config.lr / 10:g}. " + (
+            f"{math.log(len(self.classes)):.2f}). {self.advice()} " + (
                 f"The last good checkpoint remains in {self.run_dir}."
                 if (self.run_dir / CHECKPOINT).exists() else "No checkpoint had been written yet."
             )
         )  # fmt: skip
+
+    def advice(self) -> str:
+        """What to change, from the values the run diverged with (always finite)."""
+        lr, decay = self.config.lr, self.config.weight_decay
+        tip = f"Try a lower learning rate, e.g. --lr {max(lr / 10, 1e-300):g}."
+        if decay * lr >= 1:  # each step would overshoot zero: the weights grow and flip
+            tip += (f" --weight-decay {decay:g} times --lr is {decay * lr:g}, at least 1 per "
+                    "step: lower the weight decay too.")  # fmt: skip
+        return tip
 
     def interrupt(self, signum: int) -> None:
         self.save_checkpoint()
