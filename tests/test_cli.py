@@ -152,3 +152,18 @@ def test_a_model_too_big_for_memory_is_refused(
     err = capsys.readouterr().err
     assert code == 1 and "does not fit in memory" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("kind", ["dangling", "looping"])
+def test_an_out_dir_symlink_to_nowhere_is_one_line(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    kind: str,
+) -> None:  # fmt: skip
+    _, directory = tiny_dataset
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "nowhere" if kind == "dangling" else link)
+    code = main(["train", "--dataset", "tiny", "--data-dir", str(directory), "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--out-dir", str(link)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"cannot create {link}: it is a symbolic link to nowhere" in err

@@ -6,10 +6,10 @@ The names below load their module on first use, so ``import cnnlab.ops`` (or
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
+from cnnlab.lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from cnnlab.training import TrainConfig, TrainResult, load_model, train
     from cnnlab.training.lr_find import lr_find
 
-_LAZY = {
+__getattr__ = lazy_names("cnnlab", {
     "load_dataset": "cnnlab.data",
     "create_model": "cnnlab.models",
     "list_models": "cnnlab.models",
@@ -28,14 +28,7 @@ _LAZY = {
     "load_model": "cnnlab.training",
     "lr_find": "cnnlab.training.lr_find",
     "train": "cnnlab.training",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
-
+})
 
 __all__ = [
     "CheckpointError",

@@ -6,8 +6,9 @@ the command line needs to parse its flags) brings in neither the loop nor matplo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cnnlab.lazy import lazy_names
 
 if TYPE_CHECKING:
     from cnnlab.rundir import load_model, save_model
@@ -16,21 +17,12 @@ if TYPE_CHECKING:
     from cnnlab.training.metrics import accuracy, confusion_matrix, per_class_accuracy
     from cnnlab.training.trainer import Run, TrainResult, train
 
-_LAZY = {
+__getattr__ = lazy_names("cnnlab.training", {
     "load_model": "cnnlab.rundir", "save_model": "cnnlab.rundir", "TrainConfig": "config",
     "Diverged": "control", "Interrupted": "control", "accuracy": "metrics",
     "confusion_matrix": "metrics", "per_class_accuracy": "metrics", "Run": "trainer",
     "TrainResult": "trainer", "train": "trainer",
-}  # fmt: skip
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = _LAZY[name]
-        return getattr(importlib.import_module(module if "." in module else
-                                               f"cnnlab.training.{module}"), name)  # fmt: skip
-    raise AttributeError(f"module 'cnnlab.training' has no attribute {name!r}")
-
+})  # fmt: skip
 
 __all__ = [
     "Diverged", "Interrupted", "Run", "TrainConfig", "TrainResult", "accuracy",
