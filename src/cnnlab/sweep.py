@@ -55,12 +55,15 @@ def load_sweep(path: Path) -> list[SweepRun]:
     unknown = sorted(set(data) - {"base", "run", "grid"})
     if unknown:
         raise ConfigError(f"{path}: unknown sections {unknown}; use [base], [[run]] and [grid]")
-    base = data.get("base", {})
+    base, runs_, grid = data.get("base", {}), data.get("run", []), data.get("grid", {})
+    if not isinstance(base, dict) or not isinstance(grid, dict):
+        raise ConfigError(f"{path}: [base] and [grid] must be tables of keys")
+    if not isinstance(runs_, list) or not all(isinstance(e, dict) for e in runs_):
+        raise ConfigError(f"{path}: runs must be [[run]] tables")
     named = []
-    for i, entry in enumerate(data.get("run", []), start=1):
+    for i, entry in enumerate(runs_, start=1):
         entry = dict(entry)
         named.append((str(entry.pop("name", f"run {i}")), entry))
-    grid = data.get("grid", {})
     if any(not isinstance(v, list) or not v for v in grid.values()):
         raise ConfigError(f"{path}: every [grid] entry must be a non-empty list of values")
     for values in itertools.product(*grid.values()) if grid else []:

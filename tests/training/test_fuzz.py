@@ -108,7 +108,8 @@ def test_edited_checkpoint_config(tmp_path_factory: Any, field: str, value: Any)
                               max_size=4))  # fmt: skip
 def test_config_values(values: dict[str, Any]) -> None:
     try:
-        TrainConfig.from_dict(values)
+        config = TrainConfig.from_dict(values)
+        parse_options(config.model, config.model_options)  # what the trainer does with them
     except CnnlabError as e:
         assert str(e)
 
@@ -171,3 +172,23 @@ def test_edited_model_json(tmp_path_factory: Any, key: str, value: Any) -> None:
         load_model(directory)
     except CnnlabError as e:
         assert str(e)
+
+
+SWEEP_KEYS = st.sampled_from(["base", "run", "grid", "name", "lr", "epochs", "model",
+                              "model_options", "resume", "x"])  # fmt: skip
+
+
+@FUZZ
+@given(data=st.dictionaries(SWEEP_KEYS, st.recursive(JSON, lambda inner: st.lists(
+    st.dictionaries(SWEEP_KEYS, inner, max_size=3), max_size=3), max_leaves=8), max_size=3))
+def test_sweep_files(data: dict[str, Any]) -> None:
+    """What a sweep file's TOML parses to, whatever it holds (tomllib parses the text)."""
+    from unittest import mock
+
+    from cnnlab import sweep
+
+    with mock.patch.object(sweep, "load_toml", return_value=data):
+        try:
+            sweep.load_sweep(Path("sweep.toml"))
+        except CnnlabError as e:
+            assert str(e)

@@ -64,6 +64,10 @@ def parse_options(name: str, options: str | Mapping[str, Any]) -> dict[str, Any]
     defaults = model_options(name)
     settable = [k for k in defaults if k not in ("num_classes", "backend")]
     pairs: list[tuple[str, Any, str]] = []  # (key, value or None, as the user wrote it)
+    if not isinstance(options, str | Mapping):
+        raise ConfigError(
+            f"model options must be KEY=VALUE words or a table of values, got {options!r}"
+        )
     if isinstance(options, str):
         for word in options.split():
             key, sep, value = word.partition("=")

@@ -145,6 +145,11 @@ class TrainConfig:
                 raise ConfigError(
                     f"{name} must be true or false, got {getattr(self, name)!r}"
                 )
+        if not isinstance(self.model_options, str | dict):
+            raise ConfigError(
+                "model_options must be KEY=VALUE words or a [model_options] table, got "
+                f"{self.model_options!r}"
+            )
         for name in ("model", "dataset", "augment", "device", "keep", "init"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
