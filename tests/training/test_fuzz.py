@@ -22,8 +22,11 @@ from cnnlab.training.checkpoint import TrainState, _digest, load_checkpoint, sav
 from cnnlab.training.distributed import World
 from cnnlab.training.trainer import prepare_run_dir
 
+# Subnormal floats are left out: training on a CPU flushes them to zero for the whole
+# process (see cnnlab.device), and hypothesis refuses to generate them then.
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_subnormal=False)
+    | st.text(max_size=8),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
     ),

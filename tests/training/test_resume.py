@@ -261,7 +261,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     state = TrainState(epoch=3, batch=5, step=42, seen=80, loss_sum=torch.tensor(12.5),
                        correct=torch.tensor(61), train_seconds=9.5,
                        points=[{"x": 0.2, "train_loss": 2.0, "train_acc": 0.3}],
-                       history=[{"type": "epoch", "epoch": 1, "test_acc": 0.5}])  # fmt: skip
+                       history=[{"type": "epoch", "epoch": e, "test_acc": 0.5} for e in (1, 2, 3)])  # fmt: skip
     save_checkpoint(tmp_path, model, optimizer, state, {"model": "lenet"})
     torch.manual_seed(1)
     restored = create_model("lenet")

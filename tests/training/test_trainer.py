@@ -413,5 +413,5 @@ def test_divergence_advice_comes_from_the_values_that_diverged(tmp_path: Path) -
     advice = Run(TrainConfig(lr=0.5, weight_decay=4.0), parts, tmp_path).advice()
     assert "--lr 0.05" in advice and "--weight-decay 4 times --lr is 2" in advice
     assert "weight decay" not in Run(TrainConfig(lr=0.5), parts, tmp_path).advice()
-    tiny = Run(TrainConfig(lr=1e-320), parts, tmp_path).advice()
+    tiny = Run(TrainConfig(lr=1e-300), parts, tmp_path).advice()
     assert "inf" not in tiny and "nan" not in tiny and "--lr 1e-300" in tiny
