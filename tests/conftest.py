@@ -63,6 +63,17 @@ def tiny_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ds.Da
     return dataset, directory
 
 
+@pytest.fixture
+def tiny_run(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """A finished 2-epoch run on the tiny dataset: (its run directory, the data directory)."""
+    from cnnlab.training import TrainConfig, train
+
+    _, directory = tiny_dataset
+    config = TrainConfig(dataset="tiny", data_dir=str(directory), epochs=2, batch_size=32,
+                         device="cpu", out_dir=str(tmp_path / "run"), quiet=True)  # fmt: skip
+    return train(config).run_dir, directory
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep tests away from the user's cache and CNNLAB_DATA."""

@@ -9,19 +9,9 @@ import pytest
 import torch
 
 from cnnlab.cli import main
-from cnnlab.data import datasets as ds
 from cnnlab.errors import ConfigError
 from cnnlab.export import export
 from cnnlab.rundir import load_model
-from cnnlab.training import TrainConfig, train
-
-
-@pytest.fixture
-def run(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> tuple[Path, Path]:
-    _, directory = tiny_dataset
-    config = TrainConfig(dataset="tiny", data_dir=str(directory), epochs=1, batch_size=32,
-                         device="cpu", out_dir=str(tmp_path / "run"), quiet=True)  # fmt: skip
-    return train(config).run_dir, directory
 
 
 def test_onnx_matches_pytorch_and_carries_its_preprocessing(run: tuple[Path, Path]) -> None:
@@ -56,3 +46,8 @@ def test_torchscript_reloads_with_its_metadata(run: tuple[Path, Path], tmp_path:
 def test_unknown_format_is_refused(run: tuple[Path, Path]) -> None:
     with pytest.raises(ConfigError, match="unknown format 'tflite'"):
         export(run[0], "tflite", run[0] / "m")
+
+
+@pytest.fixture
+def run(tiny_run: tuple[Path, Path]) -> tuple[Path, Path]:
+    return tiny_run

@@ -13,19 +13,9 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from cnnlab.cli import main
-from cnnlab.data import datasets as ds
 from cnnlab.errors import CheckpointError
 from cnnlab.predict import load_image
 from cnnlab.rundir import load_model
-from cnnlab.training import TrainConfig, train
-
-
-@pytest.fixture
-def run(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> Path:
-    _, directory = tiny_dataset
-    config = TrainConfig(dataset="tiny", data_dir=str(directory), epochs=1, batch_size=32,
-                         device="cpu", out_dir=str(tmp_path / "run"), quiet=True)  # fmt: skip
-    return train(config).run_dir
 
 
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
@@ -76,3 +66,8 @@ def test_non_finite_weights_are_refused(run: Path) -> None:
     with pytest.raises(CheckpointError, match="not finite numbers"):
         load_model(run)  # NaN weights with a matching digest
     assert torch.isnan(next(iter(load_file(str(run / "model.safetensors")).values()))).any()
+
+
+@pytest.fixture
+def run(tiny_run: tuple[Path, Path]) -> Path:
+    return tiny_run[0]

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.cli import main
-from cnnlab.data import datasets as ds
 from cnnlab.report import KINDS
-from cnnlab.training import TrainConfig, train
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -26,14 +24,6 @@ PROBE = """<script>window.addEventListener("load", () => {
   document.body.setAttribute("data-probe", JSON.stringify(
     [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight])));
 });</script>"""
-
-
-@pytest.fixture
-def tiny_run(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> tuple[Path, Path]:
-    _, directory = tiny_dataset
-    config = TrainConfig(dataset="tiny", data_dir=str(directory), epochs=2, batch_size=32,
-                         device="cpu", out_dir=str(tmp_path / "run"), quiet=True)  # fmt: skip
-    return train(config).run_dir, directory
 
 
 def test_every_viz_kind(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:

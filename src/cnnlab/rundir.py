@@ -47,8 +47,7 @@ def save_model(run_dir: Path, model: nn.Module, meta: dict[str, Any]) -> None:
 
     ``meta`` holds at least ``model`` (registry name) and ``model_options``.
     """
-    save_weights(run_dir / WEIGHTS, model)
-    digest = hashlib.sha256((run_dir / WEIGHTS).read_bytes()).hexdigest()
+    digest = save_weights(run_dir / WEIGHTS, model)
     write_json(run_dir / SIDECAR, {"format": FORMAT, **meta, "weights_sha256": digest})
 
 
@@ -161,9 +160,12 @@ def write_metrics_csv(run_dir: Path, epochs: list[dict[str, Any]]) -> None:
     atomic_write_bytes(run_dir / METRICS_CSV, ("\n".join(lines) + "\n").encode())
 
 
-def save_weights(path: Path, model: nn.Module) -> None:
+def save_weights(path: Path, model: nn.Module) -> str:
+    """Write ``model``'s weights to ``path``; return the file's SHA-256."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, save_safetensors(state))
+    blob = save_safetensors(state)
+    atomic_write_bytes(path, blob)
+    return hashlib.sha256(blob).hexdigest()
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
