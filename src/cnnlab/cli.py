@@ -1,5 +1,5 @@
-"""The ``cnnlab`` command: train, lr-find, export, eval, predict, viz, report, summary,
-shape, demo, sweep, data."""
+"""The ``cnnlab`` command: train, lr-find, export, eval, predict, viz, report, explore,
+animate, summary, shape, demo, sweep, data."""
 
 from __future__ import annotations
 
@@ -263,6 +263,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_animate(args: argparse.Namespace) -> int:
+    from cnnlab.viz.animate import animate
+
+    fmt = args.out.suffix.lstrip(".").lower()
+    if fmt not in ("gif", "svg", "html"):
+        raise ConfigError(f"-o {args.out}: write a .gif, .svg or .html file")
+    channels = _dims(args.channels, "--channels")
+    try:
+        animation = animate(
+            args.kind, _dims(args.input, "--input"), _dims(args.kernel, "--kernel"),
+            _dims(args.padding, "--padding"), _dims(args.stride, "--stride"),
+            _dims(args.dilation, "--dilation"), channels, args.pool, args.values,
+        )  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    atomic_write_bytes(args.out, animation.to_bytes(fmt))
+    log.info("wrote %s (%d frames)", args.out, len(animation.frames))
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from cnnlab.rundir import EXPLORER
+    from cnnlab.viz.explorer import explore_run
+
+    out = args.out or args.run_dir / EXPLORER
+    page = explore_run(args.run_dir, args.data_dir, args.images)
+    atomic_write_bytes(out, page.html.encode())
+    log.info("wrote %s (%.0f kB; open it in any browser, offline)", out, len(page.html) / 1e3)
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from cnnlab.sweep import markdown_table, sweep
 
@@ -399,6 +430,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output file (default: RUN_DIR/report.html)")
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("explore", help="an in-browser explorer of a trained run (one HTML file)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("-o", "--out", type=Path, help="file to write (default: RUN/explorer.html)")
+    p.add_argument("--images", type=int, default=300,
+                   help="test images to embed, the first N (default: %(default)s)")  # fmt: skip
+    p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    p.set_defaults(func=cmd_explore)
+
+    from cnnlab.viz.animate import KINDS as ANIMATIONS
+
+    p = sub.add_parser("animate", help="the chapter's operations as a GIF, SVG or HTML animation")
+    p.add_argument("kind", choices=ANIMATIONS)
+    p.add_argument("-o", "--out", type=Path, required=True, help="FILE.gif, FILE.svg or FILE.html")
+    p.add_argument("--input", default="3x3", help="input size (default: %(default)s)")
+    p.add_argument("--kernel", default="2x2", help="kernel or window (default: %(default)s)")
+    p.add_argument("--padding", default="0", help="padding on each side (default: %(default)s)")
+    p.add_argument("--stride", default="1", help="stride (default: %(default)s, as the book's "
+                   "examples)")  # fmt: skip
+    p.add_argument("--dilation", default="1", help="dilation (default: %(default)s)")
+    p.add_argument("--channels", default="2x1", help="channels and conv1x1: C_INxC_OUT, each "
+                   "1..4 (default: %(default)s)")  # fmt: skip
+    p.add_argument("--pool", choices=["max", "avg"], default="max")
+    p.add_argument("--values", action=argparse.BooleanOptionalAction, default=None,
+                   help="numbers in the cells (default: for inputs up to 6x6)")  # fmt: skip
+    p.set_defaults(func=cmd_animate)
 
     p = sub.add_parser("summary", help="layer-by-layer table of a model")
     p.add_argument("--model", default="lenet", choices=list_models())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from cnnlab.evaluation import Evaluation, evaluate_saved_run
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.layers import CONV_TYPES
 from cnnlab.predict import load_image
-from cnnlab.rundir import read_config, read_metrics
+from cnnlab.rundir import EXPLORER, read_config, read_metrics
 from cnnlab.training.metrics import per_class_accuracy
 from cnnlab.viz import (
     figure_bytes,
@@ -161,8 +162,9 @@ table { border-collapse: collapse; font-size: 0.9rem; } td, th { padding: 0.15re
 """
 
 
-def render_report(view: RunView) -> str:
-    """The report as one self-contained HTML page (images embedded, no network)."""
+def render_report(view: RunView, explorer: str | None = None) -> str:
+    """The report as one self-contained HTML page (images embedded, no network), linking
+    the run's explorer page at the relative address ``explorer`` when there is one."""
     final = view.epochs[-1] if view.epochs else {}
     cells = [
         ("test acc", f"{final.get('test_acc', float('nan')):.3f}"),
@@ -197,6 +199,12 @@ def render_report(view: RunView) -> str:
          _img(make_figure(view, "activations", chosen), "activations of two inputs")),
     ]  # fmt: skip
     body = "".join(f"<h2>{title}</h2>{content}" for title, content in sections)
+    if explorer:
+        link = (f'<p id="explorer"><a href="{html.escape(explorer)}">Explore the network in '
+                "your browser</a>: every layer's output for a test image or your drawing</p>")
+    else:
+        link = (f'<p class="muted">Run <code>cnnlab explore {html.escape(str(view.run_dir))}'
+                "</code> for an in-browser explorer of this network.</p>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -204,7 +212,7 @@ def render_report(view: RunView) -> str:
 <body><h1>cnnlab run {html.escape(view.run_dir.name)}</h1>
 <p class="muted">{html.escape(view.meta["model"])} on {html.escape(view.meta["dataset"])},
 report written {datetime.now():%Y-%m-%d %H:%M}</p>
-<div class="metrics">{metrics}</div>{body}
+<div class="metrics">{metrics}</div>{link}{body}
 <h2>Configuration</h2><table>{config}</table>
 </body></html>
 """
@@ -214,8 +222,10 @@ def write_report(run_dir: Path, data_dir: str | None = None, out: Path | None = 
     """Write ``report.html`` (or ``out``) for ``run_dir``; return its path."""
     view = RunView.load(run_dir, data_dir)
     path = out or run_dir / "report.html"
+    page = run_dir / EXPLORER  # where `cnnlab explore RUN` writes by default
+    explorer = os.path.relpath(page, path.parent) if page.exists() else None
     try:
-        atomic_write_bytes(path, render_report(view).encode())
+        atomic_write_bytes(path, render_report(view, explorer).encode())
     except OSError as e:
         raise CnnlabError(f"cannot write {path}: {e.strerror}") from e
     return path

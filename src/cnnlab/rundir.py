@@ -34,6 +34,7 @@ METRICS_CSV = "metrics.csv"
 BEST = "best.safetensors"  # with --keep best: the weights of the best epoch so far
 WEIGHTS = "model.safetensors"
 SIDECAR = "model.json"
+EXPLORER = "explorer.html"  # cnnlab explore RUN, linked from the report
 FORMAT = "cnnlab-model-1"
 
 

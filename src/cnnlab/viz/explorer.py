@@ -1,0 +1,205 @@
+"""A trained network in the browser: one self-contained HTML page that runs the saved
+model's forward pass in plain JavaScript (``explorer.js`` beside this file), on embedded
+test images or on a drawing, and shows every layer's output.
+
+The page holds the layers as a list of plain operations (batch norm folded into a scale and
+shift per channel, dropout left out: the model in eval mode), the weights as base64
+float32, the first N test images as base64 uint8, and each layer's receptive field from
+``cnnlab.ops.trace``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab import layers
+from cnnlab.ops import Layer, trace
+
+CONVS = (nn.Conv2d, layers.Conv2d)
+POOLS = {"max": (nn.MaxPool2d, layers.MaxPool2d), "avg": (nn.AvgPool2d, layers.AvgPool2d)}
+SUPPORTED = ("Conv2d, BatchNorm1d/2d, Sigmoid, ReLU, Tanh, MaxPool2d, AvgPool2d, Flatten, "
+             "Linear, Dropout")
+
+
+def _floats(t: torch.Tensor) -> str:
+    """Little-endian float32 bytes, base64: what the page decodes into a Float32Array."""
+    array = t.detach().cpu().to(torch.float32).contiguous().numpy().astype("<f4")
+    return base64.b64encode(array.tobytes()).decode()
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[-1])) if isinstance(v, tuple | list) else (int(v), int(v))
+
+
+def model_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]:
+    """The layers of ``model`` (a Sequential) as the page's operations, each with its
+    output shape and, for spatial outputs, the receptive field of one output pixel."""
+    if not isinstance(model, nn.Sequential):
+        raise ValueError(f"the explorer runs Sequential models, got {type(model).__name__}")
+    model = model.eval()
+    spec: list[dict[str, Any]] = []
+    stack: list[Layer] = []  # the conv and pooling layers so far, for trace()
+    shape = list(input_shape)
+    x = torch.zeros(1, *input_shape)
+    for module in model:
+        entry: dict[str, Any]
+        if isinstance(module, CONVS):
+            if module.groups != 1 or not isinstance(module.padding, tuple | list):
+                raise ValueError(f"the explorer runs convolutions with groups=1 and numeric "
+                                 f"padding, got {module}")  # fmt: skip
+            stride, padding, dilation = map(_pair, (module.stride, module.padding, module.dilation))
+            entry = {"op": "conv", "weight": _floats(module.weight),
+                     "bias": None if module.bias is None else _floats(module.bias),
+                     "kernel": list(module.weight.shape), "stride": stride,
+                     "padding": padding, "dilation": dilation}  # fmt: skip
+            stack.append(Layer("conv", _pair(tuple(module.weight.shape[2:])), stride, padding,
+                               dilation))  # fmt: skip
+        elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+            assert module.running_mean is not None and module.running_var is not None
+            scale = torch.rsqrt(module.running_var + module.eps)
+            if module.weight is not None:
+                scale = scale * module.weight
+            shift = -module.running_mean * scale
+            if module.bias is not None:
+                shift = shift + module.bias
+            entry = {"op": "affine", "scale": _floats(scale), "shift": _floats(shift)}
+        elif isinstance(module, nn.Sigmoid | nn.ReLU | nn.Tanh):
+            entry = {"op": type(module).__name__.lower()}
+        elif isinstance(module, POOLS["max"] + POOLS["avg"]):
+            kind = "max" if isinstance(module, POOLS["max"]) else "avg"
+            plain = getattr(module, "dilation", 1) in (1, (1, 1)) and getattr(
+                module, "count_include_pad", True)
+            if getattr(module, "ceil_mode", False) or not plain:
+                raise ValueError(f"the explorer runs pooling without ceil_mode, dilation or "
+                                 f"count_include_pad=False, got {module}")  # fmt: skip
+            kernel = _pair(module.kernel_size)
+            stride = _pair(module.stride if module.stride is not None else module.kernel_size)
+            padding = _pair(module.padding)
+            entry = {"op": kind + "pool", "kernel": kernel, "stride": stride, "padding": padding}
+            stack.append(Layer("pool", kernel, stride, padding))
+        elif isinstance(module, nn.Flatten):
+            entry = {"op": "flatten"}
+        elif isinstance(module, nn.Linear):
+            entry = {"op": "linear", "weight": _floats(module.weight),
+                     "bias": None if module.bias is None else _floats(module.bias),
+                     "wshape": list(module.weight.shape)}  # fmt: skip
+        elif isinstance(module, nn.Dropout | nn.Identity):
+            continue  # eval mode: the identity
+        else:
+            raise ValueError(f"the explorer cannot run {type(module).__name__}; it runs "
+                             f"{SUPPORTED}")  # fmt: skip
+        with torch.no_grad():
+            x = module(x)
+        shape = list(x.shape[1:])
+        entry["name"], entry["out"] = type(module).__name__, shape
+        if len(shape) == 3 and stack:
+            step = trace((input_shape[1], input_shape[2]), stack)[-1]
+            entry["field"] = {"size": [step.field_h.size, step.field_w.size],
+                              "jump": [step.field_h.jump, step.field_w.jump],
+                              "start": [step.field_h.start, step.field_w.start],
+                              "conv": max(i for i, e in enumerate([*spec, entry])
+                                          if e["op"] == "conv")}  # fmt: skip
+        spec.append(entry)
+    return spec
+
+
+@dataclass
+class Explorer:
+    """The page; a notebook shows it inline."""
+
+    html: str
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(self.html)}" width="100%" height="900" '
+                'style="border:0"></iframe>')  # fmt: skip
+
+
+def explorer_page(
+    model: nn.Module, meta: dict[str, Any], images: np.ndarray, labels: np.ndarray
+) -> Explorer:
+    """The page for ``model`` with its sidecar ``meta`` and test ``images`` (N, H, W) uint8."""
+    shape = list(meta["preprocessing"]["input_shape"])
+    if images.shape[1:] != tuple(shape[1:]):
+        raise ValueError(f"images are {images.shape[1:]}, the model takes {shape[1:]}")
+    data = {
+        "model": meta.get("model", "model"),
+        "classes": list(meta["classes"]),
+        "input": shape,
+        "tta": bool(meta.get("tta", False)),
+        "layers": model_spec(model, shape),
+        "images": base64.b64encode(np.ascontiguousarray(images, dtype=np.uint8).tobytes()).decode(),
+        "labels": [int(v) for v in labels],
+    }
+    script = resources.files("cnnlab.viz").joinpath("explorer.js").read_text()
+    # "</" cannot appear inside the JSON script element: escape its slash.
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    title = html.escape(f"cnnlab explorer: {data['model']}")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{STYLE}</style></head><body>
+<h1>{title}</h1>
+<div id="top">
+ <section id="source"><h2>input</h2>
+  <div id="canvas-box"><canvas id="input" width="{shape[2]}" height="{shape[1]}"></canvas>
+   <div id="field"></div></div>
+  <div><button id="prev" type="button">&lt;</button>
+   test image <input id="index" type="number" min="0" max="{len(images) - 1}" value="0">
+   <button id="next" type="button">&gt;</button> <span id="truth"></span></div>
+  <div><button id="clear" type="button">clear and draw</button> <span class="muted">or draw
+   on the image with the mouse or a finger</span></div>
+ </section>
+ <section id="result"><h2>prediction: <span id="prediction"></span></h2><div id="probs"></div>
+  <h2>kernel</h2><div id="kernel" class="muted">hover over a pixel of a layer's output</div>
+ </section>
+</div>
+<div id="layers"></div>
+<script id="model-data" type="application/json">{payload}</script>
+<script>{script}</script>
+</body></html>
+"""
+    return Explorer(page)
+
+
+def explore_run(run_dir: str | Path, data_dir: str | Path | None = None, n: int = 300) -> Explorer:
+    """The explorer page for a saved run, with its dataset's first ``n`` test images."""
+    from cnnlab.data import load_dataset
+    from cnnlab.errors import ConfigError
+    from cnnlab.rundir import load_model
+
+    if n < 1:
+        raise ConfigError(f"--images must be at least 1, got {n}")
+    model, meta = load_model(run_dir)
+    _, test = load_dataset(meta["dataset"], data_dir)
+    try:
+        return explorer_page(model, meta, test.images[:n], test.labels[:n])
+    except ValueError as e:
+        raise ConfigError(f"{run_dir}: {e}") from None
+
+
+STYLE = """
+body{font:14px system-ui,sans-serif;margin:1em 2em;color:#111827}
+h1{font-size:20px} h2{font-size:15px;margin:.6em 0 .3em}
+#top{display:flex;gap:3em;flex-wrap:wrap}
+#canvas-box{position:relative;width:224px;height:224px;touch-action:none}
+#input{width:224px;height:224px;image-rendering:pixelated;cursor:crosshair;background:#000}
+#field{position:absolute;border:2px solid #f59e0b;pointer-events:none;display:none}
+.muted{color:#6b7280}
+.bar{display:flex;align-items:center;gap:.5em;margin:2px 0}
+.bar span{width:7em;text-align:right} .bar div{height:12px;background:#2563eb}
+.layer{margin:1em 0} .maps{display:flex;flex-wrap:wrap;gap:4px}
+.maps canvas{image-rendering:pixelated;border:1px solid #d1d5db}
+.dense{display:flex;align-items:flex-end;gap:1px;height:60px}
+.dense div{width:3px;background:#2563eb}
+#kernel canvas{width:50px;height:50px;image-rendering:pixelated;margin:2px;border:1px solid #d1d5db}
+"""

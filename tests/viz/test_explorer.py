@@ -1,0 +1,131 @@
+"""`cnnlab explore`: the page runs every registered model in a real headless Chromium and
+agrees with PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from cnnlab.cli import main
+from cnnlab.models import create_model, list_models
+from cnnlab.ops import Layer, trace
+from cnnlab.predict import predict_files
+from cnnlab.rundir import load_model
+from cnnlab.training.metrics import class_probabilities
+from cnnlab.viz.explorer import explorer_page, model_spec
+from tests.viz.browser import browser, open_page
+
+__all__ = ["browser"]  # the fixture, imported for the tests below
+READY = "document.body.dataset.firstPredictionMs !== undefined"
+
+
+def meta_for(name: str, tta: bool = False) -> dict[str, Any]:
+    return {"model": name, "classes": [f"class{i}" for i in range(10)], "tta": tta,
+            "preprocessing": {"input_shape": [1, 28, 28]}}  # fmt: skip
+
+
+def probabilities(model: nn.Module, pixels: np.ndarray, tta: bool = False) -> np.ndarray:
+    x = torch.from_numpy(pixels.astype(np.float32)).view(1, 1, 28, 28)
+    with torch.no_grad():
+        return class_probabilities(model.eval(), x, tta)[0].double().numpy()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_matches_pytorch_in_the_browser(name: str, browser: Any,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    torch.manual_seed(0)
+    model = create_model(name)
+    for m in model.modules():  # batch norm with statistics that are not the identity
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    tta = name == "lenet-relu"  # one model with test-time augmentation, as --recipe best
+    out = tmp_path / "x.html"
+    out.write_text(explorer_page(model, meta_for(name, tta), images, np.arange(5)).html)
+    errors: list[str] = []
+    page = open_page(browser, out.as_uri() + "#index=0", errors)
+    page.wait_for_function(READY)
+    for k in (0, 3, 4):
+        page.evaluate(f"location.hash = '#index={k}'")
+        page.wait_for_function(f"document.getElementById('index').value === '{k}'")
+        got = np.array(page.evaluate("window.cnnlab.probabilities"))
+        want = probabilities(model, images[k] / 255, tta)
+        assert np.abs(got - want).max() < 1e-4, (name, k)
+        assert page.text_content("#prediction") == f"class{int(want.argmax())}"
+    assert errors == []
+
+
+def test_explore_run_predicts_as_cnnlab_predict(browser: Any, tiny_run: tuple[Path, Path],
+                                               tmp_path: Path) -> None:  # fmt: skip
+    run, data = tiny_run
+    assert main(["explore", str(run), "--data-dir", str(data), "--images", "20"]) == 0
+    page_file = run / "explorer.html"
+    text = page_file.read_text()
+    assert "http://" not in text and "https://" not in text  # nothing fetched
+    model, meta = load_model(run)
+    from cnnlab.data import load_dataset
+
+    _, test = load_dataset(meta["dataset"], data)
+    png = tmp_path / "test0.png"
+    Image.fromarray(test.images[0]).save(png)
+    [(_, top)] = list(predict_files(model, meta, [png]))
+    errors: list[str] = []
+    page = open_page(browser, page_file.as_uri() + "#index=0", errors)
+    page.wait_for_function(READY)
+    assert page.text_content("#prediction") == top[0][0]
+
+    # A stroke drawn with the mouse: the page's input changes and its prediction is still
+    # PyTorch's on exactly those pixels.
+    page.click("#clear")
+    box = page.locator("#input").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    for t in range(1, 11):
+        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.04 * t),
+                        box["y"] + box["height"] * (0.2 + 0.06 * t))  # fmt: skip
+    page.mouse.up()
+    pixels = np.array(page.evaluate("window.cnnlab.pixels"))
+    assert (pixels > 0.5).sum() > 20  # a line about 3 pixels wide
+    got = np.array(page.evaluate("window.cnnlab.probabilities"))
+    assert np.abs(got - probabilities(model, pixels)).max() < 1e-4
+    assert page.text_content("#prediction") == f"class{int(got.argmax())}"
+
+    # Hover: pixel (4, 6) of the second conv's output lights up its receptive field.
+    spec = model_spec(model, [1, 28, 28])
+    second = [i for i, entry in enumerate(spec) if entry["op"] == "conv"][1]
+    canvas = page.locator(".layer").nth(second).locator("canvas").nth(2)
+    cbox = canvas.bounding_box()
+    h, w = spec[second]["out"][1:]
+    canvas.hover(position={"x": (6.5 / w) * cbox["width"], "y": (4.5 / h) * cbox["height"]})
+    stack = [Layer("conv", (5, 5), padding=(2, 2)), Layer("pool", (2, 2), (2, 2)),
+             Layer("conv", (5, 5))]  # fmt: skip
+    f = trace((28, 28), stack)[-1].field_h  # square: the same per axis
+    rows = [max(0, f.start + 4 * f.jump - f.size / 2), f.start + 4 * f.jump + f.size / 2]
+    assert page.get_attribute("#field", "data-rows") == ",".join(f"{v:g}" for v in rows)
+    assert "channel 2" in page.text_content("#kernel")
+    assert page.locator("#kernel canvas").count() == 6  # one slice per input channel
+    assert errors == []
+
+    assert main(["report", str(run), "--data-dir", str(data)]) == 0
+    assert 'href="explorer.html"' in (run / "report.html").read_text()
+
+
+def test_book_lenet_page_is_small() -> None:
+    images = np.zeros((300, 28, 28), dtype=np.uint8)
+    page = explorer_page(create_model("lenet"), meta_for("lenet"), images, np.zeros(300))
+    assert len(page.html.encode()) < 2_000_000
+    assert page._repr_html_().startswith("<iframe srcdoc=")
+
+
+def test_unsupported_layer_is_named() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(2 * 26 * 26, 10))
+    with pytest.raises(ValueError, match="cannot run GELU; it runs Conv2d"):
+        model_spec(model, [1, 28, 28])
