@@ -122,3 +122,11 @@ def test_html_plays_in_chromium(browser: Any, tmp_path: Path) -> None:
     page.wait_for_timeout(1000)
     assert page.evaluate(shown) == 7  # paused stays put
     assert errors == []
+
+
+def test_notebook_shows_the_player_inline() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    data, _ = InteractiveShell.instance().display_formatter.format(animate("pool"))
+    assert data["text/html"].startswith("<iframe srcdoc=")
+    assert "g.frame" in data["text/html"]  # the player's script, escaped into the frame
