@@ -230,7 +230,7 @@ def animate(
                          f"{MAX_SIDE}x{MAX_SIDE}")  # fmt: skip
     c_in, c_out = (1, 1) if kind in ("conv", "pool") else channels
     if not (1 <= c_in <= 4 and 1 <= c_out <= 4):
-        raise ValueError(f"channels must be C_IN,C_OUT with each 1..4, got {channels}")
+        raise ValueError(f"channels must be C_INxC_OUT with each 1..4, got {channels}")
     out_size = tuple(
         ops.conv_output_size(input[a], kernel[a], stride[a], padding[a], dilation[a])
         for a in (0, 1)
