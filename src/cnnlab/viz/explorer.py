@@ -49,7 +49,6 @@ def model_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]
     model = model.eval()
     spec: list[dict[str, Any]] = []
     stack: list[Layer] = []  # the conv and pooling layers so far, for trace()
-    shape = list(input_shape)
     x = torch.zeros(1, *input_shape)
     for module in model:
         entry: dict[str, Any]
