@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,8 +11,8 @@ import pytest
 
 from cnnlab.cli import main
 from cnnlab.report import KINDS
+from tests.viz.browser import require_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -46,10 +44,7 @@ def test_viz_bad_input(tiny_run: tuple[Path, Path], capsys: pytest.CaptureFixtur
 
 
 def test_report_in_a_real_browser(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
-        pytest.skip("chromium not installed (apt-get install chromium)")
+    chromium = require_chromium()
     run, data = tiny_run
     assert main(["report", str(run), "--data-dir", str(data)]) == 0
     page = (run / "report.html").read_text()
@@ -61,7 +56,7 @@ def test_report_in_a_real_browser(tiny_run: tuple[Path, Path], tmp_path: Path) -
     probe.write_text(page.replace("</body>", PROBE + "</body>"))
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
     result = subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, *profile, "--enable-logging=stderr", "--v=0",
+        [chromium, *CHROMIUM_FLAGS, *profile, "--enable-logging=stderr", "--v=0",
          "--dump-dom", probe.as_uri()],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -75,7 +70,7 @@ def test_report_in_a_real_browser(tiny_run: tuple[Path, Path], tmp_path: Path) -
 
     shot = tmp_path / "report.png"
     subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, *profile, "--window-size=1280,2400",
+        [chromium, *CHROMIUM_FLAGS, *profile, "--window-size=1280,2400",
          f"--screenshot={shot}", (run / "report.html").as_uri()],
         capture_output=True, timeout=120, check=True,
     )  # fmt: skip

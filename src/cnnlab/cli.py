@@ -288,9 +288,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from cnnlab.viz.explorer import explore_run
 
     out = args.out or args.run_dir / EXPLORER
-    page = explore_run(args.run_dir, args.data_dir, args.images)
-    atomic_write_bytes(out, page.html.encode())
-    log.info("wrote %s (%.0f kB; open it in any browser, offline)", out, len(page.html) / 1e3)
+    page = explore_run(args.run_dir, args.data_dir, args.images).html.encode()
+    atomic_write_bytes(out, page)
+    log.info("wrote %s (%.0f kB; open it in any browser, offline)", out, len(page) / 1e3)
     return 0
 
 

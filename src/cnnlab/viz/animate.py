@@ -53,8 +53,8 @@ Shape = Rect | Text
 
 @dataclass
 class Frame:
-    """One window position: the input cells it reads (per grid), the output cell it
-    fills, the value there and how it was computed."""
+    """One window position: the cells it reads (per grid), the output cells it fills,
+    the arithmetic as a caption, and the shapes drawn over the static grids."""
 
     reads: dict[str, list[tuple[int, int]]]  # grid name -> (row, col) cells of the padded grid
     writes: dict[str, list[tuple[int, int]]]  # output grid name -> cells it fills
@@ -241,11 +241,12 @@ def animate(
                          "input or a larger stride")  # fmt: skip
     h, w = input
     x = torch.arange(h * w, dtype=torch.float64).view(1, h, w) + torch.arange(c_in).view(-1, 1, 1)
-    k = (torch.arange(kernel[0] * kernel[1], dtype=torch.float64).view(1, 1, *kernel)
-         + torch.arange(c_out).view(-1, 1, 1, 1)).expand(c_out, c_in, *kernel)  # fmt: skip
-    k = k + torch.arange(c_in).view(1, -1, 1, 1)  # the book: channel 1's kernel is K + 1
     if kind == "conv1x1":
         k = torch.arange(c_out * c_in, dtype=torch.float64).view(c_out, c_in, 1, 1) - c_in // 2
+    else:  # the book: kernel (o, c) is K + o + c
+        k = (torch.arange(kernel[0] * kernel[1], dtype=torch.float64).view(1, 1, *kernel)
+             + torch.arange(c_out).view(-1, 1, 1, 1) + torch.arange(c_in).view(1, -1, 1, 1))
+    if kind == "conv1x1":
         y = ops.corr2d_1x1(x, k)
     elif kind == "pool":
         pooled = ops.max_pool2d if pool == "max" else ops.avg_pool2d
