@@ -59,6 +59,15 @@ def test_every_model_matches_pytorch_in_the_browser(name: str, browser: Any,
         got = np.array(page.evaluate("window.cnnlab.probabilities"))
         want = probabilities(model, images[k] / 255, tta)
         assert np.abs(got - want).max() < 1e-4, (name, k)
+        # Every layer on its own, so that an error a near-uniform softmax hides still shows.
+        x = torch.from_numpy((images[k] / 255).astype(np.float32)).view(1, 1, 28, 28)
+        shown = [m for m in model if not isinstance(m, nn.Dropout)]
+        for n, (module, values) in enumerate(zip(shown, page.evaluate("window.cnnlab.layers()"),
+                                                 strict=True)):  # fmt: skip
+            with torch.no_grad():
+                x = module(x)
+            scale = max(1.0, float(x.abs().max()))
+            assert np.abs(np.array(values) - x.flatten().numpy()).max() < 1e-4 * scale, (name, n)
         assert page.text_content("#prediction") == f"class{int(want.argmax())}"
     assert errors == []
 

@@ -107,10 +107,10 @@
   }
 
   // ---- the page ----
-  const canvas = document.getElementById("input"), ctx = canvas.getContext("2d");
+  const canvas = document.getElementById("input");
   const field = document.getElementById("field"), layersBox = document.getElementById("layers");
   const indexBox = document.getElementById("index"), truth = document.getElementById("truth");
-  let pixels = new Float64Array(H * W), outputs = [];
+  let pixels = new Float64Array(H * W);
 
   function paint(target, values, w, h, lo, hi) {
     const c = target.getContext("2d"), img = c.createImageData(w, h);
@@ -190,7 +190,7 @@
   }
 
   function run() {
-    outputs = forward(pixels);
+    const outputs = forward(pixels);
     let probs = softmax(outputs[outputs.length - 1].v);
     if (data.tta) { // as cnnlab predict: the mean with the mirror image's probabilities
       const mirror = forward(flip(pixels)), other = softmax(mirror[mirror.length - 1].v);
@@ -212,7 +212,8 @@
     document.getElementById("probs").innerHTML = probs.map((p, k) =>
       `<div class="bar"><span>${data.classes[k]}</span><div style="width:${(200 * p).toFixed(1)}px"></div>` +
       `${(100 * p).toFixed(1)}%</div>`).join("");
-    window.cnnlab = { probabilities: probs, prediction: data.classes[best], pixels: Array.from(pixels) };
+    window.cnnlab = { probabilities: probs, prediction: data.classes[best], pixels: Array.from(pixels),
+                      layers: () => outputs.map((x) => Array.from(x.v)) }; // each layer's output
     if (!document.body.dataset.firstPredictionMs)
       document.body.dataset.firstPredictionMs = performance.now().toFixed(1);
   }
