@@ -71,18 +71,27 @@ def metric_rows(run: Path) -> list[dict[str, object]]:
 STEPS = 2 * 2000 // 16  # optimizer steps of a whole ARGS run (2000 training examples)
 
 
-def kill_mid_run(process: subprocess.Popen[str], run: Path, delay: float,
+def kill_mid_run(process: subprocess.Popen[str], run: Path, target: int,
                  steps: int = STEPS) -> int:  # fmt: skip
-    """SIGKILL ``process`` ``delay`` seconds from now; check that it died by the signal
-    with its run unfinished (else "resume" would have nothing to do); return the step
-    the last checkpoint holds."""
-    time.sleep(delay)
+    """SIGKILL ``process`` as soon as its checkpoint holds step ``target`` or later (saves
+    are atomic, so polling the file is safe; a wall-clock delay is not: a fast machine
+    finishes the run inside it); check that it died by the signal with its run unfinished
+    (else "resume" would have nothing to do); return the step the last checkpoint holds."""
+    deadline = time.monotonic() + 120
+    while int(read_checkpoint(run)[1]["step"]) < target:
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.002)
     process.send_signal(signal.SIGKILL)
     returncode, _, err = finish(process)
     assert returncode == -signal.SIGKILL, f"the run ended by itself ({returncode}): {err}"
     step = int(read_checkpoint(run)[1]["step"])
-    assert 0 < step < steps and not (run / "model.safetensors").exists()
+    assert target <= step < steps and not (run / "model.safetensors").exists()
     return step
+
+
+def random_target(steps: int = STEPS) -> int:
+    """A step past the first checkpoint and at most half way, so the kill lands mid-run."""
+    return random.randint(8, steps // 2)
 
 
 def resume_and_compare(run: Path, reference: Path) -> None:
@@ -101,9 +110,9 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
     run = tmp_path / "run"
     process = cnnlab(*ARGS, "--data-dir", str(data), "--out-dir", str(run))
     wait_for_checkpoint(run, process)
-    delay = random.uniform(0, 1.0)
-    step = kill_mid_run(process, run, delay)
-    print(f"killed {delay:.2f}s after the first checkpoint; resuming at step {step}")
+    target = random_target()
+    step = kill_mid_run(process, run, target)
+    print(f"killed once the checkpoint reached step {target}; resuming at step {step}")
     resume_and_compare(run, reference)
 
 
@@ -121,7 +130,7 @@ def test_sigkill_and_resume_with_momentum_a_schedule_smoothing_and_augmentation(
     run = tmp_path / "run"
     process = cnnlab(*args, "--data-dir", str(data), "--out-dir", str(run))
     wait_for_checkpoint(run, process)
-    kill_mid_run(process, run, random.uniform(0, 1.0))
+    kill_mid_run(process, run, random_target())
     resume_and_compare(run, reference)
 
 
@@ -137,7 +146,8 @@ def test_sigkill_and_resume_with_early_stop_and_keep_best(data: Path, tmp_path: 
     run = tmp_path / "run"
     process = cnnlab(*args, "--out-dir", str(run))
     wait_for_checkpoint(run, process)
-    kill_mid_run(process, run, random.uniform(0, 1.0), steps=epochs * 1600 // 16)
+    steps = epochs * 1600 // 16
+    kill_mid_run(process, run, random_target(steps), steps=steps)
     resume_and_compare(run, reference)
     assert (run / "best.safetensors").read_bytes() == (reference / "best.safetensors").read_bytes()
 
