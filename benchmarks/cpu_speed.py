@@ -4,7 +4,12 @@
            worker processes, a host sync per batch for the metrics, denormals not flushed.
 (b) plain: a careful plain PyTorch loop: data in memory, denormals flushed, channels-last,
            metrics read once per epoch.
-(c) cnnlab: cnnlab's default path (cnnlab.train).
+(c) cnnlab: cnnlab's default path (cnnlab.train): on a CPU, the conv -> activation -> pool
+           blocks fused (cnnlab.accel.cpu); ``--only cnnlab-eager`` adds ``--no-fast``.
+
+Then one training step of the plain loop and of the fused path under torch.profiler: the
+milliseconds per step of each op (self time), the fused kernels as ``cnnlab::fused_block``
+(forward) and ``cnnlab::fused_block_backward``.
 
 Prints one JSON object. ``--quick`` runs 1 epoch per variant.
 
@@ -26,7 +31,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab import TrainConfig, load_dataset, train
+from cnnlab.accel.cpu import fuse_blocks
 from cnnlab.models import create_model, init_weights
+from cnnlab.models.lenet import pool_before_activation
 
 BATCH, LR = 256, 0.9
 
@@ -117,17 +124,47 @@ def run_plain(
 
 
 def run_cnnlab(
-    epochs: int, seed: int, data_dir: str | None, device: str = "cpu", compile: bool = False
-) -> dict[str, Any]:
+    epochs: int, seed: int, data_dir: str | None, device: str = "cpu", compile: bool = False,
+    fast: bool = True,
+) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = train(TrainConfig(epochs=epochs, seed=seed, device=device, data_dir=data_dir,
                                    out_dir=str(Path(tmp) / "run"), quiet=True,
-                                   compile=compile))  # fmt: skip
+                                   compile=compile, fast=fast))  # fmt: skip
         wall = time.perf_counter() - start
     train_seconds = 60_000 * epochs / result.examples_per_sec
     row = summary(60_000 * epochs, train_seconds, wall, result.final["test_acc"])
     return {**row, "capture_seconds": round(result.capture_seconds, 3)} if device != "cpu" else row
+
+
+def profile_step(data: dict[str, torch.Tensor], fused: bool, steps: int) -> dict[str, Any]:
+    """Milliseconds per training step of each op (self CPU time, the 12 largest) for the
+    plain loop's step, or with the blocks fused as cnnlab train runs them."""
+    torch.set_flush_denormal(True)
+    model = fresh_model(0).to(memory_format=torch.channels_last)
+    net = pool_before_activation(fuse_blocks(model) if fused else model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    x = data["x_train"][:BATCH].contiguous(memory_format=torch.channels_last)
+    y = data["y_train"][:BATCH]
+
+    def step() -> None:
+        loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(5):
+        step()
+    with torch.profiler.profile() as profile:
+        for _ in range(steps):
+            step()
+    events = sorted(profile.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    per_step = [(e.key, e.self_cpu_time_total / steps / 1000) for e in events]
+    return {
+        "ms_per_step": round(sum(ms for _, ms in per_step), 2),
+        "ops_ms": {key: round(ms, 3) for key, ms in per_step[:12]},
+    }
 
 
 def summary(examples: int, train_seconds: float, wall: float, acc: float) -> dict[str, Any]:
@@ -146,8 +183,11 @@ def main(device: str = "cpu") -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
-        "--only", choices=["book", "plain", "cnnlab", "cnnlab-compile"], action="append"
+        "--only", choices=["book", "plain", "cnnlab", "cnnlab-eager", "cnnlab-compile"],
+        action="append",
     )
+    parser.add_argument("--profile-steps", type=int, default=20,
+                        help="steps to profile (CPU; 0: no profile)")  # fmt: skip
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -172,8 +212,8 @@ def main(device: str = "cpu") -> None:
         elif name == "plain":
             results[name] = run_plain(data, epochs, args.seed, device)
         else:
-            compile = name == "cnnlab-compile"
-            results[name] = run_cnnlab(epochs, args.seed, args.data_dir, device, compile)
+            compile, fast = name == "cnnlab-compile", name != "cnnlab-eager"
+            results[name] = run_cnnlab(epochs, args.seed, args.data_dir, device, compile, fast)
     report: dict[str, Any] = {
         "benchmark": f"{device}_speed", "epochs": epochs, "seed": args.seed,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -182,13 +222,17 @@ def main(device: str = "cpu") -> None:
     if device == "cuda":
         report["gpu"] = torch.cuda.get_device_name()
     report["results"] = results
-    for name in ("cnnlab", "cnnlab-compile"):
+    if device == "cpu" and args.profile_steps:
+        report["profile"] = {kind: profile_step(data, kind == "fused", args.profile_steps)
+                             for kind in ("plain", "fused")}  # fmt: skip
+    for name in ("cnnlab", "cnnlab-eager", "cnnlab-compile"):
         for base in ("book", "plain"):
             if name in results and base in results:
+                ours, theirs = results[name], results[base]
                 report[f"ratio_{name}_over_{base}"] = round(
-                    results[name]["examples_per_sec_train"]
-                    / results[base]["examples_per_sec_train"], 2,
-                )  # fmt: skip
+                    ours["examples_per_sec_train"] / theirs["examples_per_sec_train"], 2)
+                report[f"wall_ratio_{name}_over_{base}"] = round(
+                    theirs["wall_seconds"] / ours["wall_seconds"], 2)  # fmt: skip
     print(json.dumps(report, indent=2))
 
 

@@ -1,3 +1,3 @@
-"""Accelerated training steps: the CUDA-graph replay of a step (``cuda_graph``) and the
-book's first block as fused Triton kernels (``fused``). The CPU's eager loop needs
-neither; the trainer asks for them only on CUDA."""
+"""Accelerated training steps: on a CPU, conv -> activation -> pool blocks as one fused C
+kernel (``cpu``); on CUDA, the replay of a step from a captured graph (``cuda_graph``)
+and the book's first block as fused Triton kernels (``fused``)."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from cnnlab.data.idx import check_images_labels, parse_idx, read_bytes
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.fsutil import user_cache
 
 SPLITS = ("train", "test")
 VALIDATION_SEED = 0  # fixes which training examples a validation split holds out
@@ -144,8 +145,7 @@ def get_dataset(name: str) -> Dataset:
 
 def cache_dir(dataset: Dataset) -> Path:
     """The per-user cache directory: ``$XDG_CACHE_HOME/cnnlab/<name>`` or ``~/.cache/...``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cnnlab" / dataset.name
+    return user_cache() / dataset.name
 
 
 def candidate_dirs(dataset: Dataset, data_dir: str | Path | None = None) -> list[tuple[str, Path]]:

@@ -101,8 +101,9 @@ class TrainConfig:
     )
     fast: bool = _opt(
         True,
-        "on CUDA, replay each training step as one captured CUDA graph (one process); "
-        "--no-fast runs the plain eager loop",
+        "on a CPU, run each conv -> activation -> pool block as one fused kernel; on CUDA, "
+        "replay each training step as one captured CUDA graph (one process); --no-fast "
+        "runs the plain eager loop",
     )
     compile: bool = _opt(
         False,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from cnnlab.accel.cpu import fuse_blocks
 from cnnlab.accel.step import GraphedSteps, Step, graphable
 from cnnlab.data import Batches, ImageSet, get_dataset, load_dataset
 from cnnlab.data.augment import augment, parse_augment
@@ -172,8 +173,10 @@ class Run:
         self.state.loss_sum = self.state.loss_sum.to(self.device)
         self.state.correct = self.state.correct.to(self.device)
         train_set, test_set, val_set = parts.train_set, parts.test_set, parts.val_set
-        # What runs the model's forward: its layers, max pooling before the activation.
-        self.fast_model = pool_before_activation(self.model)
+        # What runs the model's forward: its layers, on a CPU with the conv -> activation
+        # -> pool blocks fused (accel.cpu), max pooling before the activation.
+        fused = config.fast and self.device.type == "cpu"
+        self.fast_model = pool_before_activation(fuse_blocks(self.model) if fused else self.model)
         self.net: nn.Module = self.fast_model
         if world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None

@@ -1,0 +1,204 @@
+"""LeNet's conv -> activation -> pool blocks as one fused CPU kernel, forward and backward.
+
+Eagerly, PyTorch runs such a block as six passes over the batch's activations (oneDNN's
+convolution, the activation, the pooling, and their three gradients), each streaming a
+tensor the size of the batch's feature maps out of the cache and back, and oneDNN's kernels
+for convolutions with 1 or 6 input channels are far from the CPU's arithmetic rate. The C
+kernel in ``cpu_block.c`` takes one image at a time through the whole block while its maps
+sit in the core's cache, with every loop vectorised (see the file's header); the README's
+CPU section has the measurements.
+
+The kernel is compiled at first use with the system's C compiler (``$CC``, else ``cc``)
+into cnnlab's cache and loaded with ctypes: nothing to build at install time. Where it
+cannot be built or loaded, training says so in one line and runs the eager loop.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.fsutil import user_cache
+from cnnlab.logs import log
+
+SOURCE = Path(__file__).with_name("cpu_block.c")
+ACTIVATIONS = {nn.Sigmoid: 0, nn.ReLU: 1}
+POOLS = {nn.AvgPool2d: 0, nn.MaxPool2d: 1}
+
+
+class _Shape(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_long) for name in ("n", "c", "h", "w", "o", "k", "pad",
+                                                     "act", "pool")]  # fmt: skip
+
+
+def compile_library(source: Path, target: Path) -> str | None:
+    """Compile ``source`` into the shared library ``target``; None, or why it failed."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return "no C compiler found (install gcc, or set CC)"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / target.name
+        reason = ""
+        for arch in (["-march=native"], []):  # not every compiler knows -march=native
+            command = [compiler, "-O3", *arch, "-fopenmp", "-shared", "-fPIC", str(source),
+                       "-o", str(out)]  # fmt: skip
+            try:
+                done = subprocess.run(command, capture_output=True, text=True)
+            except OSError as e:
+                return f"cannot run {compiler}: {e.strerror}"
+            if done.returncode == 0:
+                os.replace(out, target)  # atomic: a concurrent build finds a whole file
+                return None
+            reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        return f"{compiler} failed: {reason}"
+
+
+@cache
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel, built on first use; None (and a one-line notice) where it
+    cannot be built or loaded."""
+    code = SOURCE.read_bytes()
+    key = hashlib.sha256(code + platform.machine().encode() + platform.node().encode())
+    target = user_cache() / "kernels" / f"cpu_block-{key.hexdigest()[:16]}.so"
+    try:
+        why = None if target.exists() else compile_library(SOURCE, target)
+    except OSError as e:  # e.g. a read-only cache
+        why = f"cannot build in {target.parent}: {e.strerror}"
+    if why is None:
+        try:
+            lib = ctypes.CDLL(str(target))
+        except OSError as e:
+            why = f"cannot load {target}: {e}"
+    if why is not None:
+        log.warning("the fused CPU kernels are off (%s); training runs the eager layers", why)
+        return None
+    pointer, shape, threads = ctypes.c_void_p, ctypes.POINTER(_Shape), ctypes.c_long
+    lib.cnnlab_block_forward.argtypes = [*[pointer] * 5, shape, threads]
+    lib.cnnlab_block_backward.argtypes = [*[pointer] * 7, shape, threads]
+    lib.cnnlab_block_kept.argtypes = [shape]
+    lib.cnnlab_block_kept.restype = ctypes.c_long
+    return lib
+
+
+def _pointer(tensor: torch.Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(None if tensor is None else tensor.data_ptr())
+
+
+def _shape(x: torch.Tensor, weight: torch.Tensor, pad: int, act: int, pool: int) -> _Shape:
+    n, c, h, w = x.shape
+    return _Shape(n, c, h, w, weight.shape[0], weight.shape[2], pad, act, pool)
+
+
+class BlockFunction(torch.autograd.Function):
+    """pool(act(conv2d(x, weight, bias, padding=pad)), 2) for float32 CPU tensors, with
+    act 0 sigmoid, 1 ReLU and pool 0 average, 1 maximum."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                pad: int, act: int, pool: int) -> torch.Tensor:  # fmt: skip
+        x, weight, bias = x.contiguous(), weight.contiguous(), bias.contiguous()
+        n, _, h, w = x.shape
+        k = weight.shape[2]
+        ho, wo = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+        shape = _shape(x, weight, pad, act, pool)
+        lib = library()
+        assert lib is not None
+        y = x.new_empty(n, weight.shape[0], ho // 2, wo // 2)
+        kept = x.new_empty(n, lib.cnnlab_block_kept(ctypes.byref(shape)))  # for backward
+        with torch.profiler.record_function("cnnlab::fused_block"):
+            lib.cnnlab_block_forward(_pointer(x), _pointer(weight), _pointer(bias), _pointer(y),
+                                     _pointer(kept), ctypes.byref(shape),
+                                     torch.get_num_threads())  # fmt: skip
+        ctx.save_for_backward(x, weight, kept)
+        ctx.shape = shape
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        x, weight, kept = ctx.saved_tensors
+        grad = grad.contiguous()
+        gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        gw, gb = torch.empty_like(weight), weight.new_empty(weight.shape[0])
+        lib = library()
+        assert lib is not None
+        with torch.profiler.record_function("cnnlab::fused_block_backward"):
+            lib.cnnlab_block_backward(_pointer(x), _pointer(weight), _pointer(kept),
+                                      _pointer(grad), _pointer(gx), _pointer(gw), _pointer(gb),
+                                      ctypes.byref(ctx.shape), torch.get_num_threads())  # fmt: skip
+        return gx, gw, gb, None, None, None
+
+
+class FusedBlock(nn.Module):
+    """A conv -> activation -> pool block of a model, run by the fused kernel (float32 on
+    a CPU; anything else by the layers themselves); it holds the model's own layers (the
+    weights are shared, not copied)."""
+
+    def __init__(self, conv: nn.Conv2d, act: nn.Module, pool: nn.Module) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(conv, act, pool)
+        self.conv, self.kinds = conv, (ACTIVATIONS[type(act)], POOLS[type(pool)])
+        self.pad = int(conv.padding[0])  # type: ignore[index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.conv.weight
+        if x.dtype != torch.float32 or x.device.type != "cpu" or weight.dtype != torch.float32:
+            return self.layers(x)  # type: ignore[no-any-return]
+        y: torch.Tensor = BlockFunction.apply(  # type: ignore[no-untyped-call]
+            x, weight, self.conv.bias, self.pad, *self.kinds
+        )
+        return y
+
+
+def fusable(conv: nn.Module, act: nn.Module, pool: nn.Module) -> bool:
+    """Whether the kernel computes exactly these three layers: a float32 torch Conv2d
+    (stride 1, square kernel, equal zero padding, a bias), a sigmoid or ReLU, and 2x2
+    pooling with stride 2 and no padding."""
+    if type(conv) is not nn.Conv2d or type(act) not in ACTIVATIONS or type(pool) not in POOLS:
+        return False
+    k, pad = conv.kernel_size, conv.padding
+    pool_ok = (
+        pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2))
+        and pool.padding in (0, (0, 0)) and not pool.ceil_mode
+    )  # fmt: skip
+    if isinstance(pool, nn.AvgPool2d):
+        pool_ok = pool_ok and pool.divisor_override is None
+    else:
+        pool_ok = pool_ok and pool.dilation in (1, (1, 1)) and not pool.return_indices
+    return (
+        pool_ok and conv.bias is not None and conv.weight.dtype == torch.float32
+        and k[0] == k[1] and isinstance(pad, tuple) and pad[0] == pad[1]
+        and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )  # fmt: skip
+
+
+def fuse_blocks(model: nn.Module) -> nn.Module:
+    """``model`` itself, or, where it is a Sequential with fusable conv -> activation ->
+    pool triples and the kernel is available, a Sequential of the same layers (shared, not
+    copied) with each triple run by one :class:`FusedBlock`."""
+    if not isinstance(model, nn.Sequential):
+        return model
+    modules, out, i = list(model), list[nn.Module](), 0
+    while i < len(modules):
+        if i + 2 < len(modules) and fusable(*modules[i : i + 3]):
+            conv, act, pool = modules[i : i + 3]
+            out.append(FusedBlock(conv, act, pool))  # type: ignore[arg-type]
+            i += 3
+        else:
+            out.append(modules[i])
+            i += 1
+    if len(out) == len(modules) or library() is None:
+        return model
+    return nn.Sequential(*out)

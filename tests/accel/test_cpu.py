@@ -1,0 +1,176 @@
+"""The fused CPU block (accel.cpu): the same function and gradients as torch's layers."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from cnnlab.accel import cpu
+from cnnlab.accel.cpu import BlockFunction, FusedBlock, fuse_blocks
+from cnnlab.models import create_model
+from tests.ops.helpers import assert_matches_torch
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="needs a C compiler"
+)
+
+
+def reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int, act: int,
+              pool: int) -> torch.Tensor:  # fmt: skip
+    z = F.conv2d(x, w, b, padding=pad)
+    z = torch.relu(z) if act else torch.sigmoid(z)
+    return F.max_pool2d(z, 2) if pool else F.avg_pool2d(z, 2)
+
+
+def fused(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int, act: int,
+          pool: int) -> torch.Tensor:  # fmt: skip
+    return BlockFunction.apply(x, w, b, pad, act, pool)  # type: ignore[no-untyped-call,no-any-return]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    # 16 and 32 maps take the channel-vectorised layout, the others the row-flattened one
+    n=st.integers(1, 3), c=st.integers(1, 7), o=st.one_of(st.integers(1, 9), st.just(16), st.just(32)),
+    k=st.integers(1, 5),
+    pad=st.integers(0, 2), h=st.integers(0, 12), w=st.integers(0, 12),
+    act=st.sampled_from([0, 1]), pool=st.sampled_from([0, 1]), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_block_matches_torch_in_values_and_gradients(n, c, o, k, pad, h, w, act, pool, seed) -> None:  # type: ignore[no-untyped-def]
+    h, w = h + max(1, k + 1 - 2 * pad), w + max(1, k + 1 - 2 * pad)  # at least a 2x2 map
+    generator = torch.Generator().manual_seed(seed)
+    inputs = [torch.randn(n, c, h, w, generator=generator),
+              torch.randn(o, c, k, k, generator=generator) / k,
+              torch.randn(o, generator=generator)]  # fmt: skip
+    assert_matches_torch(lambda *t: fused(*t, pad, act, pool),
+                         lambda *t: reference(*t, pad, act, pool), inputs)  # fmt: skip
+
+
+@pytest.mark.parametrize("maps", [3, 16])
+def test_max_pool_ties_send_the_gradient_where_torch_does(maps: int) -> None:
+    """A 1x1 kernel of weight 0 makes every window a tie: torch picks the first maximum."""
+    x = torch.randn(2, 1, 6, 6)
+    w, b = torch.zeros(maps, 1, 1, 1), torch.linspace(-2, 2, maps)
+    for act in (0, 1):
+        assert_matches_torch(lambda *t, a=act: fused(*t, 0, a, 1),
+                             lambda *t, a=act: reference(*t, 0, a, 1), [x, w, b])  # fmt: skip
+
+
+@pytest.mark.parametrize("maps", [6, 16])
+def test_results_repeat_bit_for_bit(maps: int) -> None:
+    torch.manual_seed(0)
+    x, w, b = torch.randn(64, 6, 14, 14), torch.randn(maps, 6, 5, 5), torch.randn(maps)
+
+    def once() -> list[torch.Tensor]:
+        params = [t.clone().requires_grad_() for t in (x, w, b)]
+        y = fused(*params, 0, 0, 0)
+        y.backward(torch.ones_like(y))
+        return [y, *(t.grad for t in params)]  # type: ignore[misc]
+
+    first, second = once(), once()
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+@pytest.mark.parametrize(("name", "blocks"), [("lenet", 2), ("lenet-relu-max", 2),
+                                              ("lenet-bn", 0)])  # fmt: skip
+def test_fuse_blocks_runs_the_same_function_with_shared_weights(name: str, blocks: int) -> None:
+    torch.manual_seed(0)
+    model = create_model(name)
+    fast = fuse_blocks(model)
+    assert sum(isinstance(m, FusedBlock) for m in fast.modules()) == blocks
+    assert {id(p) for p in fast.parameters()} == {id(p) for p in model.parameters()}
+    x = torch.rand(8, 1, 28, 28)
+    torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-6)
+    fast(x).square().sum().backward()
+    ours = [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]
+    model.zero_grad()
+    model(x).square().sum().backward()
+    for a, p in zip(ours, model.parameters(), strict=True):
+        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_a_fused_model_turned_float64_runs_its_own_layers() -> None:
+    torch.manual_seed(0)
+    model = create_model("lenet")
+    fast = fuse_blocks(model).double()  # the weights are shared: model is float64 too
+    assert isinstance(fast[0], FusedBlock) and model[0].weight.dtype == torch.float64
+    x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
+    torch.testing.assert_close(fast(x), model(x), rtol=0, atol=0)
+
+
+def test_layers_the_kernel_does_not_compute_stay_as_they_are() -> None:
+    blocks = [
+        nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.ReLU(), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(3)),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True)),
+        nn.Sequential(nn.Conv2d(1, 2, (3, 1)), nn.ReLU(), nn.AvgPool2d(2)),
+        create_model("lenet", backend="scratch"),
+    ]
+    for model in blocks:
+        assert fuse_blocks(model) is model
+
+
+@pytest.mark.parametrize("broken", ["compiler", "cache"])
+def test_without_the_kernel_training_stays_eager_with_a_one_line_notice(
+    broken: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No compiler (CC names a missing program), or a cache that cannot be written."""
+    if broken == "compiler":
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing built yet
+        monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    else:
+        (tmp_path / "file").write_text("not a directory")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    # caplog listens at the root, where the CLI's own handler may have stopped cnnlab's lines
+    monkeypatch.setattr(logging.getLogger("cnnlab"), "propagate", True)
+    cpu.library.cache_clear()
+    try:
+        model = create_model("lenet")
+        assert fuse_blocks(model) is model
+        notices = [r.getMessage() for r in caplog.records]
+        assert len(notices) == 1 and "fused CPU kernels are off" in notices[0]
+        assert ("no-such-cc" if broken == "compiler" else "cannot build in") in notices[0]
+    finally:
+        cpu.library.cache_clear()
+
+
+def tiny_run(tmp_path: Path, **config: object):  # type: ignore[no-untyped-def]
+    from cnnlab.data import ImageSet
+    from cnnlab.training import TrainConfig
+    from cnnlab.training.trainer import Parts, Run
+
+    rng = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 28, 28), generator=rng, dtype=torch.uint8).numpy()
+    labels = (images.mean(axis=(1, 2)) > 127).astype("uint8")
+    torch.manual_seed(0)
+    model = create_model("lenet", num_classes=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    parts = Parts(model, optimizer, ImageSet(images, labels), ImageSet(images, labels), ("a", "b"))
+    tmp_path.mkdir()
+    return Run(TrainConfig(batch_size=16, quiet=True, **config), parts, tmp_path)  # type: ignore[arg-type]
+
+
+def test_training_on_a_cpu_runs_the_fused_blocks_and_no_fast_the_eager_layers(
+    tmp_path: Path,
+) -> None:
+    from cnnlab.training.control import StopOnSignal
+
+    fast, eager = tiny_run(tmp_path / "fast"), tiny_run(tmp_path / "eager", fast=False)
+    assert [type(m) for m in fast.fast_model][:2] == [FusedBlock, FusedBlock]
+    assert not any(isinstance(m, FusedBlock) for m in eager.fast_model.modules())
+    for run in (fast, eager):
+        run.train_epoch(StopOnSignal(), progress=False)
+    # the same function: the two runs' weights after 4 steps agree to float32 rounding
+    for a, b in zip(fast.model.parameters(), eager.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert not all(torch.equal(a, b) for a, b in zip(
+        fast.model.parameters(), eager.model.parameters(), strict=True))  # fmt: skip
