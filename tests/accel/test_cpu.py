@@ -119,6 +119,22 @@ def test_layers_the_kernel_does_not_compute_stay_as_they_are() -> None:
         assert fuse_blocks(model) is model
 
 
+def test_the_kernel_builds_into_an_empty_cache_and_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a fresh machine does on its first CPU training run."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cpu.library.cache_clear()
+    try:
+        assert cpu.library() is not None
+        (built,) = (tmp_path / "cnnlab" / "kernels").iterdir()
+        assert built.name.startswith("cpu_block-") and built.suffix == ".so"
+        model = create_model("lenet")
+        assert isinstance(fuse_blocks(model)[0], FusedBlock)
+    finally:
+        cpu.library.cache_clear()
+
+
 @pytest.mark.parametrize("broken", ["compiler", "cache"])
 def test_without_the_kernel_training_stays_eager_with_a_one_line_notice(
     broken: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
