@@ -148,15 +148,14 @@ class FusedBlock(nn.Module):
     def __init__(self, conv: nn.Conv2d, act: nn.Module, pool: nn.Module) -> None:
         super().__init__()
         self.layers = nn.Sequential(conv, act, pool)
-        self.conv, self.kinds = conv, (ACTIVATIONS[type(act)], POOLS[type(pool)])
-        self.pad = int(conv.padding[0])  # type: ignore[index]
+        self.kinds = ACTIVATIONS[type(act)], POOLS[type(pool)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.conv.weight
-        if x.dtype != torch.float32 or x.device.type != "cpu" or weight.dtype != torch.float32:
+        conv = self.layers[0]
+        if x.dtype != torch.float32 or x.device.type != "cpu" or conv.weight.dtype != torch.float32:
             return self.layers(x)  # type: ignore[no-any-return]
         y: torch.Tensor = BlockFunction.apply(  # type: ignore[no-untyped-call]
-            x, weight, self.conv.bias, self.pad, *self.kinds
+            x, conv.weight, conv.bias, int(conv.padding[0]), *self.kinds  # type: ignore[index]
         )
         return y
 

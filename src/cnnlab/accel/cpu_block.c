@@ -468,7 +468,6 @@ static float lane_sum(vf v) {
 void cnnlab_block_backward(const float *x, const float *w, const float *a, const float *gy,
                            float *gx, float *gw, float *gb, const Shape *s, long threads) {
     Dims d = dims_of(s);
-    long *off = forward_offsets(s, &d);
     long gmaps = wg_maps(s->o), groups = s->o / V;
     /* vectors of weight and bias sums */
     long nacc = d.cv ? (s->c * d.kk + 1) * groups : gmaps * s->c * d.kk + s->o;
@@ -542,5 +541,5 @@ void cnnlab_block_backward(const float *x, const float *w, const float *a, const
         for (long i = 0; i < s->o * s->c * d.kk; i++) gw[i] = lane_sum(partial[i]);
         for (long o = 0; o < s->o; o++) gb[o] = lane_sum(partial[gmaps * s->c * d.kk + o]);
     }
-    free(partial); free(wt); free(off); free(back);
+    free(partial); free(wt); free(back);
 }
