@@ -49,7 +49,7 @@ def median_ms(fn: Callable[[], Any], calls: int = 20, rounds: int = 7) -> float:
 def machine() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "peak.so"
-        why = compile_library(Path(__file__).with_name("cpu_peak.c"), target)
+        why = compile_library([Path(__file__).with_name("cpu_peak.c")], target)
         if why:
             raise SystemExit(why)
         peak = ctypes.CDLL(str(target)).cnnlab_peak_fma

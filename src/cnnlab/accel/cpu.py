@@ -1,4 +1,5 @@
-"""LeNet's conv -> activation -> pool blocks as one fused CPU kernel, forward and backward.
+"""LeNet's conv -> activation -> pool blocks as one fused CPU kernel, forward and backward
+(and batch norm -> ReLU -> max pool blocks as another: :class:`FusedNorm`, ``cpu_norm.c``).
 
 Eagerly, PyTorch runs such a block as six passes over the batch's activations (oneDNN's
 convolution, the activation, the pooling, and their three gradients), each streaming a
@@ -22,9 +23,10 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -32,7 +34,7 @@ from torch import nn
 from cnnlab.fsutil import user_cache
 from cnnlab.logs import log
 
-SOURCE = Path(__file__).with_name("cpu_block.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_block.c", "cpu_norm.c"))
 ACTIVATIONS = {nn.Sigmoid: 0, nn.ReLU: 1}
 POOLS = {nn.AvgPool2d: 0, nn.MaxPool2d: 1}
 
@@ -42,8 +44,12 @@ class _Shape(ctypes.Structure):
                                                      "act", "pool")]  # fmt: skip
 
 
-def compile_library(source: Path, target: Path) -> str | None:
-    """Compile ``source`` into the shared library ``target``; None, or why it failed."""
+class _NormShape(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_long) for name in ("n", "h", "w", "c")]
+
+
+def compile_library(sources: Sequence[Path], target: Path) -> str | None:
+    """Compile ``sources`` into the shared library ``target``; None, or why it failed."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return "no C compiler found (install gcc, or set CC)"
@@ -52,8 +58,8 @@ def compile_library(source: Path, target: Path) -> str | None:
         out = Path(tmp) / target.name
         reason = ""
         for arch in (["-march=native"], []):  # not every compiler knows -march=native
-            command = [compiler, "-O3", *arch, "-fopenmp", "-shared", "-fPIC", str(source),
-                       "-o", str(out)]  # fmt: skip
+            command = [compiler, "-O3", *arch, "-fopenmp", "-shared", "-fPIC",
+                       *map(str, sources), "-o", str(out)]  # fmt: skip
             try:
                 done = subprocess.run(command, capture_output=True, text=True)
             except OSError as e:
@@ -69,11 +75,11 @@ def compile_library(source: Path, target: Path) -> str | None:
 def library() -> ctypes.CDLL | None:
     """The compiled kernel, built on first use; None (and a one-line notice) where it
     cannot be built or loaded."""
-    code = SOURCE.read_bytes()
+    code = b"".join(source.read_bytes() for source in SOURCES)
     key = hashlib.sha256(code + platform.machine().encode() + platform.node().encode())
     target = user_cache() / "kernels" / f"cpu_block-{key.hexdigest()[:16]}.so"
     try:
-        why = None if target.exists() else compile_library(SOURCE, target)
+        why = None if target.exists() else compile_library(SOURCES, target)
     except OSError as e:  # e.g. a read-only cache
         why = f"cannot build in {target.parent}: {e.strerror}"
     if why is None:
@@ -89,6 +95,10 @@ def library() -> ctypes.CDLL | None:
     lib.cnnlab_block_backward.argtypes = [*[pointer] * 7, shape, threads]
     lib.cnnlab_block_kept.argtypes = [shape]
     lib.cnnlab_block_kept.restype = ctypes.c_long
+    norm = ctypes.POINTER(_NormShape)
+    lib.cnnlab_norm_forward.argtypes = [*[pointer] * 3, ctypes.c_double, *[pointer] * 5, norm,
+                                        threads]  # fmt: skip
+    lib.cnnlab_norm_backward.argtypes = [*[pointer] * 10, norm, threads]
     return lib
 
 
@@ -160,6 +170,104 @@ class FusedBlock(nn.Module):
         return y
 
 
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """The channels-last rows (n, h, w, c) of an (n, c, h, w) tensor, copied only if they
+    are not already laid out so."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+class NormFunction(torch.autograd.Function):
+    """relu(max_pool2d(batch_norm(x, weight, bias, training=True, eps=eps), 2)) for float32
+    CPU tensors; returns it (channels-last) with the batch's mean and biased variance."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                eps: float) -> tuple[torch.Tensor, ...]:  # fmt: skip
+        n, c, h, w = x.shape
+        rows, weight, bias = _rows(x), weight.contiguous(), bias.contiguous()
+        shape = _NormShape(n, h, w, c)
+        y = x.new_empty(n, h // 2, w // 2, c)
+        arg = torch.empty(y.shape, dtype=torch.uint8)
+        mean, var, invstd = x.new_empty(3, c)
+        lib = library()
+        assert lib is not None
+        with torch.profiler.record_function("cnnlab::fused_norm"):
+            lib.cnnlab_norm_forward(_pointer(rows), _pointer(weight), _pointer(bias), eps,
+                                    _pointer(y), _pointer(arg), _pointer(mean), _pointer(var),
+                                    _pointer(invstd), ctypes.byref(shape),
+                                    torch.get_num_threads())  # fmt: skip
+        ctx.save_for_backward(rows, weight, arg, mean, invstd, y)
+        ctx.shape = shape
+        ctx.mark_non_differentiable(mean, var)
+        return y.permute(0, 3, 1, 2), mean, var
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor, *_: Any) -> tuple[Any, ...]:
+        rows, weight, arg, mean, invstd, y = ctx.saved_tensors
+        gy = _rows(grad)
+        gx, gw, gb = torch.empty_like(rows), torch.empty_like(weight), torch.empty_like(weight)
+        lib = library()
+        assert lib is not None
+        with torch.profiler.record_function("cnnlab::fused_norm_backward"):
+            lib.cnnlab_norm_backward(_pointer(rows), _pointer(weight), _pointer(arg),
+                                     _pointer(mean), _pointer(invstd), _pointer(y),
+                                     _pointer(gy), _pointer(gx), _pointer(gw), _pointer(gb),
+                                     ctypes.byref(ctx.shape), torch.get_num_threads())  # fmt: skip
+        return gx.permute(0, 3, 1, 2), gw, gb, None
+
+
+class FusedNorm(nn.Module):
+    """A batch norm -> ReLU -> 2x2 max pool block (the pool and ReLU in either order) run
+    by the fused kernel while training on float32 CPU tensors, the running statistics
+    updated as ``nn.BatchNorm2d`` does; evaluating, or on anything else, by the layers."""
+
+    def __init__(self, norm: nn.BatchNorm2d, act: nn.Module, pool: nn.Module) -> None:
+        super().__init__()
+        relu, pool = (act, pool) if isinstance(act, nn.ReLU) else (pool, act)
+        self.layers = nn.Sequential(norm, pool, relu)  # pooling first: a quarter of the ReLUs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = cast(nn.BatchNorm2d, self.layers[0])
+        if not self.training or x.dtype != torch.float32 or x.device.type != "cpu":
+            return self.layers(x)  # type: ignore[no-any-return]
+        y, mean, var = NormFunction.apply(x, norm.weight, norm.bias, norm.eps)  # type: ignore[no-untyped-call]
+        running, batches = (norm.running_mean, norm.running_var), norm.num_batches_tracked
+        if running[0] is not None and running[1] is not None and batches is not None:
+            with torch.no_grad():
+                batches.add_(1)
+                momentum = norm.momentum
+                if momentum is None:  # a cumulative average
+                    momentum = 1 / float(batches)
+                count = x.numel() // x.shape[1]
+                running[0].lerp_(mean, momentum)
+                running[1].lerp_(var * count / max(count - 1, 1), momentum)  # unbiased
+        return y  # type: ignore[no-any-return]
+
+
+def fusable_norm(norm: nn.Module, act: nn.Module, pool: nn.Module) -> bool:
+    """Whether the norm kernel computes exactly these three layers: an affine float32
+    ``nn.BatchNorm2d`` of a multiple of 8 channels, then a ReLU and a 2x2 max pooling with
+    stride 2 and no padding, in either order (ReLU commutes with a maximum)."""
+    if type(act) is nn.MaxPool2d and type(pool) is nn.ReLU:
+        act, pool = pool, act
+    return (
+        type(norm) is nn.BatchNorm2d and norm.affine and norm.num_features % 8 == 0
+        and norm.weight.dtype == torch.float32
+        and type(act) is nn.ReLU and type(pool) is nn.MaxPool2d and _pools_2x2(pool)
+    )  # fmt: skip
+
+
+def _pools_2x2(pool: nn.Module) -> bool:
+    """2x2 windows, stride 2, no padding (nor ceil mode, dilation, divisor or indices)."""
+    ok = (
+        pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2))
+        and pool.padding in (0, (0, 0)) and not pool.ceil_mode
+    )  # fmt: skip
+    if isinstance(pool, nn.AvgPool2d):
+        return ok and pool.divisor_override is None
+    return ok and pool.dilation in (1, (1, 1)) and not pool.return_indices
+
+
 def fusable(conv: nn.Module, act: nn.Module, pool: nn.Module) -> bool:
     """Whether the kernel computes exactly these three layers: a float32 torch Conv2d
     (stride 1, square kernel, equal zero padding, a bias), a sigmoid or ReLU, and 2x2
@@ -167,16 +275,8 @@ def fusable(conv: nn.Module, act: nn.Module, pool: nn.Module) -> bool:
     if type(conv) is not nn.Conv2d or type(act) not in ACTIVATIONS or type(pool) not in POOLS:
         return False
     k, pad = conv.kernel_size, conv.padding
-    pool_ok = (
-        pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2))
-        and pool.padding in (0, (0, 0)) and not pool.ceil_mode
-    )  # fmt: skip
-    if isinstance(pool, nn.AvgPool2d):
-        pool_ok = pool_ok and pool.divisor_override is None
-    else:
-        pool_ok = pool_ok and pool.dilation in (1, (1, 1)) and not pool.return_indices
     return (
-        pool_ok and conv.bias is not None and conv.weight.dtype == torch.float32
+        _pools_2x2(pool) and conv.bias is not None and conv.weight.dtype == torch.float32
         and k[0] == k[1] and isinstance(pad, tuple) and pad[0] == pad[1]
         and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
         and conv.padding_mode == "zeros"
@@ -185,15 +285,19 @@ def fusable(conv: nn.Module, act: nn.Module, pool: nn.Module) -> bool:
 
 def fuse_blocks(model: nn.Module) -> nn.Module:
     """``model`` itself, or, where it is a Sequential with fusable conv -> activation ->
-    pool triples and the kernel is available, a Sequential of the same layers (shared, not
-    copied) with each triple run by one :class:`FusedBlock`."""
+    pool or batch norm -> ReLU -> max pool triples and the kernels are available, a
+    Sequential of the same layers (shared, not copied) with each triple run by one
+    :class:`FusedBlock` or :class:`FusedNorm`."""
     if not isinstance(model, nn.Sequential):
         return model
     modules, out, i = list(model), list[nn.Module](), 0
     while i < len(modules):
-        if i + 2 < len(modules) and fusable(*modules[i : i + 3]):
-            conv, act, pool = modules[i : i + 3]
-            out.append(FusedBlock(conv, act, pool))  # type: ignore[arg-type]
+        triple = modules[i : i + 3]
+        if len(triple) == 3 and fusable(*triple):
+            out.append(FusedBlock(*triple))  # type: ignore[arg-type]
+            i += 3
+        elif len(triple) == 3 and fusable_norm(*triple):
+            out.append(FusedNorm(*triple))  # type: ignore[arg-type]
             i += 3
         else:
             out.append(modules[i])
