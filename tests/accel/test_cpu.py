@@ -270,3 +270,30 @@ def test_training_on_a_cpu_runs_the_fused_blocks_and_no_fast_the_eager_layers(
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert not all(torch.equal(a, b) for a, b in zip(
         fast.model.parameters(), eager.model.parameters(), strict=True))  # fmt: skip
+
+
+def test_the_norm_kernel_trains_every_epoch_after_evaluating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.data import ImageSet
+    from cnnlab.training import TrainConfig
+    from cnnlab.training.control import StopOnSignal
+    from cnnlab.training.trainer import Parts, Run
+
+    calls = []
+    apply = NormFunction.apply
+    monkeypatch.setattr(NormFunction, "apply", lambda *a: calls.append(1) or apply(*a))
+    images = torch.randint(0, 256, (32, 28, 28), dtype=torch.uint8).numpy()
+    labels = (images.mean(axis=(1, 2)) > 127).astype("uint8")
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 2))  # fmt: skip
+    parts = Parts(model, torch.optim.SGD(model.parameters(), lr=1e-3), ImageSet(images, labels),
+                  ImageSet(images, labels), ("a", "b"))  # fmt: skip
+    run = Run(TrainConfig(batch_size=16, lr=1e-3, quiet=True), parts, tmp_path)
+    assert isinstance(run.fast_model[1], FusedNorm)
+    for epoch in range(2):
+        run.train_epoch(StopOnSignal(), progress=False)
+        assert len(calls) == 2 * (epoch + 1)  # two batches an epoch, each by the kernel
+        run.evaluate(run.test_batches)  # puts the model in eval mode
+        assert len(calls) == 2 * (epoch + 1)  # evaluating runs the layers
+        run.state.epoch, run.state.batch = epoch + 1, 0

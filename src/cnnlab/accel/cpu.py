@@ -219,7 +219,8 @@ class NormFunction(torch.autograd.Function):
 class FusedNorm(nn.Module):
     """A batch norm -> ReLU -> 2x2 max pool block (the pool and ReLU in either order) run
     by the fused kernel while training on float32 CPU tensors, the running statistics
-    updated as ``nn.BatchNorm2d`` does; evaluating, or on anything else, by the layers."""
+    updated as ``nn.BatchNorm2d`` does; in eval mode (the batch norm's), or on anything
+    else, by the layers."""
 
     def __init__(self, norm: nn.BatchNorm2d, act: nn.Module, pool: nn.Module) -> None:
         super().__init__()
@@ -228,7 +229,9 @@ class FusedNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = cast(nn.BatchNorm2d, self.layers[0])
-        if not self.training or x.dtype != torch.float32 or x.device.type != "cpu":
+        # the layer's mode, not this wrapper's: the trainer sets the model's own modules to
+        # training, which reaches the shared layers but not the wrappers around them
+        if not norm.training or x.dtype != torch.float32 or x.device.type != "cpu":
             return self.layers(x)  # type: ignore[no-any-return]
         y, mean, var = NormFunction.apply(x, norm.weight, norm.bias, norm.eps)  # type: ignore[no-untyped-call]
         running, batches = (norm.running_mean, norm.running_var), norm.num_batches_tracked
