@@ -39,6 +39,33 @@ def configure_device(device: torch.device) -> None:
         torch.set_flush_denormal(True)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def bf16_missing(device: torch.device) -> str | None:
+    """None where ``device`` has bfloat16 arithmetic for autocast to use, else why not."""
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        if major >= 8:  # Ampere and later
+            return None
+        return f"{torch.cuda.get_device_name(device)} (compute {major}.{minor}) has no bf16 units"
+    if device.type == "cpu":
+        flags = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        if any(getattr(torch.cpu, flag, lambda: False)() for flag in flags):
+            return None
+        return "this CPU has neither AVX512-BF16 nor AMX"
+    return f"bf16 autocast is not offered on {device.type}"
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context of ``precision`` on ``device``: bf16 runs matrix products and
+    convolutions in bfloat16 (weights and optimizer state stay float32); fp32 is off."""
+    # no weight cache: a CUDA graph replays the casts it recorded, and a step uses each
+    # weight once
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16",
+                          cache_enabled=False)  # fmt: skip
+
+
 def environment(device: torch.device, processes: int = 1) -> dict[str, Any]:
     """Library versions and device, recorded with every run."""
     import matplotlib

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from cnnlab import models
 from cnnlab.data import datasets as ds
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.rundir import read_metrics
-from cnnlab.training import TrainConfig, load_model, train
+from cnnlab.training import TrainConfig, load_model, train, trainer
 from cnnlab.training.checkpoint import read_checkpoint
 from cnnlab.training.optim import make_scheduler
 
@@ -121,6 +122,7 @@ def test_refuses_an_unwritable_place(tiny_dataset: tuple[ds.Dataset, Path], tmp_
         ("weight_decay", -1, "weight_decay must be >= 0, got -1"),
         ("val_size", -1, "val_size must be a non-negative integer, got -1"),
         ("augment", "crop,rotate", "unknown augmentation rotate; choose from crop, flip, erase"),
+        ("precision", "fp16", "precision must be one of fp32, bf16, got 'fp16'"),
     ],
 )
 def test_config_validation(field: str, value: object, message: str) -> None:
@@ -415,3 +417,31 @@ def test_divergence_advice_comes_from_the_values_that_diverged(tmp_path: Path) -
     assert "weight decay" not in Run(TrainConfig(lr=0.5), parts, tmp_path).advice()
     tiny = Run(TrainConfig(lr=1e-300), parts, tmp_path).advice()
     assert "inf" not in tiny and "nan" not in tiny and "--lr 1e-300" in tiny
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_bf16_precision_autocasts_where_the_cpu_has_bf16_and_else_says_so(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, has_bf16: bool,
+) -> None:  # fmt: skip
+    _, directory = tiny_dataset
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: has_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    seen: list[torch.dtype] = []
+    create = models.create_model
+
+    def spying(*args: object, **kwargs: object) -> torch.nn.Module:
+        model = create(*args, **kwargs)  # type: ignore[arg-type]
+        model[-1].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+        return model
+
+    monkeypatch.setattr(trainer, "create_model", spying)
+    result = train(tiny_config(tmp_path, directory, precision="bf16", epochs=1))
+    wanted = torch.bfloat16 if has_bf16 else torch.float32
+    assert seen and set(seen) == {wanted}  # every step and evaluation, the last layer's output
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["environment"]["precision"] == ("bf16" if has_bf16 else "fp32")
+    notices = [r.message for r in caplog.records if "--precision bf16" in r.message]
+    assert notices == ([] if has_bf16 else [
+        "--precision bf16: this CPU has neither AVX512-BF16 nor AMX, so this run trains in fp32"
+    ])  # fmt: skip

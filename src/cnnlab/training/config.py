@@ -14,6 +14,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from cnnlab.data.augment import parse_augment
+from cnnlab.device import PRECISIONS
 from cnnlab.errors import ConfigError
 from cnnlab.models.lenet import BACKENDS, INITS
 from cnnlab.training.optim import OPTIMIZERS, SCHEDULES
@@ -105,6 +106,11 @@ class TrainConfig:
         "replay each training step as one captured CUDA graph (one process); --no-fast "
         "runs the plain eager loop",
     )
+    precision: str = _opt(
+        "fp32",
+        "fp32, or bf16: train and evaluate under bfloat16 autocast (CPUs with AVX512-BF16 or "
+        "AMX, CUDA GPUs from Ampere on; elsewhere it says so and runs fp32)",
+    )
     compile: bool = _opt(
         False,
         "on CUDA with --fast, compile the step's network with torch.compile before capturing "
@@ -130,7 +136,8 @@ class TrainConfig:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         for name, choices in (("backend", BACKENDS), ("optimizer", OPTIMIZERS),
-                              ("schedule", SCHEDULES), ("init", INITS)):  # fmt: skip
+                              ("schedule", SCHEDULES), ("init", INITS),
+                              ("precision", PRECISIONS)):  # fmt: skip
             if getattr(self, name) not in choices:
                 raise ConfigError(
                     f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"

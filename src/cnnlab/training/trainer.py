@@ -21,7 +21,7 @@ from cnnlab.accel.cpu import fuse_blocks
 from cnnlab.accel.step import GraphedSteps, Step, graphable
 from cnnlab.data import Batches, ImageSet, get_dataset, load_dataset
 from cnnlab.data.augment import augment, parse_augment
-from cnnlab.device import configure_device, environment, resolve_device
+from cnnlab.device import autocast, bf16_missing, configure_device, environment, resolve_device
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.logs import ensure_logging, log
@@ -167,6 +167,11 @@ class Run:
         self.config, self.parts, self.run_dir, self.world = config, parts, run_dir, world
         self.device = device or next(parts.model.parameters()).device
         configure_device(self.device)
+        self.precision = config.precision  # what the run computes in: fp32 where bf16 is missing
+        if config.precision == "bf16" and (missing := bf16_missing(self.device)) is not None:
+            if world.is_main:
+                log.warning("--precision bf16: %s, so this run trains in fp32", missing)
+            self.precision = "fp32"
         self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.scheduler
         self.classes = parts.classes
         self.state = parts.state
@@ -209,10 +214,11 @@ class Run:
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """One optimizer step on (x, y), through ``forward`` (default: the network); adds to
         the epoch's sums and returns (summed loss, number correct), on the device."""
-        logits = (forward or self.net)(x)  # (b, classes)
-        loss_sum = F.cross_entropy(
-            logits, y, reduction="sum", label_smoothing=self.config.label_smoothing
-        )
+        with autocast(self.device, self.precision):
+            logits = (forward or self.net)(x)  # (b, classes)
+            loss_sum = F.cross_entropy(
+                logits, y, reduction="sum", label_smoothing=self.config.label_smoothing
+            )
         self.optimizer.zero_grad(set_to_none=True)
         (loss_sum * scale).backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
@@ -302,7 +308,9 @@ class Run:
     def evaluate(self, batches: Batches) -> float:
         """Accuracy on ``batches`` (every rank computes the same number)."""
         classes = len(self.classes)
-        return accuracy(confusion_matrix(self.fast_model, batches, classes, self.config.tta))
+        with autocast(self.device, self.precision):
+            confusion = confusion_matrix(self.fast_model, batches, classes, self.config.tta)
+        return accuracy(confusion)
 
     def finish_epoch(self, wall_start: float) -> dict[str, Any]:
         loss, correct, seen = self.global_sums()
@@ -491,7 +499,7 @@ def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) ->
               world, device)  # fmt: skip
     talk = world.is_main and not config.quiet
     if world.is_main:
-        env = environment(run.device, world.size)
+        env = {**environment(run.device, world.size), "precision": run.precision}
         write_config(run_dir, config.to_dict(), env)
         # metrics.jsonl restarts from what the checkpoint knows: no rows are counted twice
         rows = sorted(
