@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -57,13 +58,14 @@ def bf16_missing(device: torch.device) -> str | None:
     return f"bf16 autocast is not offered on {device.type}"
 
 
-def autocast(device: torch.device, precision: str) -> torch.autocast:
+def autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
     """The autocast context of ``precision`` on ``device``: bf16 runs matrix products and
-    convolutions in bfloat16 (weights and optimizer state stay float32); fp32 is off."""
+    convolutions in bfloat16 (weights and optimizer state stay float32); fp32 is none."""
+    if precision != "bf16":  # not even a disabled autocast: older torch refuses some devices
+        return nullcontext()
     # no weight cache: a CUDA graph replays the casts it recorded, and a step uses each
     # weight once
-    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16",
-                          cache_enabled=False)  # fmt: skip
+    return torch.autocast(device.type, torch.bfloat16, cache_enabled=False)
 
 
 def environment(device: torch.device, processes: int = 1) -> dict[str, Any]:
