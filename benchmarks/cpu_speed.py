@@ -11,9 +11,12 @@ Then one training step of the plain loop and of the fused path under torch.profi
 milliseconds per step of each op (self time), the fused kernels as ``cnnlab::fused_block``
 (forward) and ``cnnlab::fused_block_backward``.
 
-Prints one JSON object. ``--quick`` runs 1 epoch per variant.
+Prints one JSON object. ``--quick`` runs 1 epoch per variant. ``--repeats N`` runs the
+variants N times in turns (book, plain, cnnlab, book, ...); each variant's examples/sec and
+wall time are then the medians of its runs, and every run is listed under ``runs``.
 
     python benchmarks/cpu_speed.py --epochs 10
+    python benchmarks/cpu_speed.py --epochs 10 --repeats 3 --only plain --only cnnlab
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -181,6 +185,7 @@ def main(device: str = "cpu") -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="1 epoch per variant")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each variant, in turns")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
         "--only", choices=["book", "plain", "cnnlab", "cnnlab-eager", "cnnlab-compile"],
@@ -205,17 +210,26 @@ def main(device: str = "cpu") -> None:
     variants = args.only or ["book", "plain", "cnnlab"]
     if device == "cuda" and not args.only:  # cnnlab train --compile: only CUDA uses it
         variants.append("cnnlab-compile")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name in variants:
+            if name == "book":
+                row = run_book(data, epochs, args.seed, device)
+            elif name == "plain":
+                row = run_plain(data, epochs, args.seed, device)
+            else:
+                compile, fast = name == "cnnlab-compile", name != "cnnlab-eager"
+                row = run_cnnlab(epochs, args.seed, args.data_dir, device, compile, fast)
+            runs[name].append(row)
     results: dict[str, Any] = {}
-    for name in variants:
-        if name == "book":
-            results[name] = run_book(data, epochs, args.seed, device)
-        elif name == "plain":
-            results[name] = run_plain(data, epochs, args.seed, device)
-        else:
-            compile, fast = name == "cnnlab-compile", name != "cnnlab-eager"
-            results[name] = run_cnnlab(epochs, args.seed, args.data_dir, device, compile, fast)
+    for name, rows in runs.items():
+        results[name] = rows[0] if len(rows) == 1 else {
+            key: statistics.median(row[key] for row in rows)
+            for key in ("examples_per_sec_train", "wall_seconds")
+        } | {"runs": rows}  # fmt: skip
     report: dict[str, Any] = {
         "benchmark": f"{device}_speed", "epochs": epochs, "seed": args.seed,
+        "repeats": args.repeats,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }  # fmt: skip
