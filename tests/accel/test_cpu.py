@@ -239,7 +239,9 @@ def test_without_the_kernel_training_stays_eager_with_a_one_line_notice(
         cpu.library.cache_clear()
 
 
-def tiny_run(tmp_path: Path, **config: object):  # type: ignore[no-untyped-def]
+def tiny_run(tmp_path: Path, model: nn.Module | None = None, lr: float = 0.5,
+             **config: object):  # type: ignore[no-untyped-def]  # fmt: skip
+    """A run of 4 batches of 16 random images; ``model`` by default the book's LeNet."""
     from cnnlab.data import ImageSet
     from cnnlab.training import TrainConfig
     from cnnlab.training.trainer import Parts, Run
@@ -248,8 +250,8 @@ def tiny_run(tmp_path: Path, **config: object):  # type: ignore[no-untyped-def]
     images = torch.randint(0, 256, (64, 28, 28), generator=rng, dtype=torch.uint8).numpy()
     labels = (images.mean(axis=(1, 2)) > 127).astype("uint8")
     torch.manual_seed(0)
-    model = create_model("lenet", num_classes=2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model = model or create_model("lenet", num_classes=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     parts = Parts(model, optimizer, ImageSet(images, labels), ImageSet(images, labels), ("a", "b"))
     tmp_path.mkdir()
     return Run(TrainConfig(batch_size=16, quiet=True, **config), parts, tmp_path)  # type: ignore[arg-type]
@@ -275,25 +277,18 @@ def test_training_on_a_cpu_runs_the_fused_blocks_and_no_fast_the_eager_layers(
 def test_the_norm_kernel_trains_every_epoch_after_evaluating(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cnnlab.data import ImageSet
-    from cnnlab.training import TrainConfig
     from cnnlab.training.control import StopOnSignal
-    from cnnlab.training.trainer import Parts, Run
 
     calls = []
     apply = NormFunction.apply
     monkeypatch.setattr(NormFunction, "apply", lambda *a: calls.append(1) or apply(*a))
-    images = torch.randint(0, 256, (32, 28, 28), dtype=torch.uint8).numpy()
-    labels = (images.mean(axis=(1, 2)) > 127).astype("uint8")
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 2))  # fmt: skip
-    parts = Parts(model, torch.optim.SGD(model.parameters(), lr=1e-3), ImageSet(images, labels),
-                  ImageSet(images, labels), ("a", "b"))  # fmt: skip
-    run = Run(TrainConfig(batch_size=16, lr=1e-3, quiet=True), parts, tmp_path)
+    run = tiny_run(tmp_path / "run", model, lr=1e-3)
     assert isinstance(run.fast_model[1], FusedNorm)
     for epoch in range(2):
         run.train_epoch(StopOnSignal(), progress=False)
-        assert len(calls) == 2 * (epoch + 1)  # two batches an epoch, each by the kernel
+        assert len(calls) == 4 * (epoch + 1)  # four batches an epoch, each by the kernel
         run.evaluate(run.test_batches)  # puts the model in eval mode
-        assert len(calls) == 2 * (epoch + 1)  # evaluating runs the layers
+        assert len(calls) == 4 * (epoch + 1)  # evaluating runs the layers
         run.state.epoch, run.state.batch = epoch + 1, 0
