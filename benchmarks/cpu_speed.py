@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab import TrainConfig, load_dataset, train
+from cnnlab.data import epoch_order
 from cnnlab.accel.cpu import fuse_blocks
 from cnnlab.models import create_model, init_weights
 from cnnlab.models.lenet import pool_before_activation
@@ -99,18 +100,18 @@ def run_plain(
     data: dict[str, torch.Tensor], epochs: int, seed: int, device: str = "cpu"
 ) -> dict[str, Any]:
     """Batches from memory on the device, no per-batch host sync; on a CPU denormals
-    flushed and channels-last."""
+    flushed and channels-last. Each epoch visits the examples in cnnlab's order for the
+    seed, so at the same seed both train on the same batches from the same weights."""
     torch.set_flush_denormal(True)
     layout = torch.channels_last if device == "cpu" else torch.contiguous_format
     model = fresh_model(seed).to(device, memory_format=layout)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     x_all, y_all = data["x_train"].to(device), data["y_train"].to(device)
-    generator = torch.Generator().manual_seed(seed)
     train_seconds, start = 0.0, time.perf_counter()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
         t = time.perf_counter()
-        order = torch.randperm(len(y_all), generator=generator).to(device)
+        order = epoch_order(len(y_all), seed, epoch, device)
         loss_sum = torch.zeros((), device=device)
         for i in range(0, len(order), BATCH):
             index = order[i : i + BATCH]
