@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab import TrainConfig, load_dataset, train
-from cnnlab.data import epoch_order
 from cnnlab.accel.cpu import fuse_blocks
+from cnnlab.data import epoch_order
 from cnnlab.models import create_model, init_weights
 from cnnlab.models.lenet import pool_before_activation
 
