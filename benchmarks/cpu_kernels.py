@@ -1,18 +1,25 @@
 """The fused CPU block's kernels against this machine's limits, and against the eager ops
 they replace, at the book's shapes (batch 256, threads: torch's).
 
-The machine: the float32 multiply-add rate (benchmarks/cpu_peak.c, built with the same
-compiler and flags as the kernels) and the memory bandwidth (a 256 MB tensor copy). Each
-kernel: milliseconds per call (median of 7 rounds), the convolution's useful GFLOP/s
-(2 x multiply-adds; spare columns and padding not counted) and its share of the peak.
+The machine: the float32 multiply-add rate for the target instruction set
+(benchmarks/cpu_peak.c, built with the same compiler and flags as the kernels) and the
+memory bandwidth (a 256 MB tensor copy). Each kernel: milliseconds per call (median of 7
+rounds), the convolution's useful GFLOP/s (2 x multiply-adds; spare columns and padding
+not counted) and its share of the peak.
 The eager rows are the same block as PyTorch runs it (oneDNN's convolution, the
 activation, the pooling), channels-last, forward and forward + backward.
 
+``--isa`` builds the kernels (and the peak loop) for one target: ``native`` (default),
+``avx2`` (x86-64-v3), ``avx512`` (x86-64-v4) or ``portable``, and holds PyTorch's eager
+kernels to the same level (benchmarks/isa.py); an AVX-512 machine measures both x86 targets.
+
     python benchmarks/cpu_kernels.py
+    python benchmarks/cpu_kernels.py --isa avx2
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import statistics
@@ -25,8 +32,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from isa import use_isa
 
-from cnnlab.accel.cpu import BlockFunction, compile_library, library
+from cnnlab.accel.cpu import ISAS, BlockFunction, compile_library, isa, library
 
 BATCH = 256
 BLOCKS = {  # name: (channels in, size, maps, kernel, padding), the book's LeNet
@@ -49,18 +57,20 @@ def median_ms(fn: Callable[[], Any], calls: int = 20, rounds: int = 7) -> float:
 def machine() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "peak.so"
-        why = compile_library([Path(__file__).with_name("cpu_peak.c")], target)
+        why = compile_library([Path(__file__).with_name("cpu_peak.c")], target, ISAS[isa()])
         if why:
             raise SystemExit(why)
-        peak = ctypes.CDLL(str(target)).cnnlab_peak_fma
+        lib = ctypes.CDLL(str(target))
+        peak, lanes = lib.cnnlab_peak_fma, lib.cnnlab_peak_lanes()
         peak.argtypes, peak.restype = [ctypes.c_long, ctypes.c_int], ctypes.c_float
         threads, steps = torch.get_num_threads(), 5_000_000
-        rate = {t: 12 * 16 * 2 * steps * t / median_ms(lambda t=t: peak(steps, t), 1, 5) / 1e6
+        rate = {t: 12 * lanes * 2 * steps * t / median_ms(lambda t=t: peak(steps, t), 1, 5) / 1e6
                 for t in (1, threads)}  # fmt: skip
     big = torch.ones(64 * 2**20)  # 256 MB
     out = torch.empty_like(big)
     copy_ms = median_ms(lambda: out.copy_(big), 3, 5)
     return {
+        "vector_lanes": lanes,
         "peak_gflops_1_thread": round(rate[1], 1),
         f"peak_gflops_{threads}_threads": round(rate[threads], 1),
         "copy_gbytes_per_sec": round(2 * big.numel() * 4 / copy_ms / 1e6, 1),
@@ -107,14 +117,19 @@ def blocks(peak: float, act: int, pool: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--isa", choices=list(ISAS), default="native",
+                        help="the instruction set to build the kernels for")  # fmt: skip
+    use_isa(parser.parse_args().isa)
     torch.set_flush_denormal(True)
     if library() is None:
         raise SystemExit("the fused kernels cannot be built here (see the notice above)")
     limits = machine()
     peak = limits[f"peak_gflops_{torch.get_num_threads()}_threads"]
     report = {
-        "benchmark": "cpu_kernels", "batch": BATCH, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "machine": limits,
+        "benchmark": "cpu_kernels", "isa": isa(), "batch": BATCH,
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "machine": limits,
         "sigmoid_avg": blocks(peak, 0, 0), "relu_max": blocks(peak, 1, 1),
     }  # fmt: skip
     print(json.dumps(report, indent=2))

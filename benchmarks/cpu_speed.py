@@ -15,7 +15,12 @@ Prints one JSON object. ``--quick`` runs 1 epoch per variant. ``--repeats N`` ru
 variants N times in turns (book, plain, cnnlab, book, ...); each variant's examples/sec and
 wall time are then the medians of its runs, and every run is listed under ``runs``.
 
+``--isa avx2|avx512|portable|native`` builds cnnlab's kernels for that instruction set and
+holds PyTorch's own kernels to the same level (benchmarks/isa.py), so one AVX-512 machine
+measures both x86 targets, each against its own baseline.
+
     python benchmarks/cpu_speed.py --epochs 10
+    python benchmarks/cpu_speed.py --epochs 10 --isa avx2
     python benchmarks/cpu_speed.py --epochs 10 --repeats 3 --only plain --only cnnlab
 """
 
@@ -32,6 +37,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from isa import TORCH_LEVELS, use_isa
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab import TrainConfig, load_dataset, train
@@ -195,7 +201,10 @@ def main(device: str = "cpu") -> None:
     parser.add_argument("--profile-steps", type=int, default=20,
                         help="steps to profile (CPU; 0: no profile)")  # fmt: skip
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--isa", choices=list(TORCH_LEVELS), default="native",
+                        help="the instruction set of the kernels and of PyTorch's own")  # fmt: skip
     args = parser.parse_args()
+    use_isa(args.isa)
     if args.threads:
         torch.set_num_threads(args.threads)
     epochs = 1 if args.quick else args.epochs
@@ -229,7 +238,7 @@ def main(device: str = "cpu") -> None:
             for key in ("examples_per_sec_train", "wall_seconds")
         } | {"runs": rows}  # fmt: skip
     report: dict[str, Any] = {
-        "benchmark": f"{device}_speed", "epochs": epochs, "seed": args.seed,
+        "benchmark": f"{device}_speed", "isa": args.isa, "epochs": epochs, "seed": args.seed,
         "repeats": args.repeats,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -39,7 +39,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         help = f"{f.metadata['help']} (default: {f.default})".replace("%", "%%")
-        if f.type in ("bool", bool):
+        if f.type in ("bool", bool, "bool | None"):
             action: Any = argparse.BooleanOptionalAction
             parser.add_argument(flag, action=action, default=argparse.SUPPRESS, help=help)
             continue

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import platform
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,22 +39,67 @@ def fused(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int, act: int,
     return BlockFunction.apply(x, w, b, pad, act, pool)  # type: ignore[no-untyped-call,no-any-return]
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    # 16 and 32 maps take the channel-vectorised layout, the others the row-flattened one
-    n=st.integers(1, 3), c=st.integers(1, 7), o=st.one_of(st.integers(1, 9), st.just(16), st.just(32)),
-    k=st.integers(1, 5),
-    pad=st.integers(0, 2), h=st.integers(0, 12), w=st.integers(0, 12),
-    act=st.sampled_from([0, 1]), pool=st.sampled_from([0, 1]), seed=st.integers(0, 2**16),
-)  # fmt: skip
-def test_block_matches_torch_in_values_and_gradients(n, c, o, k, pad, h, w, act, pool, seed) -> None:  # type: ignore[no-untyped-def]
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags")
+            for flag in line.split(":", 1)[1].split()}  # fmt: skip
+
+
+# The instruction sets the kernels build for that this machine runs (an AVX-512 CPU runs
+# all the x86 ones; cpu.ISAS), each with its own vector width and register blocking.
+NEEDS = {"avx2": {"avx2", "fma", "bmi2"}, "avx512": {"avx512f", "avx512bw", "avx512dq",
+                                                    "avx512vl", "avx512cd"}}  # fmt: skip
+TARGETS = ["native", "portable"] + [
+    name for name, flags in NEEDS.items() if platform.machine() == "x86_64" and flags <= cpu_flags()
+]  # fmt: skip
+
+
+@contextmanager
+def target(isa: str) -> Iterator[None]:
+    """The kernels built for ``isa`` (``CNNLAB_CPU_ISA``) inside the block."""
+    before = os.environ.get("CNNLAB_CPU_ISA")
+    os.environ["CNNLAB_CPU_ISA"] = isa
+    try:
+        assert cpu.library() is not None
+        yield
+    finally:
+        if before is None:
+            del os.environ["CNNLAB_CPU_ISA"]
+        else:
+            os.environ["CNNLAB_CPU_ISA"] = before
+
+
+# 16 and 32 maps take the channel-vectorised layout with AVX-512; 8, 16 and 32 with AVX2;
+# 4, 8, 16 and 32 with 4-lane vectors; the others the row-flattened one
+BLOCKS = {
+    "n": st.integers(1, 3), "c": st.integers(1, 7),
+    "o": st.one_of(st.integers(1, 9), st.just(16), st.just(32)), "k": st.integers(1, 5),
+    "pad": st.integers(0, 2), "h": st.integers(0, 12), "w": st.integers(0, 12),
+    "act": st.sampled_from([0, 1]), "pool": st.sampled_from([0, 1]),
+    "seed": st.integers(0, 2**16),
+}  # fmt: skip
+
+
+def block_inputs(n: int, c: int, o: int, k: int, pad: int, h: int, w: int, seed: int
+                 ) -> list[torch.Tensor]:  # fmt: skip
     h, w = h + max(1, k + 1 - 2 * pad), w + max(1, k + 1 - 2 * pad)  # at least a 2x2 map
     generator = torch.Generator().manual_seed(seed)
-    inputs = [torch.randn(n, c, h, w, generator=generator),
-              torch.randn(o, c, k, k, generator=generator) / k,
-              torch.randn(o, generator=generator)]  # fmt: skip
-    assert_matches_torch(lambda *t: fused(*t, pad, act, pool),
-                         lambda *t: reference(*t, pad, act, pool), inputs)  # fmt: skip
+    return [torch.randn(n, c, h, w, generator=generator),
+            torch.randn(o, c, k, k, generator=generator) / k,
+            torch.randn(o, generator=generator)]  # fmt: skip
+
+
+@pytest.mark.parametrize("isa", TARGETS)
+@settings(max_examples=60, deadline=None)
+@given(**BLOCKS)
+def test_block_matches_torch_in_values_and_gradients(isa, n, c, o, k, pad, h, w, act, pool, seed) -> None:  # type: ignore[no-untyped-def]
+    with target(isa):
+        assert_matches_torch(lambda *t: fused(*t, pad, act, pool),
+                             lambda *t: reference(*t, pad, act, pool),
+                             block_inputs(n, c, o, k, pad, h, w, seed))  # fmt: skip
 
 
 @pytest.mark.parametrize("maps", [3, 16])
@@ -87,12 +136,13 @@ def norm_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tor
     return NormFunction.apply(x, weight, bias, 1e-5)[0]  # type: ignore[no-untyped-call,no-any-return]
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.mark.parametrize("isa", TARGETS)
+@settings(max_examples=30, deadline=None)
 @given(
     n=st.integers(1, 4), c=st.sampled_from([8, 16, 24]), h=st.integers(2, 13),
     w=st.integers(2, 13), channels_last=st.booleans(), seed=st.integers(0, 2**16),
 )  # fmt: skip
-def test_norm_block_matches_torch_in_values_and_gradients(n, c, h, w, channels_last, seed) -> None:  # type: ignore[no-untyped-def]
+def test_norm_block_matches_torch_in_values_and_gradients(isa, n, c, h, w, channels_last, seed) -> None:  # type: ignore[no-untyped-def]
     """Odd sizes too: the last row or column then counts in the statistics but no window."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, c, h, w, generator=generator) * 3 + 1
@@ -100,7 +150,8 @@ def test_norm_block_matches_torch_in_values_and_gradients(n, c, h, w, channels_l
         x = x.contiguous(memory_format=torch.channels_last)
     weight = torch.randn(c, generator=generator)  # negative scales flip which value wins
     inputs = [x, weight, torch.randn(c, generator=generator)]
-    assert_matches_torch(norm_fused, norm_reference, inputs)
+    with target(isa):
+        assert_matches_torch(norm_fused, norm_reference, inputs)
 
 
 def test_norm_block_ties_send_the_gradient_where_torch_does() -> None:
@@ -204,7 +255,7 @@ def test_the_kernel_builds_into_an_empty_cache_and_loads(
 ) -> None:
     """What a fresh machine does on its first CPU training run."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    cpu.library.cache_clear()
+    cpu._library.cache_clear()
     try:
         assert cpu.library() is not None
         (built,) = (tmp_path / "cnnlab" / "kernels").iterdir()
@@ -212,7 +263,7 @@ def test_the_kernel_builds_into_an_empty_cache_and_loads(
         model = create_model("lenet")
         assert isinstance(fuse_blocks(model)[0], FusedBlock)
     finally:
-        cpu.library.cache_clear()
+        cpu._library.cache_clear()
 
 
 @pytest.mark.parametrize("broken", ["compiler", "cache"])
@@ -228,7 +279,7 @@ def test_without_the_kernel_training_stays_eager_with_a_one_line_notice(
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
     # caplog listens at the root, where the CLI's own handler may have stopped cnnlab's lines
     monkeypatch.setattr(logging.getLogger("cnnlab"), "propagate", True)
-    cpu.library.cache_clear()
+    cpu._library.cache_clear()
     try:
         model = create_model("lenet")
         assert fuse_blocks(model) is model
@@ -236,12 +287,13 @@ def test_without_the_kernel_training_stays_eager_with_a_one_line_notice(
         assert len(notices) == 1 and "fused CPU kernels are off" in notices[0]
         assert ("no-such-cc" if broken == "compiler" else "cannot build in") in notices[0]
     finally:
-        cpu.library.cache_clear()
+        cpu._library.cache_clear()
 
 
 def tiny_run(tmp_path: Path, model: nn.Module | None = None, lr: float = 0.5,
              **config: object):  # type: ignore[no-untyped-def]  # fmt: skip
-    """A run of 4 batches of 16 random images; ``model`` by default the book's LeNet."""
+    """A run of 4 batches of 16 random images; ``model`` by default the book's LeNet, the
+    fused kernels forced (``fast=True``) unless ``config`` says otherwise."""
     from cnnlab.data import ImageSet
     from cnnlab.training import TrainConfig
     from cnnlab.training.trainer import Parts, Run
@@ -254,7 +306,8 @@ def tiny_run(tmp_path: Path, model: nn.Module | None = None, lr: float = 0.5,
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     parts = Parts(model, optimizer, ImageSet(images, labels), ImageSet(images, labels), ("a", "b"))
     tmp_path.mkdir()
-    return Run(TrainConfig(batch_size=16, quiet=True, **config), parts, tmp_path)  # type: ignore[arg-type]
+    config = {"fast": True, "batch_size": 16, **config}
+    return Run(TrainConfig(quiet=True, **config), parts, tmp_path)  # type: ignore[arg-type]
 
 
 def test_training_on_a_cpu_runs_the_fused_blocks_and_no_fast_the_eager_layers(
@@ -292,3 +345,191 @@ def test_the_norm_kernel_trains_every_epoch_after_evaluating(
         run.evaluate(run.test_batches)  # puts the model in eval mode
         assert len(calls) == 4 * (epoch + 1)  # evaluating runs the layers
         run.state.epoch, run.state.batch = epoch + 1, 0
+
+
+# -- the measured choice between the fused kernels and the eager layers (accel.choice) --
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cnnlab cache (the kernels are built into it once per test module)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cpu._library.cache_clear()
+    yield tmp_path / "cache" / "cnnlab"
+    cpu._library.cache_clear()
+
+
+def slow_down(monkeypatch: pytest.MonkeyPatch, kind: type[nn.Module], seconds: float) -> None:
+    """Make every forward of ``kind`` take ``seconds`` longer."""
+    import time
+
+    forward = kind.forward
+    monkeypatch.setattr(kind, "forward", lambda self, x: time.sleep(seconds) or forward(self, x))
+
+
+def test_a_slower_fused_step_is_measured_and_the_eager_layers_chosen(
+    tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_down(monkeypatch, FusedBlock, 0.02)
+    run = tiny_run(tmp_path / "run", fast=None)
+    assert not any(isinstance(m, FusedBlock) for m in run.fast_model.modules())
+    assert run.cpu_path["path"] == "eager" and run.cpu_path["why"] == "measured"
+    ms = run.cpu_path["ms_per_step"]
+    assert ms["fused"] > ms["eager"] + 30  # two blocks, 20 ms each
+    assert not run.cpu_path["measured_before"]
+
+
+def test_a_slower_eager_step_is_measured_and_the_fused_kernels_chosen(
+    tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_down(monkeypatch, nn.Conv2d, 0.02)  # the eager layers' convolutions only
+    run = tiny_run(tmp_path / "run", fast=None)
+    assert [type(m) for m in run.fast_model][:2] == [FusedBlock, FusedBlock]
+    assert run.cpu_path["path"] == "fused"
+
+
+def test_measuring_leaves_the_weights_buffers_and_random_state_as_they_were(
+    tmp_path: Path, fresh_cache: Path
+) -> None:
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 2))  # fmt: skip
+    torch.manual_seed(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    run = tiny_run(tmp_path / "run", model, fast=None)
+    assert run.cpu_path["why"] == "measured"
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_the_measured_choice_is_reused_from_the_cache_without_measuring(
+    tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.accel import choice
+
+    first = tiny_run(tmp_path / "first", fast=None)
+    assert not first.cpu_path["measured_before"]
+    assert (fresh_cache / "kernels" / "choices.json").is_file()
+    measured = []
+    monkeypatch.setattr(choice, "_measure", lambda *a: measured.append(1) or {})
+    second = tiny_run(tmp_path / "second", fast=None)
+    assert measured == [] and second.cpu_path["measured_before"]
+    assert second.cpu_path["path"] == first.cpu_path["path"]
+    assert second.cpu_path["ms_per_step"] == first.cpu_path["ms_per_step"]
+
+
+@pytest.mark.parametrize("change", ["cpu", "threads", "torch", "kernels", "batch"])
+def test_a_changed_cpu_thread_count_torch_kernel_build_or_shape_measures_again(
+    change: str, tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.accel import choice
+
+    tiny_run(tmp_path / "first", fast=None)
+    threads = torch.get_num_threads()
+    config: dict[str, object] = {}
+    if change == "cpu":
+        monkeypatch.setattr(choice, "cpu_name", lambda: "Another CPU")
+    elif change == "threads":
+        torch.set_num_threads(threads + 1)
+    elif change == "torch":
+        monkeypatch.setattr(torch, "__version__", torch.__version__ + ".other")
+    elif change == "kernels":
+        monkeypatch.setenv("CNNLAB_CPU_ISA", "portable")
+    else:
+        config["batch_size"] = 8  # a batch of another shape
+    try:
+        measured = []
+        real = choice._measure
+        monkeypatch.setattr(choice, "_measure", lambda *a: measured.append(1) or real(*a))
+        run = tiny_run(tmp_path / "second", fast=None, **config)
+    finally:
+        torch.set_num_threads(threads)
+    assert measured == [1] and not run.cpu_path["measured_before"]
+
+
+def test_fast_forces_the_kernels_and_no_fast_the_layers_without_measuring(
+    tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.accel import choice
+
+    monkeypatch.setattr(choice, "_measure", lambda *a: pytest.fail("measured"))
+    slow_down(monkeypatch, FusedBlock, 0.01)
+    forced = tiny_run(tmp_path / "fast", fast=True)
+    assert isinstance(forced.fast_model[0], FusedBlock)
+    assert forced.cpu_path == {"path": "fused", "why": "--fast"}
+    eager = tiny_run(tmp_path / "eager", fast=False)
+    assert not any(isinstance(m, FusedBlock) for m in eager.fast_model.modules())
+
+
+# -- the kernels built for aarch64 (NEON) and run under qemu-user -------------------------
+
+CROSS, EMULATOR = "aarch64-linux-gnu-gcc", "qemu-aarch64"
+
+
+@pytest.fixture(scope="module")
+def aarch64_driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/accel/block_driver.c with the kernels, cross-built for aarch64, static."""
+    import subprocess
+
+    if shutil.which(CROSS) is None or shutil.which(EMULATOR) is None:
+        pytest.skip(f"needs {CROSS} and {EMULATOR} (Debian: gcc-aarch64-linux-gnu qemu-user)")
+    out = tmp_path_factory.mktemp("aarch64") / "block_driver"
+    sources = [Path(__file__).with_name("block_driver.c"), *cpu.SOURCES]
+    subprocess.run([CROSS, "-O3", "-fopenmp", "-static", *map(str, sources), "-lm", "-o",
+                    str(out)], check=True, capture_output=True)  # fmt: skip
+    return out
+
+
+def emulated(driver: Path, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gy: torch.Tensor,
+             shape: tuple[int, ...]) -> list[torch.Tensor]:  # fmt: skip
+    """(y, gx, gw, gb) from the aarch64 build under qemu."""
+    import subprocess
+
+    import numpy as np
+
+    header = np.array(shape, dtype=np.int64).tobytes()
+    payload = b"".join(t.detach().contiguous().numpy().tobytes() for t in (x, w, b, gy))
+    done = subprocess.run([EMULATOR, str(driver)], input=header + payload,
+                          capture_output=True, check=True)  # fmt: skip
+    values = torch.from_numpy(np.frombuffer(done.stdout, dtype=np.float32).copy())
+    return list(values.split([gy.numel(), x.numel(), w.numel(), b.numel()]))
+
+
+class Emulated(torch.autograd.Function):
+    """The fused block as the aarch64 build computes it (forward and backward)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, pad, act, pool, driver):  # type: ignore[no-untyped-def]
+        n, c, h, width = x.shape
+        o, k = w.shape[0], w.shape[2]
+        ho, wo = h + 2 * pad - k + 1, width + 2 * pad - k + 1
+        ctx.shape, ctx.driver = (n, c, h, width, o, k, pad, act, pool), driver
+        ctx.save_for_backward(x, w, b)
+        gy = x.new_zeros(n, o, ho // 2, wo // 2)
+        return emulated(driver, x, w, b, gy, ctx.shape)[0].view_as(gy)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        x, w, b = ctx.saved_tensors
+        _, gx, gw, gb = emulated(ctx.driver, x, w, b, grad, ctx.shape)
+        return gx.view_as(x), gw.view_as(w), gb, None, None, None, None
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None)
+@given(**BLOCKS)
+def test_the_aarch64_build_matches_torch_under_qemu(aarch64_driver, n, c, o, k, pad, h, w, act, pool, seed) -> None:  # type: ignore[no-untyped-def]
+    assert_matches_torch(
+        lambda *t: Emulated.apply(*t, pad, act, pool, aarch64_driver),
+        lambda *t: reference(*t, pad, act, pool), block_inputs(n, c, o, k, pad, h, w, seed),
+    )  # fmt: skip
+
+
+def test_an_unknown_target_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlab.errors import ConfigError
+
+    monkeypatch.setenv("CNNLAB_CPU_ISA", "sse9")
+    with pytest.raises(ConfigError, match=r"CNNLAB_CPU_ISA='sse9' is not a target .* native, avx512, avx2, portable"):
+        cpu.library()

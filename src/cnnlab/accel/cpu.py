@@ -31,6 +31,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from cnnlab.errors import ConfigError
 from cnnlab.fsutil import user_cache
 from cnnlab.logs import log
 
@@ -48,18 +49,45 @@ class _NormShape(ctypes.Structure):
     _fields_ = [(name, ctypes.c_long) for name in ("n", "h", "w", "c")]
 
 
-def compile_library(sources: Sequence[Path], target: Path) -> str | None:
-    """Compile ``sources`` into the shared library ``target``; None, or why it failed."""
+# The instruction sets the kernels are built for, by compiler flags: the machine's own
+# (the default), the two x86-64 levels most machines have (AVX2 + FMA; AVX-512), and none
+# named (the compiler's baseline: SSE2 on x86-64, NEON on aarch64). The C code sizes its
+# vectors and register blocks from what the flags enable. CNNLAB_CPU_ISA picks one, so
+# that one AVX-512 machine can build, test and measure all of them.
+ISAS = {
+    "native": ["-march=native"],
+    "avx512": ["-march=x86-64-v4"],
+    "avx2": ["-march=x86-64-v3"],
+    "portable": [],
+}
+
+
+def isa() -> str:
+    """The instruction set to build for: ``CNNLAB_CPU_ISA``, else ``native``."""
+    name = os.environ.get("CNNLAB_CPU_ISA") or "native"
+    if name not in ISAS:
+        raise ConfigError(f"CNNLAB_CPU_ISA={name!r} is not a target the kernels build for: "
+                          f"choose one of {', '.join(ISAS)}, or unset it")
+    return name
+
+
+def compile_library(sources: Sequence[Path], target: Path, flags: Sequence[str] = ("-march=native",)
+                    ) -> str | None:  # fmt: skip
+    """Compile ``sources`` with ``flags`` into the shared library ``target``; None, or why
+    it failed. Without OpenMP (Apple's clang) the kernels build single-threaded; where
+    the compiler does not know ``-march=native``, for its baseline."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return "no C compiler found (install gcc, or set CC)"
     target.parent.mkdir(parents=True, exist_ok=True)
+    native = list(flags) == ISAS["native"]
+    attempts = [[*flags, "-fopenmp"], [*flags]] + ([["-fopenmp"], []] if native else [])
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
         reason = ""
-        for arch in (["-march=native"], []):  # not every compiler knows -march=native
-            command = [compiler, "-O3", *arch, "-fopenmp", "-shared", "-fPIC",
-                       *map(str, sources), "-o", str(out)]  # fmt: skip
+        for extra in attempts:
+            command = [compiler, "-O3", *extra, "-shared", "-fPIC", *map(str, sources),
+                       "-o", str(out)]  # fmt: skip
             try:
                 done = subprocess.run(command, capture_output=True, text=True)
             except OSError as e:
@@ -71,15 +99,31 @@ def compile_library(sources: Sequence[Path], target: Path) -> str | None:
         return f"{compiler} failed: {reason}"
 
 
-@cache
 def library() -> ctypes.CDLL | None:
-    """The compiled kernel, built on first use; None (and a one-line notice) where it
-    cannot be built or loaded."""
+    """The compiled kernels for :func:`isa`, built on first use; None (and a one-line
+    notice) where they cannot be built or loaded."""
+    return _library(isa())
+
+
+def build() -> str:
+    """The kernels' build for :func:`isa`: its instruction set and a digest of the sources,
+    the machine and the flags (the cached library's name)."""
+    return _build(isa())
+
+
+@cache
+def _build(name: str) -> str:
     code = b"".join(source.read_bytes() for source in SOURCES)
-    key = hashlib.sha256(code + platform.machine().encode() + platform.node().encode())
-    target = user_cache() / "kernels" / f"cpu_block-{key.hexdigest()[:16]}.so"
+    key = hashlib.sha256(code + platform.machine().encode() + platform.node().encode()
+                         + " ".join(ISAS[name]).encode())  # fmt: skip
+    return f"{name}-{key.hexdigest()[:16]}"
+
+
+@cache
+def _library(name: str) -> ctypes.CDLL | None:
+    target = user_cache() / "kernels" / f"cpu_block-{_build(name)}.so"
     try:
-        why = None if target.exists() else compile_library(SOURCES, target)
+        why = None if target.exists() else compile_library(SOURCES, target, ISAS[name])
     except OSError as e:  # e.g. a read-only cache
         why = f"cannot build in {target.parent}: {e.strerror}"
     if why is None:

@@ -32,7 +32,22 @@
 #define FLUSH_DENORMALS()
 #endif
 
-#define V 16 /* lanes of one vector */
+/* One vector is one register of the target: V lanes, and register blocks sized so that
+ * the inner loops' accumulators stay in the REGS vector registers (16 with AVX2 or SSE,
+ * 32 with AVX-512 or NEON). */
+#if defined(__AVX512F__)
+#define V 16
+#define REGS 32
+#elif defined(__AVX__)
+#define V 8
+#define REGS 16
+#elif defined(__aarch64__)
+#define V 4
+#define REGS 32
+#else
+#define V 4
+#define REGS 16
+#endif
 #define INLINE static inline __attribute__((always_inline))
 typedef float vf __attribute__((vector_size(V * sizeof(float))));
 
@@ -81,36 +96,55 @@ static Dims dims_of(const Shape *s) {
 /* Floats of the kept activations per image (the forward's a, see below). */
 long cnnlab_block_kept(const Shape *s) { return dims_of(s).kept; }
 
-/* The channel-vectorised forward of image rows: X adjacent outputs of row y, for the
- * vector of maps og, from the padded input xp; wv[c][tap][og] are weight vectors. */
+/* The channel-vectorised register tile: G vectors of maps (of the o / V) at once, and
+ * up to X_MAX positions for G = 1, half as many for G = 2 (X * G accumulators, G weight
+ * vectors and one broadcast input fill the registers). */
+static int cv_maps(long groups) { return groups >= 2 ? 2 : 1; }
+static int cv_span(int g) { return 12 / g; }
+
+/* The channel-vectorised forward of image rows: X adjacent outputs of row y, for the G
+ * vectors of maps og..og+G-1, from the padded input xp; wv[c][tap][og] are weight vectors. */
 INLINE void cv_row_by(const float *xp, const vf *wv, const vf *bias, const Shape *s,
-                      const Dims *d, long y, long x0, long og, float *an, const int X) {
+                      const Dims *d, long y, long x0, long og, float *an, const int X,
+                      const int G) {
     long groups = s->o / V;
-    vf acc[12];
-    for (int x = 0; x < X; x++) acc[x] = bias[og];
+    vf acc[12]; /* acc[x * G + g] */
+    for (int x = 0; x < X; x++)
+        for (int g = 0; g < G; g++) acc[x * G + g] = bias[og + g];
     for (long c = 0; c < s->c; c++)
         for (long i = 0; i < s->k; i++) {
             const float *row = xp + c * d->plane + (y + i) * d->wp + x0;
             const vf *wr = wv + (c * d->kk + i * s->k) * groups + og;
             for (long j = 0; j < s->k; j++) {
-                vf w = wr[j * groups];
-                for (int x = 0; x < X; x++) acc[x] += w * row[x + j];
+                vf w[2];
+                for (int g = 0; g < G; g++) w[g] = wr[j * groups + g];
+                for (int x = 0; x < X; x++) {
+                    float r = row[x + j]; /* broadcast (splat would add a zero) */
+                    for (int g = 0; g < G; g++) acc[x * G + g] += w[g] * r;
+                }
             }
         }
-    for (int x = 0; x < X; x++) store(an + (y * d->wo + x0 + x) * s->o + og * V, acc[x]);
+    for (int x = 0; x < X; x++)
+        for (int g = 0; g < G; g++)
+            store(an + (y * d->wo + x0 + x) * s->o + (og + g) * V, acc[x * G + g]);
 }
 
 static void cv_conv(const float *xp, const vf *wv, const vf *bias, const Shape *s,
                     const Dims *d, float *an) {
-    for (long og = 0; og < s->o / V; og++)
+    long groups = s->o / V;
+    for (long og = 0; og < groups;) {
+        int g = og + 1 < groups ? cv_maps(groups) : 1, span = cv_span(g);
         for (long y = 0; y < d->ho; y++)
-            for (long x0 = 0; x0 < d->wo; x0 += 12)
-                switch (d->wo - x0 < 12 ? d->wo - x0 : 12) {
-#define CASE(X) case X: cv_row_by(xp, wv, bias, s, d, y, x0, og, an, X); break;
+            for (long x0 = 0; x0 < d->wo; x0 += span)
+                switch ((d->wo - x0 < span ? d->wo - x0 : span) * 4 + g) {
+#define CASE(X) case X * 4 + 1: cv_row_by(xp, wv, bias, s, d, y, x0, og, an, X, 1); break; \
+                case X * 4 + 2: cv_row_by(xp, wv, bias, s, d, y, x0, og, an, X, 2); break;
                 CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
                 CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
 #undef CASE
                 }
+        og += g;
+    }
 }
 
 /* wv[c][tap][og] = the weights of maps og * V ... og * V + V - 1, and the bias vectors. */
@@ -137,27 +171,42 @@ static int threads_for(long n, long threads) { return (int)(n < threads ? (n > 0
 /* out[q][t] = sum over ic, tap of wt[q][ic][tap] * in[ic][t + off[tap]], t < len, for
  * nout maps, B at a time (wt has grouped(nout) rows, zero past nout); in planes are in_cs
  * apart and zero outside [lo, hi), out planes out_cs apart. off is monotonic, so the taps
- * that read inside [lo, hi) are a range, and only those are computed. */
+ * that read inside [lo, hi) are a range, and only those are computed. Where B * 2 of the
+ * accumulators fit the registers, two vectors of t share each broadcast weight. */
+INLINE void correlate_at(const float *in, long cin, long in_cs, long lo, long hi, float *out,
+                         long nout, long out_cs, long t, const float *w0, const long *off,
+                         long kk, long q, const int B, const int T) {
+    long first = 0, last = kk;
+    while (first < last && (t + off[first] + T * V <= lo || t + off[first] >= hi)) first++;
+    while (last > first && (t + off[last - 1] + T * V <= lo || t + off[last - 1] >= hi)) last--;
+    vf acc[16] = {{0}}; /* acc[b * T + u] */
+    for (long ic = 0; ic < cin; ic++) {
+        const float *src = in + ic * in_cs + t;
+        const float *wr = w0 + ic * kk;
+        for (long tap = first; tap < last; tap++) {
+            vf v[2];
+            for (int u = 0; u < T; u++) v[u] = load(src + off[tap] + u * V);
+            for (int b = 0; b < B; b++) {
+                float w = wr[b * cin * kk + tap];
+                for (int u = 0; u < T; u++) acc[b * T + u] += v[u] * w;
+            }
+        }
+    }
+    for (int b = 0; b < B && q + b < nout; b++)
+        for (int u = 0; u < T; u++) store(out + (q + b) * out_cs + t + u * V, acc[b * T + u]);
+}
+
 INLINE void correlate_by(const float *in, long cin, long in_cs, long lo, long hi, float *out,
                          long nout, long out_cs, long len, const float *wt, const long *off,
                          long kk, const int B) {
+    const int T = B * 2 <= (REGS >= 32 ? 16 : 12) ? 2 : 1;
     for (long q = 0; q < nout; q += B) {
         const float *w0 = wt + q * cin * kk;
-        for (long t = 0; t < len; t += V) {
-            long first = 0, last = kk;
-            while (first < last && (t + off[first] + V <= lo || t + off[first] >= hi)) first++;
-            while (last > first && (t + off[last - 1] + V <= lo || t + off[last - 1] >= hi)) last--;
-            vf acc[8] = {{0}};
-            for (long ic = 0; ic < cin; ic++) {
-                const float *src = in + ic * in_cs + t;
-                const float *wr = w0 + ic * kk;
-                for (long tap = first; tap < last; tap++) {
-                    vf v = load(src + off[tap]);
-                    for (int b = 0; b < B; b++) acc[b] += v * wr[b * cin * kk + tap];
-                }
-            }
-            for (int b = 0; b < B && q + b < nout; b++) store(out + (q + b) * out_cs + t, acc[b]);
-        }
+        long t = 0;
+        for (; t + T * V <= len; t += T * V)
+            correlate_at(in, cin, in_cs, lo, hi, out, nout, out_cs, t, w0, off, kk, q, B, T);
+        if (t < len) /* the last vector */
+            correlate_at(in, cin, in_cs, lo, hi, out, nout, out_cs, t, w0, off, kk, q, B, 1);
     }
 }
 
@@ -174,7 +223,8 @@ static void correlate(const float *in, long cin, long in_cs, long lo, long hi, f
 
 /* The sigmoid of a vector, with exp as 2^n * p(r) (Cephes' polynomial, relative error
  * < 2e-7): n rounded by the 1.5 * 2^23 trick, 2^n from its bits; with AVX-512, 1 / d as
- * the 14-bit reciprocal estimate and one Newton step (2e-7 again) instead of a division. */
+ * the 14-bit reciprocal estimate and one Newton step (2e-7 again) instead of a division,
+ * with AVX the 12-bit one and two steps. */
 typedef int vi __attribute__((vector_size(V * sizeof(int))));
 static inline vf blend(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
@@ -191,8 +241,12 @@ static inline vf sigmoid(vf v) {
     p = p * r * r + r + 1.0f;
     vf e = (vf)((__builtin_convertvector(n, vi) + 127) << 23);
     vf d = 1.0f + p * e;
-#ifdef __AVX512F__
+#if defined(__AVX512F__)
     vf q = (vf)_mm512_rcp14_ps((__m512)d);
+    return q * (2.0f - d * q);
+#elif defined(__AVX__)
+    vf q = (vf)_mm256_rcp_ps((__m256)d); /* 12 bits; two Newton steps */
+    q = q * (2.0f - d * q);
     return q * (2.0f - d * q);
 #else
     return 1.0f / d;
@@ -376,38 +430,46 @@ static void preactivation_grad(const float *gy, const float *an, const Shape *s,
 }
 
 /* The channel-vectorised weight gradient of J taps (i, j0 ...) of input plane c for the
- * vector of maps og: acc[j] += sum over positions of g[p][og] * xp[c][p + tap]. */
+ * G vectors of maps og..: acc[j][og + g] += sum over positions of g[p][og + g] * xp[c][p + tap]. */
 INLINE void cv_taps_by(const float *gn, const float *src, const Shape *s, const Dims *d,
-                       long og, vf *acc, const int J) {
+                       long og, vf *acc, const int J, const int G) {
     long groups = s->o / V;
-    vf sum[12];
-    for (int j = 0; j < J; j++) sum[j] = acc[j * groups];
+    vf sum[12]; /* sum[j * G + g] */
+    for (int j = 0; j < J; j++)
+        for (int g = 0; g < G; g++) sum[j * G + g] = acc[j * groups + g];
     for (long y = 0; y < d->ho; y++)
         for (long x = 0; x < d->wo; x++) {
-            vf gv = load(gn + (y * d->wo + x) * s->o + og * V);
+            vf gv[2];
+            for (int g = 0; g < G; g++) gv[g] = load(gn + (y * d->wo + x) * s->o + (og + g) * V);
             const float *r = src + y * d->wp + x;
-            for (int j = 0; j < J; j++) sum[j] += gv * r[j];
+            for (int j = 0; j < J; j++)
+                for (int g = 0; g < G; g++) sum[j * G + g] += gv[g] * r[j];
         }
-    for (int j = 0; j < J; j++) acc[j * groups] = sum[j];
+    for (int j = 0; j < J; j++)
+        for (int g = 0; g < G; g++) acc[j * groups + g] = sum[j * G + g];
 }
 
 /* acc[c][tap][og] += the weight gradient's vectors, acc[c * kk][og] the bias's. */
 static void cv_weight_grad(const float *gn, const float *xp, const Shape *s, const Dims *d,
                            vf *acc) {
     long groups = s->o / V;
-    for (long og = 0; og < groups; og++)
+    for (long og = 0; og < groups;) {
+        int g = og + 1 < groups ? cv_maps(groups) : 1, span = cv_span(g);
         for (long c = 0; c < s->c; c++)
             for (long i = 0; i < s->k; i++)
-                for (long j = 0; j < s->k; j += 12) {
+                for (long j = 0; j < s->k; j += span) {
                     const float *src = xp + c * d->plane + i * d->wp + j;
                     vf *at = acc + (c * d->kk + i * s->k + j) * groups + og;
-                    switch (s->k - j < 12 ? s->k - j : 12) {
-#define CASE(J) case J: cv_taps_by(gn, src, s, d, og, at, J); break;
+                    switch ((s->k - j < span ? s->k - j : span) * 4 + g) {
+#define CASE(J) case J * 4 + 1: cv_taps_by(gn, src, s, d, og, at, J, 1); break; \
+                    case J * 4 + 2: cv_taps_by(gn, src, s, d, og, at, J, 2); break;
                     CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
                     CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
 #undef CASE
                     }
                 }
+        og += g;
+    }
     vf *bias = acc + s->c * d->kk * groups;
     for (long p = 0; p < d->ho * d->wo; p++)
         for (long og = 0; og < groups; og++) bias[og] += load(gn + p * s->o + og * V);
@@ -439,13 +501,15 @@ static void weight_grad(const float *g, long g_cs, const float *xp, const Shape 
                         const Dims *d, vf *acc) {
     long ostride = s->c * d->kk;
     int m = wg_group(s->o);
+    /* taps per pass: M * J sums, M gradient vectors and one input vector in registers */
+    long taps = REGS >= 32 ? 5 : m == 3 ? 3 : 2;
     for (long o = 0; o < s->o; o += m)
         for (long c = 0; c < s->c; c++)
             for (long i = 0; i < s->k; i++)
-                for (long j = 0; j < s->k; j += 5) {
+                for (long j = 0; j < s->k; j += taps) {
                     const float *go = g + o * g_cs, *src = xp + c * d->plane + i * d->wp + j;
                     vf *at = acc + o * ostride + c * d->kk + i * s->k + j;
-                    switch ((s->k - j < 5 ? s->k - j : 5) * 8 + m) {
+                    switch ((s->k - j < taps ? s->k - j : taps) * 8 + m) {
 #define CASE(M, J) case J * 8 + M: taps_by(go, g_cs, src, d->len, at, ostride, M, J); break;
                     CASE(3, 1) CASE(3, 2) CASE(3, 3) CASE(3, 4) CASE(3, 5)
                     CASE(4, 1) CASE(4, 2) CASE(4, 3) CASE(4, 4) CASE(4, 5)

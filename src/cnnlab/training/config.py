@@ -100,11 +100,13 @@ class TrainConfig:
     max_restarts: int = _opt(
         0, "with --nproc: times torchrun restarts failed workers; they resume from a checkpoint"
     )
-    fast: bool = _opt(
-        True,
-        "on a CPU, run each conv -> activation -> pool block as one fused kernel; on CUDA, "
-        "replay each training step as one captured CUDA graph (one process); --no-fast "
-        "runs the plain eager loop",
+    fast: bool | None = _opt(
+        None,
+        "on a CPU, run each conv -> activation -> pool (or batch norm -> ReLU -> max pool) "
+        "block as one fused kernel; on CUDA, replay each training step as one captured CUDA "
+        "graph (one process). Default: on a CPU, whichever of the fused kernels and the eager "
+        "layers a few timed steps find faster (remembered per CPU, threads, torch and "
+        "shapes); --fast forces the kernels, --no-fast the plain eager loop",
     )
     precision: str = _opt(
         "fp32",
@@ -148,7 +150,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
         if not isinstance(self.weight_decay, int | float) or self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("tta", "fast", "compile", "quiet", "tensorboard"):
+        if self.fast is not None and not isinstance(self.fast, bool):
+            raise ConfigError(f"fast must be true or false, got {self.fast!r}")
+        for name in ("tta", "compile", "quiet", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"{name} must be true or false, got {getattr(self, name)!r}"

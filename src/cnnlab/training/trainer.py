@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cnnlab.accel.cpu import fuse_blocks
+from cnnlab.accel.choice import faster
+from cnnlab.accel.cpu import build, fuse_blocks
 from cnnlab.accel.step import GraphedSteps, Step, graphable
 from cnnlab.data import Batches, ImageSet, get_dataset, load_dataset
 from cnnlab.data.augment import augment, parse_augment
@@ -52,6 +53,7 @@ from cnnlab.training.distributed import (
     World,
     all_sum,
     any_rank,
+    barrier,
     broadcast_text,
     setup,
     teardown,
@@ -178,19 +180,15 @@ class Run:
         self.state.loss_sum = self.state.loss_sum.to(self.device)
         self.state.correct = self.state.correct.to(self.device)
         train_set, test_set, val_set = parts.train_set, parts.test_set, parts.val_set
-        # What runs the model's forward: its layers, on a CPU in one process with the conv
-        # -> activation -> pool blocks fused (accel.cpu), max pooling before the activation.
-        # Under torchrun the eager layers: a worker with the fused blocks aborted ("terminate
-        # called without an active exception") in about one run in 20, cause not found.
-        fused = config.fast and self.device.type == "cpu" and not world.distributed
-        self.fast_model = pool_before_activation(fuse_blocks(self.model) if fused else self.model)
+        self.train_batches = Batches(train_set, config.batch_size, self.device, True, config.seed)
+        self.test_batches = Batches(test_set, EVAL_BATCH, self.device)
+        self.val_batches = Batches(val_set, EVAL_BATCH, self.device) if val_set else None
+        self.cpu_path: dict[str, Any] = {}  # which CPU path runs, and why (config.json)
+        self.fast_model = self.choose_forward()
         self.net: nn.Module = self.fast_model
         if world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.fast_model, device_ids=ids)
-        self.train_batches = Batches(train_set, config.batch_size, self.device, True, config.seed)
-        self.test_batches = Batches(test_set, EVAL_BATCH, self.device)
-        self.val_batches = Batches(val_set, EVAL_BATCH, self.device) if val_set else None
         self.augmentations = parse_augment(config.augment)
         self.live = LiveCurves() if world.is_main and not config.quiet and in_notebook() else None
         self.tensorboard = TensorBoardLog(run_dir) if world.is_main and config.tensorboard else None
@@ -198,13 +196,49 @@ class Run:
         # step (see accel.step.graphable), else eager.
         n, size = self.train_batches.num_examples, config.batch_size
         self.step = Step(self.eager_step)
-        if config.fast and graphable(self.device, world.size, n, size, config.optimizer,
-                                     config.schedule, bool(self.augmentations)):  # fmt: skip
+        if config.fast is not False and graphable(
+            self.device, world.size, n, size, config.optimizer, config.schedule,
+            bool(self.augmentations),
+        ):
             self.step = GraphedSteps(
                 self.eager_step, self.graph_step, self.model, self.fast_model, self.optimizer,
                 (self.state.loss_sum, self.state.correct), sorted({size, n % size} - {0}),
                 config.compile,
             )  # fmt: skip
+
+    def choose_forward(self) -> nn.Module:
+        """What runs the model's forward (max pooling before the activation): its layers,
+        or on a CPU its blocks fused (accel.cpu) where --fast forces them or, by default,
+        where a few timed steps find them faster than the layers (accel.choice)."""
+        eager = pool_before_activation(self.model)
+        fused = fuse_blocks(self.model) if self.device.type == "cpu" else self.model
+        if self.config.fast is False or fused is self.model:
+            return eager
+        fused = pool_before_activation(fused)
+        if self.config.fast:
+            self.cpu_path = {"path": "fused", "why": "--fast"}
+            return fused
+        n = min(self.config.batch_size, self.train_batches.num_examples)
+        x, y = self.train_batches.gather(torch.arange(n, device=self.device))
+
+        def step(net: nn.Module) -> None:
+            with autocast(self.device, self.precision):
+                loss = F.cross_entropy(net(x), y, reduction="sum")
+            loss.backward()  # type: ignore[no-untyped-call]
+
+        nets = {"fused": fused, "eager": eager}
+        choice = faster(nets, self.model, x, step, build()) if self.world.is_main else None
+        name = broadcast_text(self.world, choice.name if choice else "")
+        if choice is not None:
+            self.cpu_path = {"path": name, "why": "measured", "ms_per_step": choice.ms,
+                             "measured_before": choice.cached, "kernels": build()}  # fmt: skip
+            if not self.config.quiet:
+                log.info("fused CPU kernels: %.1f ms per step against %.1f ms for the eager "
+                         "layers (%s); training runs the %s", choice.ms["fused"],
+                         choice.ms["eager"], "measured on this machine before"
+                         if choice.cached else "measured now",
+                         "fused kernels" if name == "fused" else "eager layers")  # fmt: skip
+        return nets[name]
 
     # -- verbs ------------------------------------------------------------------------
 
@@ -476,7 +510,9 @@ def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainRes
         if asked is None:
             asked = {f.name for f in dataclasses.fields(config)
                      if getattr(config, f.name) != f.default}  # fmt: skip
-        return _train(config, world, set(asked))
+        result = _train(config, world, set(asked))
+        barrier(world)
+        return result
     finally:
         teardown(world)
 
@@ -499,7 +535,8 @@ def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) ->
               world, device)  # fmt: skip
     talk = world.is_main and not config.quiet
     if world.is_main:
-        env = {**environment(run.device, world.size), "precision": run.precision}
+        env = {**environment(run.device, world.size), "precision": run.precision,
+               **({"cpu_path": run.cpu_path} if run.cpu_path else {})}  # fmt: skip
         write_config(run_dir, config.to_dict(), env)
         # metrics.jsonl restarts from what the checkpoint knows: no rows are counted twice
         rows = sorted(
