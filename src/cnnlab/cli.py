@@ -92,7 +92,10 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     test = {k: vars(args).pop(k) for k in ("steps", "start_lr", "end_lr")}
     config, _ = train_config(args)
     result = lr_find(config, test["steps"], test["start_lr"], test["end_lr"], config.out_dir)
-    log.info("suggested lr %.3g: %s", result.suggestion, result.how)
+    if result.suggestion is None:
+        log.info("%s", result.how)
+    else:
+        log.info("suggested lr %.3g: %s", result.suggestion, result.how)
     log.info("tried %d learning rates from %.3g to %.3g; the curve is in %s",
              len(result.lrs), result.lrs[0], result.lrs[-1], result.out_dir / PLOT)  # fmt: skip
     return 0

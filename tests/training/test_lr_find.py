@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 from pathlib import Path
 
 import pytest
@@ -11,24 +13,25 @@ from cnnlab.cli import main
 from cnnlab.data import datasets as ds
 from cnnlab.errors import ConfigError
 from cnnlab.training import TrainConfig
-from cnnlab.training.lr_find import suggest
+from cnnlab.training.lr_find import SETTLE, LrFindResult, suggest
 
 
 def test_range_test_writes_its_plot_and_suggests_a_rate(
     tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A real short run: a batch-norm net on 96 tiny images learns within 200 steps."""
     _, directory = tiny_dataset
-    config = TrainConfig(dataset="tiny", data_dir=str(directory), model="lenet-relu-max",
+    config = TrainConfig(dataset="tiny", data_dir=str(directory), model="lenet-bn",
                          batch_size=16, device="cpu", quiet=True)  # fmt: skip
-    result = cnnlab.lr_find(config, steps=60, out_dir=tmp_path / "lr")
+    result = cnnlab.lr_find(config, steps=200, out_dir=tmp_path / "lr")
     assert (tmp_path / "lr" / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     assert result.lrs[0] == pytest.approx(1e-4) and result.lrs == sorted(result.lrs)
-    assert len(result.lrs) == len(result.losses) <= 60
-    assert result.lrs[0] <= result.suggestion <= result.lrs[-1]
-    assert "fell fastest" in result.how
-    # the loss near the suggestion is lower than at the start: the rate does train
+    assert len(result.lrs) == len(result.losses) <= 200
+    assert result.suggestion is not None, result.how
+    assert "valley" in result.how and result.guess == pytest.approx(math.log(10))
+    # the suggestion lies where the loss falls, past the smoothing's start-up
     at = result.lrs.index(result.suggestion)
-    assert min(result.losses[at:]) < result.losses[0]
+    assert at >= SETTLE and min(result.losses[at:]) < result.losses[at] < result.losses[SETTLE]
 
     monkeypatch.chdir(tmp_path)  # the default output directory is a fresh one under runs/
     code = main(["lr-find", "--dataset", "tiny", "--data-dir", str(directory), "--batch-size",
@@ -36,6 +39,64 @@ def test_range_test_writes_its_plot_and_suggests_a_rate(
     assert code == 0
     [made] = (tmp_path / "runs").iterdir()
     assert made.name.startswith("lr-find-lenet-") and (made / "lr_find.png").exists()
+
+
+def curve(*pieces: list[float]) -> tuple[list[float], list[float]]:
+    """Rates growing tenfold every 20 points from 1e-4, and the losses given."""
+    losses = [v for piece in pieces for v in piece]
+    return [1e-4 * 10 ** (i / 20) for i in range(len(losses))], losses
+
+
+def test_start_up_noise_before_a_clear_fall_is_not_the_suggestion() -> None:
+    """The moving average's start-up swings wildly; then a plateau, then a clear fall
+    between points 60 and 100, then the divergence."""
+    rng = random.Random(0)
+    print("seed 0")
+    start_up = [2.3 + (1.5 if i % 2 else -0.6) * (1 - i / 20) for i in range(20)]
+    plateau = [2.3 + rng.uniform(-0.01, 0.01) for _ in range(40)]
+    fall = [2.3 - 1.8 * (i + 1) / 40 + rng.uniform(-0.03, 0.03) for i in range(40)]
+    lrs, losses = curve(start_up, plateau, fall, [0.5 + 0.3 * i for i in range(20)])
+    lr, how = suggest(lrs, losses, guess=math.log(10))
+    assert lr is not None and lrs[60] <= lr <= lrs[99], how
+    assert how.startswith("valley")
+
+
+def test_a_flat_curve_has_no_suggestion() -> None:
+    rng = random.Random(1)
+    print("seed 1")
+    lrs, losses = curve([2.303 + rng.uniform(-0.02, 0.02) for _ in range(300)])
+    lr, how = suggest(lrs, losses, guess=math.log(10))
+    assert lr is None
+    assert "no reliable suggestion" in how and "--steps 600" in how and "lenet-bn" in how
+
+
+def test_a_curve_that_only_rises_has_no_suggestion() -> None:
+    lrs, losses = curve([2.3 + 0.01 * i for i in range(100)])
+    assert suggest(lrs, losses, guess=math.log(10))[0] is None
+
+
+def test_a_fall_that_stays_above_guessing_has_no_suggestion() -> None:
+    """The book's sigmoid LeNet: from 2.55 down to 2.30, never below ln 10."""
+    lrs, losses = curve([2.55 - 0.25 * i / 299 for i in range(300)])
+    lr, how = suggest(lrs, losses, guess=math.log(10))
+    assert lr is None and "guessing model's" in how
+
+
+def test_without_a_suggestion_the_plot_shows_only_the_curve(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The book's sigmoid net on random tiny data learns nothing in 20 steps."""
+    _, directory = tiny_dataset
+    code = main(["lr-find", "--dataset", "tiny", "--data-dir", str(directory), "--batch-size",
+                 "16", "--steps", "20", "--device", "cpu", "--out-dir", str(tmp_path / "lr")])  # fmt: skip
+    assert code == 0
+    assert "no reliable suggestion: within 20 steps" in capsys.readouterr().out
+    result = LrFindResult(lrs=[1e-4, 1e-3], losses=[2.3, 2.3], suggestion=None, guess=2.3)
+    [ax] = result.figure().axes
+    assert len(ax.lines) == 1 and ax.get_legend() is None
+    marked = LrFindResult(lrs=[1e-4, 1e-3], losses=[2.3, 1.0], suggestion=1e-4, guess=2.3)
+    [ax] = marked.figure().axes
+    assert len(ax.lines) == 3  # the curve, the suggestion, the guessing loss
 
 
 def test_the_model_the_config_builds_is_left_alone(
@@ -62,9 +123,7 @@ def test_the_model_the_config_builds_is_left_alone(
 
 def test_suggestion_needs_a_curve() -> None:
     with pytest.raises(ConfigError, match="lower --start-lr"):
-        suggest([1e-4, 1e-3], [2.0, 9.0])
-    lr, _ = suggest([1e-3, 1e-2, 1e-1, 1.0, 10.0], [2.3, 2.2, 1.0, 0.9, 5.0])
-    assert lr == 1e-2  # the biggest drop per e-fold: from 1e-2 to 1e-1
+        suggest([1e-4, 1e-3], [2.0, 9.0], guess=math.log(10))
 
 
 def test_range_refused_when_empty() -> None:

@@ -1,6 +1,14 @@
 """The learning-rate range test: a copy of the model trained for a few hundred steps at a
-learning rate that grows exponentially, the loss recorded at each; the suggestion is where
-the smoothed loss falls fastest."""
+learning rate that grows exponentially, the loss recorded at each.
+
+The suggestion is the middle of the curve's valley, as fastai's ``valley`` finds it: the
+longest stretch over which the smoothed loss keeps falling (as a subsequence: the noise
+of single batches may interrupt it), taken after the moving average has settled and the
+loss has left its starting plateau, and before the loss's minimum (past it lies the
+divergence). There is no suggestion where the loss never falls clearly below both a
+guessing model's (ln of the class count) and its own starting value: a curve that shows no
+learning cannot say which rate learns best (the book's sigmoid LeNet, for one, learns
+nothing within 300 steps at any rate)."""
 
 from __future__ import annotations
 
@@ -23,28 +31,37 @@ from cnnlab.training.trainer import build_parts
 PLOT = "lr_find.png"
 SMOOTHING = 0.9  # weight of the past in the loss's moving average
 BLOWN_UP = 4.0  # stop once the smoothed loss exceeds this many times its minimum
+SETTLE = round(2 / (1 - SMOOTHING))  # points before the moving average has settled
+LEARNED = 0.9  # learning means a loss below this share of both guessing's and the start's
+PLATEAU = 0.1  # the fall starts where the loss is this share of the way to its minimum
 
 
 @dataclass
 class LrFindResult:
-    """The learning rates tried, the smoothed loss at each, and the suggestion."""
+    """The learning rates tried, the smoothed loss at each, and the suggestion: a rate, or
+    None where the curve shows no learning (``how`` then says why and what to try)."""
 
     lrs: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)  # smoothed, bias-corrected
-    suggestion: float = 0.0
+    suggestion: float | None = None
     how: str = ""
+    guess: float = 0.0  # the loss of a model that guesses: ln(classes)
     out_dir: Path = field(default_factory=Path)  # where lr_find.png is
 
     def figure(self) -> Figure:
+        """The curve; with a suggestion, marked with it and the guessing loss."""
         fig = Figure(figsize=(5, 3.2), layout="constrained")
         ax = fig.subplots()
         ax.plot(self.lrs, self.losses)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss (smoothed)")
-        ax.axvline(self.suggestion, color="C3", linestyle="--",
-                   label=f"suggested {self.suggestion:.3g}")  # fmt: skip
-        ax.legend()
+        if self.suggestion is not None:
+            ax.axvline(self.suggestion, color="C3", linestyle="--",
+                       label=f"suggested {self.suggestion:.3g}")  # fmt: skip
+            ax.axhline(self.guess, color="0.5", linestyle=":",
+                       label=f"guessing: {self.guess:.3g}")  # fmt: skip
+            ax.legend()
         ax.grid(alpha=0.3)
         return fig
 
@@ -92,7 +109,8 @@ def lr_find(config: TrainConfig, steps: int = 300, start_lr: float = 1e-4, end_l
             result.losses.append(smoothed)
             if step == steps:
                 break
-    result.suggestion, result.how = suggest(result.lrs, result.losses)
+    result.guess = math.log(len(parts.classes))
+    result.suggestion, result.how = suggest(result.lrs, result.losses, result.guess)
     directory, lock = create_run_dir(Path(out_dir) if out_dir else None, f"lr-find-{config.model}")
     try:
         result.figure().savefig(directory / PLOT, dpi=130)
@@ -102,20 +120,56 @@ def lr_find(config: TrainConfig, steps: int = 300, start_lr: float = 1e-4, end_l
     return result
 
 
-def suggest(lrs: list[float], losses: list[float]) -> tuple[float, str]:
-    """The learning rate where the smoothed loss falls fastest against log(lr), before
-    its minimum; and a sentence saying so.
+def suggest(lrs: list[float], losses: list[float], guess: float) -> tuple[float | None, str]:
+    """The middle of the smoothed loss's valley, or None where the loss shows no learning
+    (see the module's docstring); and a sentence saying which and why.
 
-    >>> suggest([1e-3, 1e-2, 1e-1, 1.0, 10.0], [2.3, 2.2, 1.0, 0.9, 5.0])[0]
-    0.01
+    >>> lrs = [10 ** (i / 10 - 4) for i in range(50)]  # 1e-4 up to about 8
+    >>> falling = [2.3 - 0.05 * max(0, i - 20) for i in range(40)] + [5.0] * 10
+    >>> round(suggest(lrs, falling, guess=2.3)[0], 4)
+    0.0501
+    >>> suggest(lrs, [2.3] * 50, guess=2.3)[0] is None
+    True
     """
     if len(lrs) < 3:
         raise ConfigError("the loss blew up at once: lower --start-lr and run lr-find again")
-    lowest = min(range(len(losses)), key=losses.__getitem__)
-    span = max(lowest, 2)
-    slopes = [(losses[i + 1] - losses[i]) / math.log(lrs[i + 1] / lrs[i]) for i in range(span)]
-    steepest = min(range(len(slopes)), key=slopes.__getitem__)
-    lr = lrs[steepest]
-    how = (f"where the smoothed loss fell fastest against log(lr) ({slopes[steepest]:.2f} per "
-           f"e-fold), before its minimum {losses[lowest]:.3f} at lr {lrs[lowest]:.3g}")  # fmt: skip
-    return lr, how
+    settle = min(SETTLE, len(lrs) // 3)
+    lowest = min(range(settle, len(losses)), key=losses.__getitem__)
+    start, low = losses[settle], losses[lowest]
+    if not (low < LEARNED * guess and low < LEARNED * start):
+        below = "a guessing model's" if low >= LEARNED * guess else "its own starting value"
+        return None, (
+            f"no reliable suggestion: within {len(lrs)} steps the smoothed loss never fell "
+            f"clearly below {below} (lowest {low:.3f} at lr {lrs[lowest]:.3g}; guessing "
+            f"scores {guess:.3f}, the settled start {start:.3f}), so the curve cannot say "
+            f"which rate learns best. Try more steps (--steps {2 * len(lrs)}), a wider range "
+            "(--start-lr, --end-lr), or a model that learns sooner (--model lenet-relu-max "
+            "or lenet-bn)"
+        )
+    # where the loss leaves its plateau: the last point before the minimum that is still
+    # within a tenth of the way from the start down to it
+    plateau = start - PLATEAU * (start - low)
+    leave = max(i for i in range(settle, lowest + 1) if losses[i] >= plateau)
+    first, last = (leave + i for i in valley(losses[leave : lowest + 1]))
+    return lrs[(first + last) // 2], (
+        f"valley: the middle of the longest falling stretch of the smoothed loss after it "
+        f"leaves its plateau (lr {lrs[first]:.3g} to {lrs[last]:.3g}, loss "
+        f"{losses[first]:.3f} to {losses[last]:.3f}; guessing scores {guess:.3f})"
+    )
+
+
+def valley(losses: list[float]) -> tuple[int, int]:
+    """The first and last index of the longest strictly falling subsequence of ``losses``
+    (the earliest such, where several are as long).
+
+    >>> valley([3.0, 2.0, 2.5, 1.5, 1.0, 1.2])
+    (0, 4)
+    """
+    longest = [1] * len(losses)  # of a falling subsequence ending at i
+    begins = list(range(len(losses)))  # where that subsequence begins
+    for i in range(len(losses)):
+        for j in range(i):
+            if losses[j] > losses[i] and longest[j] + 1 > longest[i]:
+                longest[i], begins[i] = longest[j] + 1, begins[j]
+    end = max(range(len(losses)), key=lambda i: (longest[i], -i))
+    return begins[end], end
