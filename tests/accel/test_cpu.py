@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes.util
+import hashlib
 import logging
 import os
 import platform
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -258,8 +262,10 @@ def test_the_kernel_builds_into_an_empty_cache_and_loads(
     cpu._library.cache_clear()
     try:
         assert cpu.library() is not None
-        (built,) = (tmp_path / "cnnlab" / "kernels").iterdir()
+        built, digest = sorted((tmp_path / "cnnlab" / "kernels").iterdir())
         assert built.name.startswith("cpu_block-") and built.suffix == ".so"
+        assert digest == cpu.digest_file(built)
+        assert digest.read_text() == hashlib.sha256(built.read_bytes()).hexdigest()
         model = create_model("lenet")
         assert isinstance(fuse_blocks(model)[0], FusedBlock)
     finally:
@@ -288,6 +294,94 @@ def test_without_the_kernel_training_stays_eager_with_a_one_line_notice(
         assert ("no-such-cc" if broken == "compiler" else "cannot build in") in notices[0]
     finally:
         cpu._library.cache_clear()
+
+
+LOAD = """
+import logging, sys
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+from cnnlab.accel.cpu import FusedBlock, fuse_blocks, library
+from cnnlab.models import create_model
+assert library() is not None
+assert isinstance(fuse_blocks(create_model("lenet"))[0], FusedBlock)
+print("loaded")
+"""
+
+
+def load_in_a_new_process(cache: Path) -> subprocess.CompletedProcess[str]:
+    """What a new ``cnnlab train`` does with the kernels in ``cache`` (a library loaded
+    into this process stays mapped under its name, so damage is tried in fresh ones)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    return subprocess.run([sys.executable, "-c", LOAD], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "foreign-with-digest",
+                                    "other-architecture"])  # fmt: skip
+def test_a_damaged_cached_kernel_is_rebuilt_with_a_notice_naming_it(
+    damage: str, tmp_path: Path
+) -> None:
+    """A cut-short library crashed the loader with SIGBUS; a foreign one lacked the
+    symbols; one for another architecture did not load. Each is now built again."""
+    first = load_in_a_new_process(tmp_path)
+    assert first.returncode == 0 and first.stdout == "loaded\n", first.stderr
+    [built] = (tmp_path / "cnnlab" / "kernels").glob("*.so")
+    good = built.read_bytes()
+    if damage == "truncated":
+        built.write_bytes(good[:20_000])
+    elif damage.startswith("foreign"):
+        built.write_bytes(Path(sys.executable).resolve().read_bytes()[:200_000])
+        if damage == "foreign-with-digest":
+            foreign = Path(ctypes.util.find_library("m") or "")
+            libm = next((p for p in (Path("/lib/x86_64-linux-gnu/libm.so.6"), foreign)
+                         if p.is_file()), None)  # fmt: skip
+            if libm is None:
+                pytest.skip("no libm file to stand in for a foreign library")
+            built.write_bytes(libm.read_bytes())
+    else:
+        if shutil.which("aarch64-linux-gnu-gcc") is None:
+            pytest.skip("needs aarch64-linux-gnu-gcc to make a library of another architecture")
+        subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-shared", "-fPIC", *map(str, cpu.SOURCES),
+                        "-o", str(built)], check=True, capture_output=True)  # fmt: skip
+    if damage in ("foreign-with-digest", "other-architecture"):  # past the digest check
+        cpu.digest_file(built).write_text(hashlib.sha256(built.read_bytes()).hexdigest())
+    second = load_in_a_new_process(tmp_path)
+    assert second.returncode == 0 and second.stdout == "loaded\n", second.stderr
+    notices = second.stderr.strip().splitlines()
+    assert len(notices) == 1 and str(built) in notices[0] and "building them again" in notices[0]
+    assert built.read_bytes() == good  # the same build again
+
+
+def test_a_compiler_that_hangs_is_given_up_with_a_notice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    stall = tmp_path / "stalling-cc"
+    stall.write_text("#!/bin/sh\nsleep 60\n")
+    stall.chmod(0o755)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(stall))
+    monkeypatch.setattr(cpu, "COMPILE_TIMEOUT_S", 2.5)
+    monkeypatch.setattr(logging.getLogger("cnnlab"), "propagate", True)
+    cpu._library.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="cnnlab"):
+            model = create_model("lenet")
+            assert fuse_blocks(model) is model  # eager
+        lines = [r.getMessage() for r in caplog.records]
+        assert any("building the fused CPU kernels" in line for line in lines)
+        assert "did not finish within 2.5 s" in lines[-1] and "eager layers" in lines[-1]
+        assert not list((tmp_path / "cache" / "cnnlab" / "kernels").iterdir())  # no leftovers
+    finally:
+        cpu._library.cache_clear()
+
+
+def test_stale_build_directories_are_removed(tmp_path: Path) -> None:
+    old, fresh = tmp_path / ".build-old", tmp_path / ".build-fresh"
+    for d in (old, fresh):
+        d.mkdir()
+        (d / "cpu_block.so").write_bytes(b"half")
+    os.utime(old, (0, 0))
+    cpu._remove_stale_builds(tmp_path)
+    assert not old.exists() and fresh.exists()
 
 
 def tiny_run(tmp_path: Path, model: nn.Module | None = None, lr: float = 0.5,

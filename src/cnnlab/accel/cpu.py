@@ -23,6 +23,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.fsutil import user_cache
+from cnnlab.fsutil import atomic_write_bytes, user_cache
 from cnnlab.logs import log
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_block.c", "cpu_norm.c"))
@@ -71,32 +72,106 @@ def isa() -> str:
     return name
 
 
+SYMBOLS = ("cnnlab_block_forward", "cnnlab_block_backward", "cnnlab_block_kept",
+           "cnnlab_norm_forward", "cnnlab_norm_backward")  # fmt: skip
+COMPILE_TIMEOUT_S = 120.0  # a compiler that takes longer is given up
+STALE_BUILD_S = 3600.0  # a build directory this old was left by a killed process
+
+
 def compile_library(sources: Sequence[Path], target: Path, flags: Sequence[str] = ("-march=native",)
                     ) -> str | None:  # fmt: skip
-    """Compile ``sources`` with ``flags`` into the shared library ``target``; None, or why
-    it failed. Without OpenMP (Apple's clang) the kernels build single-threaded; where
-    the compiler does not know ``-march=native``, for its baseline."""
+    """Compile ``sources`` with ``flags`` into the shared library ``target``, with its
+    SHA-256 beside it (``digest_file``); None, or why it failed. Without OpenMP (Apple's
+    clang) the kernels build single-threaded; where the compiler does not know
+    ``-march=native``, for its baseline. A compile that takes over a second says so; one
+    that takes over ``COMPILE_TIMEOUT_S`` is given up."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return "no C compiler found (install gcc, or set CC)"
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(target.parent)
     native = list(flags) == ISAS["native"]
     attempts = [[*flags, "-fopenmp"], [*flags]] + ([["-fopenmp"], []] if native else [])
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    deadline = time.monotonic() + COMPILE_TIMEOUT_S
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=target.parent) as tmp:
         out = Path(tmp) / target.name
         reason = ""
         for extra in attempts:
             command = [compiler, "-O3", *extra, "-shared", "-fPIC", *map(str, sources),
                        "-o", str(out)]  # fmt: skip
             try:
-                done = subprocess.run(command, capture_output=True, text=True)
+                code, stderr = _run(command, deadline)
             except OSError as e:
                 return f"cannot run {compiler}: {e.strerror}"
-            if done.returncode == 0:
+            except subprocess.TimeoutExpired:
+                return f"{compiler} did not finish within {COMPILE_TIMEOUT_S:g} s"
+            if code == 0:
+                digest = _sha256(out)
                 os.replace(out, target)  # atomic: a concurrent build finds a whole file
+                atomic_write_bytes(digest_file(target), digest.encode())
                 return None
-            reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            reason = (stderr.strip().splitlines() or [f"exit {code}"])[-1]
         return f"{compiler} failed: {reason}"
+
+
+def _run(command: list[str], deadline: float) -> tuple[int, str]:
+    """Run ``command`` until ``deadline``; after a second, say that the kernels are being
+    built (the first CPU training run on a machine waits for it)."""
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True) as process:  # fmt: skip
+        try:
+            _, stderr = process.communicate(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            log.info("building the fused CPU kernels for this machine (once) ...")
+            try:
+                _, stderr = process.communicate(timeout=max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+                raise
+        return process.returncode, stderr
+
+
+def _remove_stale_builds(directory: Path) -> None:
+    """Build directories left by a process killed while compiling."""
+    for build_dir in directory.glob(".build-*"):
+        try:
+            if time.time() - build_dir.stat().st_mtime > STALE_BUILD_S:
+                shutil.rmtree(build_dir)
+        except OSError:
+            pass  # another process's, or already gone
+
+
+def digest_file(library_file: Path) -> Path:
+    """Where a built library's SHA-256 is kept: beside it."""
+    return library_file.with_name(library_file.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load(target: Path, again: bool = False) -> tuple[ctypes.CDLL | None, str]:
+    """The library ``target``, or None and what is wrong with it. Its bytes are checked
+    against the digest written when it was built before it is loaded: a file cut short
+    or replaced would crash the process inside the loader (SIGBUS), not raise. ``again``:
+    a file of this name was loaded before and rejected; the loader would hand back that
+    one for the same path, so the new file is named differently (``dir/./name``)."""
+    try:
+        expected = digest_file(target).read_text().strip()
+        actual = _sha256(target)
+    except OSError as e:
+        return None, f"cannot read it or its digest: {e.strerror}"
+    if actual != expected:
+        return None, "its bytes differ from those built (cut short or replaced)"
+    try:
+        lib = ctypes.CDLL(os.path.join(target.parent, ".", target.name) if again else str(target))
+    except OSError as e:
+        return None, f"it does not load: {e}"
+    missing = [name for name in SYMBOLS if not hasattr(lib, name)]
+    if missing:
+        return None, f"it lacks {missing[0]} (not cnnlab's kernels)"
+    return lib, ""
 
 
 def library() -> ctypes.CDLL | None:
@@ -122,16 +197,21 @@ def _build(name: str) -> str:
 @cache
 def _library(name: str) -> ctypes.CDLL | None:
     target = user_cache() / "kernels" / f"cpu_block-{_build(name)}.so"
-    try:
-        why = None if target.exists() else compile_library(SOURCES, target, ISAS[name])
-    except OSError as e:  # e.g. a read-only cache
-        why = f"cannot build in {target.parent}: {e.strerror}"
-    if why is None:
+    lib, why, cached = None, "", target.exists()
+    if cached:
+        lib, damage = _load(target)
+        if lib is None:
+            log.warning("the cached CPU kernels %s are damaged: %s; building them again",
+                        target, damage)  # fmt: skip
+    if lib is None:
         try:
-            lib = ctypes.CDLL(str(target))
-        except OSError as e:
-            why = f"cannot load {target}: {e}"
-    if why is not None:
+            why = compile_library(SOURCES, target, ISAS[name]) or ""
+        except OSError as e:  # e.g. a read-only cache
+            why = f"cannot build in {target.parent}: {e.strerror}"
+        if not why:
+            lib, damage = _load(target, again=cached)
+            why = f"{target} was built but {damage}" if lib is None else ""
+    if lib is None:
         log.warning("the fused CPU kernels are off (%s); training runs the eager layers", why)
         return None
     pointer, shape, threads = ctypes.c_void_p, ctypes.POINTER(_Shape), ctypes.c_long
