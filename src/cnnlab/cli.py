@@ -15,7 +15,7 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.fsutil import atomic_write_bytes
-from cnnlab.logs import ensure_logging, log
+from cnnlab.logs import ensure_logging, log, shown
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.control import Interrupted
 
@@ -129,7 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name, total, acc in zip(
         classes, confusion.sum(dim=1), per_class_accuracy(confusion), strict=True
     ):
-        log.info("%-14s %8d %8.3f", name, total, acc)
+        log.info("%-14s %8d %8.3f", shown(name), total, acc)
     return 0
 
 
@@ -142,11 +142,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     for path, result in predict_files(model, meta, args.images, invert=args.invert, top=args.top):
         if isinstance(result, CnnlabError):
-            print(f"error: {result}", file=sys.stderr)
+            print(f"error: {shown(result)}", file=sys.stderr)
             failed += 1
             continue
-        ranked = ", ".join(f"{name} {p:.3f}" for name, p in result)
-        log.info("%s: %s", path, ranked)
+        ranked = ", ".join(f"{shown(name)} {p:.3f}" for name, p in result)
+        log.info("%s: %s", shown(path), ranked)
     return 1 if failed else 0
 
 

@@ -7,6 +7,20 @@ import sys
 
 log = logging.getLogger("cnnlab")
 
+# C0 and C1 control characters and DEL: a name read from a file (a class in a shared run's
+# model.json, an image's file name) could otherwise move the cursor, retitle the terminal
+# or start a new line of output.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def shown(text: object) -> str:
+    """``text`` for a terminal, its control characters written as escapes.
+
+    >>> shown("shirt\\x1b]0;pwned\\x07\\n")
+    'shirt\\\\x1b]0;pwned\\\\x07\\\\x0a'
+    """
+    return str(text).translate(_CONTROLS)
+
 
 class _StdoutHandler(logging.Handler):
     """Writes each message to whatever ``sys.stdout`` is at that moment (notebooks and

@@ -146,6 +146,8 @@ def _img(fig: Figure, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+# The report runs no script and loads nothing: whatever a run directory holds stays text.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 0 auto; max-width: 1100px;
        padding: 1rem 1.5rem; color: #1d1d1f; }
@@ -207,6 +209,7 @@ def render_report(view: RunView, explorer: str | None = None) -> str:
                 "</code> for an in-browser explorer of this network.</p>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>cnnlab run {html.escape(view.run_dir.name)}</title><style>{STYLE}</style></head>
 <body><h1>cnnlab run {html.escape(view.run_dir.name)}</h1>

@@ -138,3 +138,52 @@ def test_unsupported_layer_is_named() -> None:
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(2 * 26 * 26, 10))
     with pytest.raises(ValueError, match="cannot run GELU; it runs Conv2d"):
         model_spec(model, [1, 28, 28])
+
+
+HOSTILE = ["<img src=x onerror=\"window.pwned = 1; document.title = 'pwned'\">", "<!--",
+           "<script>window.pwned = 2</script>", "</script><script>window.pwned = 3</script>",
+           "a & b", "\u2028line", "\x1b]0;retitled\x07", "\x1b[2J", "ok", "<b>bold</b>"]
+
+
+def hostile_run(run: Path) -> None:
+    """Give a finished run's model.json class names that are markup and escape sequences."""
+    import json
+
+    meta = json.loads((run / "model.json").read_text())
+    meta["classes"] = HOSTILE
+    (run / "model.json").write_text(json.dumps(meta))
+
+
+def test_a_run_with_hostile_class_names_runs_no_script_in_its_pages(
+    browser: Any, tiny_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, data = tiny_run
+    hostile_run(run)
+    assert main(["explore", str(run), "--data-dir", str(data), "--images", "5"]) == 0
+    assert main(["report", str(run), "--data-dir", str(data)]) == 0
+    for page_file in (run / "explorer.html", run / "report.html"):
+        assert 'http-equiv="Content-Security-Policy"' in page_file.read_text()
+        errors: list[str] = []
+        page = open_page(browser, page_file.as_uri(), errors)
+        if page_file.name == "explorer.html":
+            page.wait_for_function(READY)
+            # the names are the bars' text, whole, and no element was made from them
+            bars = page.locator("#probs .bar span").all_text_contents()
+            assert bars == HOSTILE
+            assert page.locator("#probs img, #probs script, #probs b").count() == 0
+        assert page.evaluate("window.pwned") is None
+        assert "pwned" not in page.title()
+        assert errors == [], page_file.name
+    # on a terminal the escape sequences are shown, not obeyed
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b]0;retitled\\x07" in out and "\\x1b[2J" in out
+
+
+def test_the_notebook_frame_is_sandboxed_without_the_notebooks_origin() -> None:
+    from cnnlab.viz.explorer import Explorer
+
+    frame = Explorer("<p>page</p>")._repr_html_()
+    assert frame.startswith('<iframe sandbox="allow-scripts" ')
+    assert "allow-same-origin" not in frame

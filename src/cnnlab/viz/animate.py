@@ -162,7 +162,8 @@ show(0); start();
         raise ValueError(f"unknown animation format {fmt!r}; write .gif, .svg or .html")
 
     def _repr_html_(self) -> str:  # Jupyter: the player, isolated in its own frame
-        return (f'<iframe srcdoc="{html.escape(self.html())}" width="{self.width + 40}" '
+        return (f'<iframe sandbox="allow-scripts" srcdoc="{html.escape(self.html())}" '
+                f'width="{self.width + 40}" '
                 f'height="{self.height + 90}" style="border:0"></iframe>')  # fmt: skip
 
 

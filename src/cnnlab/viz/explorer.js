@@ -139,7 +139,7 @@
   const views = data.layers.map((l, n) => {
     const box = document.createElement("div");
     box.className = "layer";
-    box.innerHTML = `<h2>${n + 1}. ${describe(l)}</h2>`;
+    box.appendChild(document.createElement("h2")).textContent = `${n + 1}. ${describe(l)}`;
     const maps = document.createElement("div");
     box.appendChild(maps);
     layersBox.appendChild(box);
@@ -209,9 +209,15 @@
     });
     const best = probs.indexOf(Math.max(...probs));
     document.getElementById("prediction").textContent = data.classes[best];
-    document.getElementById("probs").innerHTML = probs.map((p, k) =>
-      `<div class="bar"><span>${data.classes[k]}</span><div style="width:${(200 * p).toFixed(1)}px"></div>` +
-      `${(100 * p).toFixed(1)}%</div>`).join("");
+    // the class names come from the run's model.json: text, never markup
+    document.getElementById("probs").replaceChildren(...probs.map((p, k) => {
+      const bar = document.createElement("div"), fill = document.createElement("div");
+      bar.className = "bar";
+      bar.appendChild(document.createElement("span")).textContent = data.classes[k];
+      fill.style.width = `${(200 * p).toFixed(1)}px`;
+      bar.append(fill, `${(100 * p).toFixed(1)}%`);
+      return bar;
+    }));
     window.cnnlab = { probabilities: probs, prediction: data.classes[best], pixels: Array.from(pixels),
                       layers: () => outputs.map((x) => Array.from(x.v)) }; // each layer's output
     if (!document.body.dataset.firstPredictionMs)

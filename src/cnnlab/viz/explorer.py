@@ -11,6 +11,7 @@ float32, the first N test images as base64 uint8, and each layer's receptive fie
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 from dataclasses import dataclass
@@ -112,6 +113,28 @@ def model_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]
     return spec
 
 
+def script_json(value: Any) -> str:
+    """``value`` as JSON that the HTML parser cannot end or comment out inside a
+    ``<script>`` element: ``<``, ``>`` and ``&`` (and U+2028/9, line ends to older
+    JavaScript) as ``\\uXXXX`` escapes, which JSON.parse reads back as the same text.
+
+    >>> script_json({"classes": ["</script><!--", "a&b"]})
+    '{"classes":["\\\\u003c/script\\\\u003e\\\\u003c!--","a\\\\u0026b"]}'
+    """
+    text = json.dumps(value, separators=(",", ":"))
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+def csp(script: str) -> str:
+    """The generated page's Content-Security-Policy: nothing loaded from anywhere, no
+    script but its own (by hash), inline styles (the page's and the bars' widths)."""
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    return (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+            "img-src data:")
+
+
 @dataclass
 class Explorer:
     """The page; a notebook shows it inline."""
@@ -119,8 +142,9 @@ class Explorer:
     html: str
 
     def _repr_html_(self) -> str:
-        return (f'<iframe srcdoc="{html.escape(self.html)}" width="100%" height="900" '
-                'style="border:0"></iframe>')  # fmt: skip
+        # sandboxed: the page's script runs, but not with the notebook page's origin
+        return (f'<iframe sandbox="allow-scripts" srcdoc="{html.escape(self.html)}" '
+                'width="100%" height="900" style="border:0"></iframe>')  # fmt: skip
 
 
 def explorer_page(
@@ -140,11 +164,10 @@ def explorer_page(
         "labels": [int(v) for v in labels],
     }
     script = resources.files("cnnlab.viz").joinpath("explorer.js").read_text()
-    # "</" cannot appear inside the JSON script element: escape its slash.
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     title = html.escape(f"cnnlab explorer: {data['model']}")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta http-equiv="Content-Security-Policy" content="{csp(script)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>{STYLE}</style></head><body>
 <h1>{title}</h1>
@@ -163,7 +186,7 @@ def explorer_page(
  </section>
 </div>
 <div id="layers"></div>
-<script id="model-data" type="application/json">{payload}</script>
+<script id="model-data" type="application/json">{script_json(data)}</script>
 <script>{script}</script>
 </body></html>
 """
