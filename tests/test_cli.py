@@ -167,3 +167,28 @@ def test_an_out_dir_symlink_to_nowhere_is_one_line(
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert f"cannot create {link}: it is a symbolic link to nowhere" in err
+
+
+def test_a_closed_pipe_does_not_end_a_training_run(tmp_path: Path) -> None:
+    """`cnnlab train --epochs 3 | head -1`: the reader leaves after one line; the run
+    still trains all its epochs and saves everything, and stderr says what happened."""
+    from tests.conftest import write_dataset
+
+    write_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "train", "--dataset", "idx", "--data-dir",
+         str(tmp_path / "data"), "--epochs", "3", "--batch-size", "16", "--lr", "0.1",
+         "--out-dir", str(run)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # as head -1 does
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 0, stderr
+    assert first.strip()
+    assert "standard output was closed" in stderr
+    assert (run / "model.safetensors").is_file() and (run / "curves.png").is_file()
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["epochs_trained"] == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 log = logging.getLogger("cnnlab")
@@ -27,8 +28,23 @@ class _StdoutHandler(logging.Handler):
     test runners replace it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        sys.stdout.write(record.getMessage() + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(record.getMessage() + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            stdout_gone()
+
+
+def stdout_gone() -> None:
+    """The reader of stdout has gone (``cnnlab train | head -1``): the rest of the output
+    goes to the null device, a note says so once on stderr, and the command goes on (a
+    closed pipe must not end a training run before it has saved its model)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor to replace (a notebook's stream)
+        return
+    print("note: standard output was closed (its reader has gone); cnnlab goes on without "
+          "printing to it", file=sys.stderr)  # fmt: skip
 
 
 def ensure_logging(command_line: bool = False) -> None:
