@@ -51,3 +51,36 @@ def test_unknown_format_is_refused(run: tuple[Path, Path]) -> None:
 @pytest.fixture
 def run(tiny_run: tuple[Path, Path]) -> tuple[Path, Path]:
     return tiny_run
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_onto_a_full_disk_fails_in_one_line_and_leaves_no_file(
+    fmt: str, run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A 64 KiB tmpfs in a private mount namespace, too small for the model."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if fmt == "onnx":
+        pytest.importorskip("onnx")
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount a small filesystem")
+    run_dir, data = run
+    full = tmp_path / "full"
+    full.mkdir()
+    export_cmd = [sys.executable, "-m", "cnnlab", "export", str(run_dir), "--format", fmt,
+                  "-o", str(full / "model.bin"), "--data-dir", str(data)]  # fmt: skip
+    # export, then list what is left on the small filesystem, inside the same namespace
+    script = (f'mount -t tmpfs -o size=64k tmpfs {full} || exit 99; "$@"; status=$?; '
+              f"echo LISTING; ls -A {full}; exit $status")  # fmt: skip
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *export_cmd],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    if done.returncode == 99:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and "terminate called" not in done.stderr
+    assert done.stdout.split("LISTING\n")[1] == ""  # no model file, no temporary file

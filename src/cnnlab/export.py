@@ -3,6 +3,7 @@ the file, and the ONNX file checked against PyTorch in onnxruntime."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 from cnnlab.data import Batches, load_dataset
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
+from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.rundir import load_model
 
 FORMATS = ("onnx", "torchscript")
@@ -44,25 +46,31 @@ def export(run_dir: Path, fmt: str, out: Path, data_dir: str | None = None,
     model, meta = load_model(run_dir)
     shape = meta["preprocessing"]["input_shape"]
     example = torch.zeros(2, *shape)
+    # Each format is serialized in memory, then written through the atomic path: a full
+    # disk or a kill leaves no partial file at ``out`` (torch's own writers write in place).
     if fmt == "torchscript":
         traced = torch.jit.trace(model, example)  # type: ignore[no-untyped-call]
-        torch.jit.save(traced, str(out), _extra_files={"cnnlab.json": json.dumps(describe(meta))})
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={"cnnlab.json": json.dumps(describe(meta))})
+        atomic_write_bytes(out, buffer.getvalue())
         return None
     try:
-        import onnx
+        import onnx  # noqa: F401  (the exporter builds its model as onnx protobufs)
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError:
         raise ConfigError(f"ONNX export needs the onnx extra: {ONNX_EXTRA}") from None
     try:
-        torch.onnx.export(model, (example,), str(out), input_names=["image"],
-                          output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
-                          verbose=False)  # fmt: skip
+        program = torch.onnx.export(
+            model, (example,), input_names=["image"], output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False,
+        )  # fmt: skip
     except Exception as e:  # the exporter raises many kinds; say which model failed
         raise CnnlabError(f"ONNX export of {meta['model']} failed: {e}") from e
-    proto = onnx.load(str(out))
+    assert program is not None
+    proto = program.model_proto
     for key, value in describe(meta).items():
         proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(out))
+    atomic_write_bytes(out, proto.SerializeToString())
     return check_onnx(out, model, meta, data_dir, check_images)
 
 
