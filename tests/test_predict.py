@@ -71,3 +71,27 @@ def test_non_finite_weights_are_refused(run: Path) -> None:
 @pytest.fixture
 def run(tiny_run: tuple[Path, Path]) -> Path:
     return tiny_run[0]
+
+
+def test_a_pipe_a_device_and_a_directory_are_refused_at_once(tmp_path: Path) -> None:
+    """Opening a named pipe waited forever for a writer; each is now one line."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "a_fifo"
+    os.mkfifo(fifo)
+    program = (
+        "import sys; from pathlib import Path; from cnnlab.errors import DataError; "
+        "from cnnlab.predict import load_image\n"
+        "for p in sys.argv[1:]:\n"
+        "    try: load_image(Path(p), (28, 28))\n"
+        "    except DataError as e: print(e)\n"
+    )  # in a process of its own: the old behaviour never returns
+    done = subprocess.run([sys.executable, "-c", program, str(fifo), "/dev/zero", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.stdout.splitlines() == [
+        f"{fifo}: not a regular file (a pipe, a device or a socket); give the path of an image file",
+        "/dev/zero: not a regular file (a pipe, a device or a socket); give the path of an image file",
+        f"{tmp_path}: is a directory; give the image files in it",
+    ], done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ def load_image(path: Path, size: tuple[int, int], invert: bool = False) -> torch
     ones are taken as [0, 1]. Fashion-MNIST shows light objects on a dark background: pass
     ``invert`` for photos of dark objects on a light one.
     """
+    _check_regular(path)
     try:
         with Image.open(path) as image:
             gray = _grayscale(image)
@@ -35,6 +37,22 @@ def load_image(path: Path, size: tuple[int, int], invert: bool = False) -> torch
         raise DataError(f"{path}: not a readable image (PNG, JPEG, ...): {e}") from e
     pixels = torch.from_numpy(np.clip(np.asarray(small, dtype=np.float32), 0, 1)).unsqueeze(0)
     return 1 - pixels if invert else pixels
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse what is not a file of bytes before opening it: opening a named pipe waits
+    for a writer, and a device never ends."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it: {e.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: is a directory; give the image files in it")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: not a regular file (a pipe, a device or a socket); give "
+                        "the path of an image file")  # fmt: skip
 
 
 def _grayscale(image: Image.Image) -> np.ndarray:
