@@ -47,7 +47,7 @@ batch_size = [128]
     ("text", "message"),
     [("[bases]\nepochs = 1", "unknown sections \\['bases'\\]"),
      ("[[run]]\nname = 'a'\nepoch = 3", "run 'a': unknown config keys \\['epoch'\\]"),
-     ("[[run]]\nname = 'a'\nlr = -1", "run 'a': lr must be a positive number"),
+     ("[[run]]\nname = 'a'\nlr = -1", "run 'a': lr must be a positive finite number"),
      ("[grid]\nlr = []", "every \\[grid\\] entry must be a non-empty list"),
      ("[base]\nepochs = 1", "no runs"),
      ("[[run]]\nname = 'a'\n[[run]]\nname = 'a'", "two runs have the same name"),

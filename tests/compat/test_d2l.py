@@ -441,3 +441,49 @@ def test_progress_board_redraws_in_place_in_a_notebook(
     assert [p.y for p in board.data["loss"]] == [0.5, 2.5]  # means of 2 raw points
     assert len(shown) == 2 and all(png[:4] == b"\x89PNG" for png in shown)
     assert not (tmp_path / "progress.png").exists()  # nothing written in a notebook
+
+
+# -- the book's arguments, checked as the book's library would take them ----------------
+
+
+@pytest.mark.parametrize("resize", [32.5, "28", 0, -4, 10_000, (28,), (28, 28, 28), (28.0, 28),
+                                    True, [0, 28]])  # fmt: skip
+def test_a_resize_the_book_would_not_pass_is_refused_at_the_call(
+    resize: object, tiny_fashion_mnist: Path
+) -> None:
+    with pytest.raises(ValueError, match="resize must be an int or a \\(height, width\\) pair of ints from 1 to 1024"):
+        d2l.load_data_fashion_mnist(8, resize=resize, data_dir=tiny_fashion_mnist)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="resize must be an int"):
+        d2l.FashionMNIST(batch_size=8, resize=resize, data_dir=tiny_fashion_mnist)  # type: ignore[arg-type]
+
+
+def test_train_ch6_with_no_epochs_returns_without_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    X, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=16)
+    net = book_lenet()
+    d2l.train_ch6(net, loader, loader, 0, 0.9, "cpu")
+    assert capsys.readouterr().out == "training on cpu\n"
+    with pytest.raises(ValueError, match="num_epochs must be a whole number >= 0, got -1"):
+        d2l.train_ch6(net, loader, loader, -1, 0.9, "cpu")
+
+
+def test_a_non_finite_loss_stops_train_ch6_and_the_trainer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.training.control import Diverged
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    X, y = torch.rand(48, 1, 28, 28), torch.randint(0, 10, (48,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=16)
+    # the first step's loss is a number; the update with lr nan makes the second's NaN
+    with pytest.raises(Diverged, match=r"not a finite number in epoch 1, step 2 \(lr nan\)\. The learning rate itself"):
+        d2l.train_ch6(book_lenet(), loader, loader, 2, float("nan"), "cpu")
+    model = d2l.LeNet(lr=float("nan"))
+    data = SyntheticData()
+    model.apply_init([next(iter(data.get_dataloader(True)))[0]], d2l.init_cnn)
+    with pytest.raises(Diverged, match=r"not a finite number in epoch 1 \(lr nan\)"):
+        d2l.Trainer(max_epochs=3).fit(model, data)

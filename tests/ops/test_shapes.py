@@ -49,3 +49,19 @@ def test_bad_values() -> None:
         conv_output_size(8, 0)
     with pytest.raises(ValueError, match="padding must be non-negative"):
         conv_output_size(8, 3, padding=-1)
+
+
+def test_a_stack_whose_field_passes_float_precision_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """1,100 stride-2 layers made the field's jump 2**1100: OverflowError before."""
+    import re
+
+    from cnnlab.cli import main
+
+    with pytest.raises(ValueError, match=re.escape("layer 54: the receptive field passes 2**53")):
+        receptive_field([(1, 2, 0)] * 1100)
+    assert len(receptive_field([(1, 2, 0)] * 52)) == 52  # up to the limit, exact
+    assert main(["shape", "--input", "28x28", *["--layer", "conv,k=1,s=2"] * 1100]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: layer 54: the receptive field passes 2**53 pixels")

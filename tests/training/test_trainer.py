@@ -112,15 +112,20 @@ def test_refuses_an_unwritable_place(tiny_dataset: tuple[ds.Dataset, Path], tmp_
     [
         ("epochs", 0, "epochs must be a positive integer, got 0"),
         ("batch_size", -1, "batch_size must be a positive integer, got -1"),
-        ("lr", 0.0, "lr must be a positive number, got 0.0"),
-        ("seed", -3, "seed must be a non-negative integer, got -3"),
+        ("lr", 0.0, "lr must be a positive finite number, got 0.0"),
+        ("lr", math.inf, "lr must be a positive finite number, got inf"),
+        ("lr", math.nan, "lr must be a positive finite number, got nan"),
+        ("seed", -3, r"seed must be an integer from 0 to 2\*\*63 - 1, got -3"),
+        ("seed", 2**63, r"seed must be an integer from 0 to 2\*\*63 - 1, got 9223372036854775808"),
+        ("resume", "", "resume must name a run directory, got ''"),
         ("device", "tpu", "device must be one of auto, cpu, cuda, mps, got 'tpu'"),
         ("optimizer", "lbfgs", "optimizer must be one of sgd, momentum, nesterov, adamw"),
         ("schedule", "step", "schedule must be one of constant, cosine, onecycle, got 'step'"),
         ("init", "zeros", "init must be one of xavier, kaiming, default, got 'zeros'"),
         ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
         ("momentum", -0.1, r"momentum must be in \[0, 1\), got -0.1"),
-        ("weight_decay", -1, "weight_decay must be >= 0, got -1"),
+        ("weight_decay", -1, "weight_decay must be >= 0 and finite, got -1"),
+        ("weight_decay", math.inf, "weight_decay must be >= 0 and finite, got inf"),
         ("val_size", -1, "val_size must be a non-negative integer, got -1"),
         ("augment", "crop,rotate", "unknown augmentation rotate; choose from crop, flip, erase"),
         ("precision", "fp16", "precision must be one of fp32, bf16, got 'fp16'"),
@@ -448,3 +453,13 @@ def test_bf16_precision_autocasts_where_the_cpu_has_bf16_and_else_says_so(
     assert notices == ([] if has_bf16 else [
         "--precision bf16: this CPU has neither AVX512-BF16 nor AMX, so this run trains in fp32"
     ])  # fmt: skip
+
+
+def test_a_toml_file_nested_too_deeply_is_a_one_line_error(tmp_path: Path) -> None:
+    """tomllib recurses per level: 5,000 nested arrays raised RecursionError."""
+    from cnnlab.training.config import load_toml
+
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.toml: its tables or arrays are nested too deeply"):
+        load_toml(deep, "config file")

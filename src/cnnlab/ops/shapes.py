@@ -75,6 +75,9 @@ class Field:
     start: float  # input coordinate of the centre of the first output's field
 
 
+MAX_FIELD = 2**53  # field sizes and positions stay exact in a float below this
+
+
 def receptive_field(layers: Sequence[tuple[int, int, int]]) -> list[Field]:
     """Fields after each (kernel, stride, padding-before) layer of a stack.
 
@@ -83,9 +86,12 @@ def receptive_field(layers: Sequence[tuple[int, int, int]]) -> list[Field]:
     """
     size, jump, start = 1, 1, 0.5
     fields = []
-    for kernel, stride, pad in layers:
+    for n, (kernel, stride, pad) in enumerate(layers, start=1):
         if kernel < 1 or stride < 1 or pad < 0:
             raise ValueError(f"bad layer (kernel, stride, padding) = {(kernel, stride, pad)}")
+        if max(jump * stride, size + (kernel - 1) * jump, pad * jump) > MAX_FIELD:
+            raise ValueError(f"layer {n}: the receptive field passes 2**53 pixels, past what "
+                             "any image has (and float precision); use fewer or smaller layers")
         size += (kernel - 1) * jump
         start += ((kernel - 1) / 2 - pad) * jump
         jump *= stride

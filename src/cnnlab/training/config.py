@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,6 +21,7 @@ from cnnlab.models.lenet import BACKENDS, INITS
 from cnnlab.training.optim import OPTIMIZERS, SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 KEEP = ("last", "best")
 
 
@@ -133,10 +135,14 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.lr, int | float) or not self.lr > 0:
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.lr, int | float) or not 0 < self.lr < math.inf:
+            raise ConfigError(f"lr must be a positive finite number, got {self.lr!r}")
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
+        resume = self.resume
+        if resume is not None and (not isinstance(resume, str) or not resume.strip()):
+            raise ConfigError(f"resume must name a run directory, got {resume!r}")
         for name, choices in (("backend", BACKENDS), ("optimizer", OPTIMIZERS),
                               ("schedule", SCHEDULES), ("init", INITS),
                               ("precision", PRECISIONS)):  # fmt: skip
@@ -148,8 +154,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
-        if not isinstance(self.weight_decay, int | float) or self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        decay = self.weight_decay
+        if not isinstance(decay, int | float) or not 0 <= decay < math.inf:
+            raise ConfigError(f"weight_decay must be >= 0 and finite, got {decay!r}")
         if self.fast is not None and not isinstance(self.fast, bool):
             raise ConfigError(f"fast must be true or false, got {self.fast!r}")
         for name in ("tta", "compile", "quiet", "tensorboard"):
@@ -309,3 +316,5 @@ def load_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} {path} not found") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: not a readable TOML file ({e})") from None
+    except RecursionError:  # tomllib parses nested tables and arrays recursively
+        raise ConfigError(f"{path}: its tables or arrays are nested too deeply to read") from None

@@ -11,6 +11,8 @@ flaws are fixed rather than copied:
 
 from __future__ import annotations
 
+import math
+import operator
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ from cnnlab.compat.d2l.display import FigureOutput
 from cnnlab.data import Batches, load_dataset
 from cnnlab.device import configure_device
 from cnnlab.ops import corr2d
+from cnnlab.training.control import Diverged
 
 __all__ = [
     "Accumulator", "Animator", "Timer", "accuracy", "corr2d", "evaluate_accuracy_gpu",
@@ -93,14 +96,30 @@ def resize_batch(x: torch.Tensor, size: tuple[int, ...] | None) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", antialias=True)
 
 
+MAX_SIDE = 1024  # a batch of 256 such images is 1 GiB of float32
+
+
 def image_size(resize: int | Sequence[int] | None) -> tuple[int, int] | None:
-    """The book's ``resize`` argument (an int for a square, or (H, W)) as (H, W)."""
+    """The book's ``resize`` argument (an int for a square, or (H, W)) as (H, W); anything
+    else is refused here, not by torch at the first batch.
+
+    >>> image_size(224), image_size((96, 64)), image_size(None)
+    ((224, 224), (96, 64), None)
+    """
     if resize is None:
         return None
-    if isinstance(resize, int):
-        return (resize, resize)
-    height, width = resize
-    return (int(height), int(width))
+    sides = [resize, resize] if not isinstance(resize, str | bytes | Sequence) else resize
+    try:
+        height, width = (operator.index(v) for v in sides)  # ints only: not 32.5, not "28"
+    except (TypeError, ValueError):
+        height = width = 0
+    odd = isinstance(resize, str | bytes | bool) or any(isinstance(v, bool) for v in sides)
+    if odd or not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise ValueError(
+            f"resize must be an int or a (height, width) pair of ints from 1 to {MAX_SIDE}, "
+            f"as the book passes it (224, or (224, 224)); got {resize!r}"
+        )
+    return (height, width)
 
 
 def load_data_fashion_mnist(
@@ -271,6 +290,17 @@ def place(net: nn.Module, device: torch.device) -> None:
         net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
+def diverged(epoch: int, step: int | None, lr: float) -> Diverged:
+    """The error that stops the book's loops when the loss stops being a number, as it
+    stops ``cnnlab train`` (``step`` None: somewhere in the epoch)."""
+    where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else "")
+    tip = f"Try a lower learning rate, e.g. lr={lr / 10:g}."
+    if not math.isfinite(lr):
+        tip = "The learning rate itself is not a finite number: give a positive one."
+    return Diverged(f"training diverged: the loss is not a finite number in {where} "
+                    f"(lr {lr}). {tip}")  # fmt: skip
+
+
 def train_ch6(
     net: nn.Module, train_iter: Any, test_iter: Any, num_epochs: int, lr: float,
     device: torch.device | str,
@@ -282,8 +312,12 @@ def train_ch6(
         if isinstance(m, (nn.Linear, *layers.CONV_TYPES)):
             nn.init.xavier_uniform_(m.weight)
 
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 0:
+        raise ValueError(f"num_epochs must be a whole number >= 0, got {num_epochs!r}")
     net.apply(init_weights)
     print("training on", device)
+    if num_epochs == 0:
+        return
     device = torch.device(device)
     place(net, device)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
@@ -308,6 +342,8 @@ def train_ch6(
             timer.stop()
             train_l = metric[0] / metric[2]
             train_acc = metric[1] / metric[2]
+            if not math.isfinite(train_l):  # the book would go on, printing "loss nan"
+                raise diverged(epoch, i, lr)
             if (i + 1) % every == 0 or i == num_batches - 1:
                 animator.add(epoch + (i + 1) / num_batches, (train_l, train_acc, None))
         test_acc = evaluate_accuracy_gpu(net, test_iter)

@@ -34,6 +34,7 @@ from torch import nn
 from cnnlab.compat.d2l.classic import (
     TEXT_LABELS,
     Loader,
+    diverged,
     draw_seed,
     image_size,
     place,
@@ -436,9 +437,11 @@ class Trainer(HyperParameters):
     def fit_epoch(self) -> None:
         self.model.train()
         start = time.perf_counter()
+        finite = torch.ones((), dtype=torch.bool, device=self.device)  # read once an epoch
         for batch in self.train_dataloader:
             batch = self.prepare_batch(batch)
             loss = self.model.training_step(batch)
+            finite &= torch.isfinite(loss.detach()).all()
             self.optim.zero_grad()
             with torch.no_grad():
                 loss.backward()  # type: ignore[no-untyped-call]
@@ -448,6 +451,9 @@ class Trainer(HyperParameters):
             self.train_batch_idx += 1
             self.train_examples += len(batch[-1])
         self.train_seconds += time.perf_counter() - start
+        if not finite:
+            lr = self.optim.param_groups[0]["lr"] if hasattr(self.optim, "param_groups") else 0.0
+            raise diverged(self.epoch, None, lr)
         if self.val_dataloader is None:
             return
         self.model.eval()
