@@ -105,3 +105,61 @@ def test_a_sweep_cannot_resume(tmp_path: Path) -> None:
     (tmp_path / "s.toml").write_text('[[run]]\nname = "a"\nresume = "runs/x"\n')
     with pytest.raises(ConfigError, match="resume is not a key it can set"):
         load_sweep(tmp_path / "s.toml")
+
+
+def test_a_grid_over_the_limit_is_refused_before_it_is_listed(tmp_path: Path) -> None:
+    """10**10 variants were listed until memory ran out; 10,000 started without a word."""
+    import time
+
+    big = write(tmp_path, "[grid]\n" + "\n".join(f"k{i} = {list(range(10))}" for i in range(10)))
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"10,000,000,000 variants .* a grid of 10 x 10 x .* more than 200; .* --max-variants 10000000000"):
+        load_sweep(big)
+    assert time.perf_counter() - start < 1
+    grid = write(tmp_path, "[base]\nepochs = 1\n[grid]\nseed = " + str(list(range(100))) +
+                 "\nlr = " + str([0.1 * (i + 1) for i in range(100)]))  # fmt: skip
+    with pytest.raises(ConfigError, match="10,000 variants"):
+        load_sweep(grid)
+    assert len(load_sweep(grid, max_variants=10_000)) == 10_000
+
+
+def test_sigint_stops_the_sweep_within_one_variant_and_writes_its_table(tmp_path: Path) -> None:
+    """Ctrl-C to the sweep's process group: the running variant stops with a checkpoint,
+    no other starts, and the table says what finished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_dataset(tmp_path / "data", n_train=96, n_test=32)
+    path = write(tmp_path, f"""
+[base]
+dataset = "idx"
+data_dir = "{tmp_path / "data"}"
+batch_size = 8
+checkpoint_every = 1
+[grid]
+seed = [0, 1, 2]
+epochs = [400]
+""")  # fmt: skip
+    out = tmp_path / "sweep"
+    sweep = subprocess.Popen([sys.executable, "-m", "cnnlab", "sweep", str(path), "--out-dir",
+                              str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)  # fmt: skip
+    first = out / "seed-0-epochs-400" / "checkpoint.safetensors"
+    deadline = time.monotonic() + 120
+    while not first.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert first.exists(), "the first variant never checkpointed"
+    stopped_at = time.monotonic()
+    os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C at the terminal does
+    _, stderr = sweep.communicate(timeout=120)
+    assert time.monotonic() - stopped_at < 60
+    assert sweep.returncode == 130, stderr
+    assert "SIGINT: the sweep stopped with 0 of 3 variants finished" in stderr
+    table = (out / "sweep.md").read_text()
+    assert "| seed=0 epochs=400 | lenet | failed: SIGINT: stopped at epoch 1" in table
+    assert "checkpoint saved. Resume with: cnnlab train --resume" in table
+    assert table.count("not run (stopped)") == 2
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["seed-0-epochs-400"]

@@ -298,9 +298,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from cnnlab.sweep import markdown_table, sweep
+    from cnnlab.sweep import MAX_VARIANTS, markdown_table, sweep
 
-    rows = sweep(args.file, args.out_dir, args.jobs)
+    limit = MAX_VARIANTS if args.max_variants is None else args.max_variants
+    rows = sweep(args.file, args.out_dir, args.jobs, limit)
     print(markdown_table(rows), end="")
     return 1 if any("error" in r for r in rows) else 0
 
@@ -488,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path,
                    help="where the runs and table go (default: runs/sweep-FILE-TIME)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (default: %(default)s)")
+    p.add_argument("--max-variants", type=int,
+                   help="refuse a file of more variants than this (default: 200)")  # fmt: skip
     p.set_defaults(func=cmd_sweep)
 
     from cnnlab.demos import DEMOS, TARGETS

@@ -15,7 +15,11 @@ The file names the runs, as a list, a grid, or both::
 
 Each run is an ordinary ``cnnlab train`` process with its own run directory under the
 sweep's directory, which ends with ``sweep.md``, ``sweep.csv`` (run, model, parameters,
-epochs, wall time, train and test accuracy) and ``sweep.png`` (every run's curves).
+epochs, wall time, train and test accuracy) and ``sweep.png`` (every run's curves). A
+line on stderr reports each variant as it ends. Ctrl-C (or SIGTERM) stops launching variants, stops
+the running ones as ``cnnlab train`` stops (a checkpoint to resume from) and writes the
+table of what finished. A file of more than ``MAX_VARIANTS`` variants is refused unless
+``max_variants`` allows it (counted without listing them).
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import math
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,8 +46,10 @@ from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.rundir import check_run_dir, load_model, read_metrics
 from cnnlab.training import TrainConfig
 from cnnlab.training.config import load_toml
+from cnnlab.training.control import HANGUP, Interrupted
 
 COLUMNS = ("run", "model", "parameters", "epochs", "wall_seconds", "train_acc", "test_acc")
+MAX_VARIANTS = 200  # more must be asked for: 200 runs of the book's recipe take hours
 
 
 @dataclass
@@ -49,8 +58,9 @@ class SweepRun:
     config: TrainConfig
 
 
-def load_sweep(path: Path) -> list[SweepRun]:
-    """The runs that ``path`` describes, each config checked before anything runs."""
+def load_sweep(path: Path, max_variants: int = MAX_VARIANTS) -> list[SweepRun]:
+    """The runs that ``path`` describes, each config checked before anything runs; more
+    than ``max_variants`` of them is an error."""
     data = load_toml(path, "sweep file")
     unknown = sorted(set(data) - {"base", "run", "grid"})
     if unknown:
@@ -66,6 +76,14 @@ def load_sweep(path: Path) -> list[SweepRun]:
         named.append((str(entry.pop("name", f"run {i}")), entry))
     if any(not isinstance(v, list) or not v for v in grid.values()):
         raise ConfigError(f"{path}: every [grid] entry must be a non-empty list of values")
+    count = len(runs_) + (math.prod(len(v) for v in grid.values()) if grid else 0)
+    if count > max_variants:
+        sizes = " x ".join(str(len(v)) for v in grid.values()) or "0"
+        raise ConfigError(
+            f"{path}: {count:,} variants ({len(runs_)} [[run]] tables and a grid of "
+            f"{sizes}) is more than {max_variants}; shrink the grid, or pass --max-variants "
+            f"{count} to run them all"
+        )
     for values in itertools.product(*grid.values()) if grid else []:
         entry = dict(zip(grid, values, strict=True))
         named.append((" ".join(f"{k}={v}" for k, v in entry.items()), entry))
@@ -90,7 +108,8 @@ def _slug(name: str) -> str:
 
 
 def run_sweep(runs: Sequence[SweepRun], out_dir: Path, jobs: int = 1) -> list[dict[str, Any]]:
-    """Train every run (``jobs`` at a time), then write the table and the figure."""
+    """Train every run (``jobs`` at a time), then write the table and the figure; stopped by
+    a signal (see the module's docstring), raise :class:`Interrupted` after writing them."""
     if jobs < 1:
         raise ConfigError(f"jobs must be a positive integer, got {jobs}")
     check_run_dir(out_dir)
@@ -98,24 +117,85 @@ def run_sweep(runs: Sequence[SweepRun], out_dir: Path, jobs: int = 1) -> list[di
     env = dict(os.environ)
     if jobs > 1:  # share the cores instead of each process taking them all
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    ended, lock = [0], threading.Lock()
 
-    def one(run: SweepRun) -> dict[str, Any]:
+    def one(run: SweepRun, signals: _Signals) -> dict[str, Any]:
+        if signals.received:
+            return {"run": run.name, "model": run.config.model, "error": "not run (stopped)"}
         run_dir = out_dir / _slug(run.name)
         flags = run.config.to_flags(("out_dir", "quiet"))
         command = [sys.executable, "-m", "cnnlab", "train", *flags,
                    "--out-dir", str(run_dir), "--quiet"]  # fmt: skip
         start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        stderr = signals.run(command, env)
         wall = time.perf_counter() - start
-        if done.returncode != 0:
-            reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        with lock:
+            ended[0] += 1
+            count = ended[0]
+        if stderr is not None:
+            reason = (stderr.strip().splitlines() or ["no message"])[-1]
+            progress(f"[{count}/{len(runs)}] {run.name}: failed: {reason}")
             return {"run": run.name, "model": run.config.model, "error": reason}
-        return _row(run, run_dir, wall)
+        row = _row(run, run_dir, wall)
+        acc = row["test_acc"]
+        progress(f"[{count}/{len(runs)}] {run.name}: test acc {acc:.4f} in {wall:.0f} s")
+        return row
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        rows = list(pool.map(one, runs))
+    with _Signals() as signals, ThreadPoolExecutor(max_workers=jobs) as pool:
+        rows = list(pool.map(lambda run: one(run, signals), runs))
     write_outputs(out_dir, runs, rows)
+    if signals.received:
+        finished = sum("error" not in r for r in rows)
+        name = signal.Signals(signals.received[0]).name
+        raise Interrupted(
+            f"{name}: the sweep stopped with {finished} of {len(runs)} variants finished; a "
+            f"stopped one resumes with cnnlab train --resume ITS_DIR; the table of what "
+            f"finished is in {out_dir / 'sweep.md'}",
+            signals.received[0],
+        )
     return rows
+
+
+def progress(line: str) -> None:
+    """A variant has ended: one line on stderr (stdout is the table's)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+class _Signals:
+    """SIGINT, SIGTERM and SIGHUP while a sweep runs: recorded (no more variants start)
+    and passed on, one for one, to the running variants. They run in sessions of their
+    own, so a Ctrl-C at the terminal reaches them only through the sweep: the first stops
+    each after a checkpoint, a second at once, as with ``cnnlab train``."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM, *HANGUP):
+                self.previous[sig] = signal.signal(sig, lambda n, _: self.received.append(n))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def run(self, command: list[str], env: dict[str, str]) -> str | None:
+        """Run ``command``, passing on the signals that arrive; None, or its stderr if it
+        failed."""
+        with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env=env, start_new_session=True) as process:  # fmt: skip
+            passed = 0
+            while True:
+                try:
+                    _, stderr = process.communicate(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    for signum in self.received[passed:]:
+                        process.send_signal(signum)
+                    passed = len(self.received)
+        return None if process.returncode == 0 else stderr
 
 
 def _row(run: SweepRun, run_dir: Path, wall: float) -> dict[str, Any]:
@@ -157,9 +237,10 @@ def write_outputs(out_dir: Path, runs: Sequence[SweepRun], rows: Sequence[dict[s
         atomic_write_bytes(out_dir / "sweep.png", figure_bytes(plot_run_comparison(histories)))
 
 
-def sweep(path: Path, out_dir: Path | None = None, jobs: int = 1) -> list[dict[str, Any]]:
+def sweep(path: Path, out_dir: Path | None = None, jobs: int = 1,
+          max_variants: int = MAX_VARIANTS) -> list[dict[str, Any]]:  # fmt: skip
     """Load ``path`` and run it into ``out_dir`` (default ``runs/sweep-<file>-<time>``)."""
-    runs = load_sweep(path)
+    runs = load_sweep(path, max_variants)
     out_dir = out_dir or Path("runs") / f"sweep-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     rows = run_sweep(runs, out_dir, jobs)
     if all("error" in r for r in rows):

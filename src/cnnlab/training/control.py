@@ -8,7 +8,7 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 
-_HANGUP = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()  # none on Windows
+HANGUP = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()  # none on Windows
 
 
 class Interrupted(CnnlabError):
@@ -39,7 +39,7 @@ class StopOnSignal:
 
     def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM, *_HANGUP):
+            for sig in (signal.SIGINT, signal.SIGTERM, *HANGUP):
                 self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
