@@ -399,7 +399,7 @@ def tiny_run(tmp_path: Path, model: nn.Module | None = None, lr: float = 0.5,
     model = model or create_model("lenet", num_classes=2)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     parts = Parts(model, optimizer, ImageSet(images, labels), ImageSet(images, labels), ("a", "b"))
-    tmp_path.mkdir()
+    tmp_path.mkdir(exist_ok=True)
     config = {"fast": True, "batch_size": 16, **config}
     return Run(TrainConfig(quiet=True, **config), parts, tmp_path)  # type: ignore[arg-type]
 
@@ -541,6 +541,27 @@ def test_a_changed_cpu_thread_count_torch_kernel_build_or_shape_measures_again(
     finally:
         torch.set_num_threads(threads)
     assert measured == [1] and not run.cpu_path["measured_before"]
+
+
+@pytest.mark.parametrize("earlier", ["eager", "fused"])
+def test_a_resumed_run_keeps_the_path_its_config_records_without_measuring(
+    earlier: str, tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bit-identical resume needs the same path as the run it continues, whatever a new
+    measurement would say."""
+    import json
+
+    from cnnlab.accel import choice
+
+    monkeypatch.setattr(choice, "_measure", lambda *a: pytest.fail("measured"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps(
+        {"environment": {"cpu_path": {"path": earlier, "why": "measured"}}}))  # fmt: skip
+    run = tiny_run(run_dir, fast=None)
+    fused = any(isinstance(m, FusedBlock) for m in run.fast_model.modules())
+    assert fused == (earlier == "fused")
+    assert run.cpu_path == {"path": earlier, "why": "this run's earlier choice"}
 
 
 def test_fast_forces_the_kernels_and_no_fast_the_layers_without_measuring(

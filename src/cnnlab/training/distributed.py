@@ -58,20 +58,6 @@ def setup(device_type: str) -> World:
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def barrier(world: World) -> None:
-    """Wait until every rank gets here.
-
-    Called when a run has finished, before the process exits: DistributedDataParallel keeps
-    the process group, and gloo's worker threads with it, alive after
-    ``destroy_process_group``, and a worker thread still releasing the last collective's
-    tensors when the interpreter shuts down needs the GIL it can no longer take, which
-    aborts the process ("terminate called without an active exception"; seen in 7 of 40
-    two-process runs with the fused CPU blocks, none of 80 with this wait).
-    """
-    if world.distributed:
-        dist.barrier()
-
-
 def teardown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()

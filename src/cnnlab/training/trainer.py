@@ -30,11 +30,13 @@ from cnnlab.models import create_model, init_weights, parse_options, pool_before
 from cnnlab.rundir import (
     BEST,
     CHECKPOINT,
+    CONFIG,
     CURVES,
     RunLock,
     append_metric,
     create_run_dir,
     load_weights,
+    read_config,
     save_model,
     save_weights,
     write_config,
@@ -53,7 +55,6 @@ from cnnlab.training.distributed import (
     World,
     all_sum,
     any_rank,
-    barrier,
     broadcast_text,
     setup,
     teardown,
@@ -218,6 +219,10 @@ class Run:
         if self.config.fast:
             self.cpu_path = {"path": "fused", "why": "--fast"}
             return fused
+        earlier = self.earlier_path()
+        if earlier is not None:  # a resumed run keeps its path: the same bits as unbroken
+            self.cpu_path = {"path": earlier, "why": "this run's earlier choice"}
+            return fused if earlier == "fused" else eager
         n = min(self.config.batch_size, self.train_batches.num_examples)
         x, y = self.train_batches.gather(torch.arange(n, device=self.device))
 
@@ -239,6 +244,16 @@ class Run:
                          if choice.cached else "measured now",
                          "fused kernels" if name == "fused" else "eager layers")  # fmt: skip
         return nets[name]
+
+    def earlier_path(self) -> str | None:
+        """The CPU path this run directory's config.json says the run trained with, if it
+        was measured (a resumed run), else None."""
+        try:
+            chosen = read_config(self.run_dir).get("environment", {}).get("cpu_path", {})
+        except CheckpointError:  # a new run: no config.json yet
+            return None
+        path = chosen.get("path") if isinstance(chosen, dict) else None
+        return path if path in ("fused", "eager") else None
 
     # -- verbs ------------------------------------------------------------------------
 
@@ -477,13 +492,23 @@ def prepare_run_dir(
                 "stays in its own directory; leave --out-dir out"
             )
         run_dir = Path(config.resume)
-        saved, epochs_done = checkpoint_config(run_dir)
+        # A run stopped before its first checkpoint (killed in its first epoch, a full disk)
+        # starts again from step 0 with the config it saved: the same run, from the start.
+        from_start = not (run_dir / CHECKPOINT).exists() and (run_dir / CONFIG).is_file()
+        if from_start:
+            saved = {k: v for k, v in read_config(run_dir).items() if k != "environment"}
+            epochs_done, source = 0, run_dir / CONFIG
+        else:
+            (saved, epochs_done), source = checkpoint_config(run_dir), run_dir / CHECKPOINT
         try:
             saved_config = TrainConfig.from_dict(saved)
         except (ConfigError, TypeError) as e:
-            raise CheckpointError(f"{run_dir / CHECKPOINT}: its config is not valid: {e}") from e
+            raise CheckpointError(f"{source}: its config is not valid: {e}") from e
         config = resumed_config(saved_config, config, asked, epochs_done)
-        return config, run_dir, True, RunLock(run_dir) if world.is_main else None
+        if from_start and world.is_main and not config.quiet:
+            log.info("%s stopped before its first checkpoint: training it again from the "
+                     "start, with its saved config", run_dir)  # fmt: skip
+        return config, run_dir, not from_start, RunLock(run_dir) if world.is_main else None
     out_dir = Path(config.out_dir) if config.out_dir else None
     if world.restarted and out_dir is not None and (out_dir / CHECKPOINT).exists():
         # torchrun restarted us: pick up where the run stopped
@@ -510,9 +535,7 @@ def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainRes
         if asked is None:
             asked = {f.name for f in dataclasses.fields(config)
                      if getattr(config, f.name) != f.default}  # fmt: skip
-        result = _train(config, world, set(asked))
-        barrier(world)
-        return result
+        return _train(config, world, set(asked))
     finally:
         teardown(world)
 
