@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from cnnlab.cli import main
 from cnnlab.errors import CheckpointError
@@ -95,3 +95,42 @@ def test_a_pipe_a_device_and_a_directory_are_refused_at_once(tmp_path: Path) -> 
         "/dev/zero: not a regular file (a pipe, a device or a socket); give the path of an image file",
         f"{tmp_path}: is a directory; give the image files in it",
     ], done.stderr
+
+
+def test_a_run_without_a_model_yet_says_so(tmp_path: Path) -> None:
+    """A run in its first epoch (config.json, no model.json) was 'not a run directory?'."""
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=f"{tmp_path} has no trained model yet: the run is still training, or stopped before it finished"):
+        load_model(tmp_path)
+
+
+def test_a_model_being_published_is_read_again_not_called_changed(run: Path, tmp_path: Path) -> None:
+    """New weights land a moment before their sidecar: read once more, not 'changed'."""
+    import shutil
+    import threading
+
+    copy = tmp_path / "publishing"
+    shutil.copytree(run, copy)
+    state = {k: v + 1 for k, v in load_file(str(copy / "model.safetensors")).items()}
+    new_blob = save(state)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256(new_blob).hexdigest()
+    (copy / "model.safetensors").write_bytes(new_blob)  # the weights first, as save_model
+    timer = threading.Timer(0.2, lambda: (copy / "model.json").write_text(json.dumps(meta)))
+    timer.start()
+    model, loaded = load_model(copy)
+    timer.join()
+    assert loaded["weights_sha256"] == meta["weights_sha256"]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+
+
+def test_eval_finds_an_idx_runs_data_where_it_trained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import write_dataset
+
+    write_dataset(tmp_path / "data", n_train=32, n_test=16)
+    assert main(["train", "--dataset", "idx", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+                 "--batch-size", "16", "--quiet", "--out-dir", str(tmp_path / "run")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run")]) == 0  # no --data-dir: the run's own
+    assert "test acc" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import Batches, ImageSet, load_dataset
-from cnnlab.rundir import load_model
+from cnnlab.rundir import data_dir_of, load_model
 from cnnlab.training.metrics import confusion_from, predict_proba
 
 EVAL_BATCH = 2000  # examples per evaluation batch: larger than training, same result
@@ -43,7 +43,7 @@ def evaluate_saved_run(
     """Load the model of ``run_dir`` and predict its dataset's test split, as the run did
     (with its test-time augmentation, if it used one)."""
     model, meta = load_model(run_dir, device)
-    _, test = load_dataset(meta["dataset"], data_dir)
+    _, test = load_dataset(meta["dataset"], data_dir_of(run_dir, data_dir))
     batches = Batches(test, EVAL_BATCH, device)
     probs = predict_proba(model, batches, meta.get("tta", False)).cpu()
     return Evaluation(model, meta, test, probs)

@@ -14,7 +14,7 @@ from cnnlab.data import Batches, load_dataset
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.fsutil import atomic_write_bytes
-from cnnlab.rundir import load_model
+from cnnlab.rundir import data_dir_of, load_model
 
 FORMATS = ("onnx", "torchscript")
 ONNX_EXTRA = "pip install 'cnnlab[onnx]'"
@@ -71,11 +71,11 @@ def export(run_dir: Path, fmt: str, out: Path, data_dir: str | None = None,
     for key, value in describe(meta).items():
         proto.metadata_props.add(key=key, value=value)
     atomic_write_bytes(out, proto.SerializeToString())
-    return check_onnx(out, model, meta, data_dir, check_images)
+    return check_onnx(out, model, meta, data_dir_of(run_dir, data_dir), check_images)
 
 
-def check_onnx(path: Path, model: torch.nn.Module, meta: dict[str, Any], data_dir: str | None,
-               count: int) -> float | None:  # fmt: skip
+def check_onnx(path: Path, model: torch.nn.Module, meta: dict[str, Any],
+               data_dir: str | Path | None, count: int) -> float | None:  # fmt: skip
     """The largest |logit difference| between onnxruntime and PyTorch on test images."""
     try:
         import onnxruntime

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -80,12 +81,34 @@ def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, An
 def load_model(
     run_dir: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model saved in ``run_dir``; return it (in eval mode) with its sidecar."""
+    """Rebuild the model saved in ``run_dir``; return it (in eval mode) with its sidecar.
+
+    A run that is saving its model as this reads may show new weights beside the old
+    sidecar for a moment (each file is replaced atomically, one after the other): a
+    mismatch of the weights' SHA-256 is read again once before it is reported.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(
             f"{run_dir} is not a directory; pass a run directory made by `cnnlab train`"
         )
+    if not (run_dir / SIDECAR).exists() and (run_dir / CONFIG).exists():
+        raise CheckpointError(
+            f"{run_dir} has no trained model yet: the run is still training, or stopped "
+            f"before it finished (resume it with: cnnlab train --resume {run_dir})"
+        )
+    try:
+        return _load_model(run_dir, device)
+    except ChangedWeights:
+        time.sleep(0.5)  # a run publishing its model: the sidecar follows the weights
+        return _load_model(run_dir, device)
+
+
+class ChangedWeights(CheckpointError):
+    """The weights' SHA-256 differs from the one their sidecar records."""
+
+
+def _load_model(run_dir: Path, device: torch.device | str) -> tuple[nn.Module, dict[str, Any]]:
     meta = read_json(run_dir / SIDECAR)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{run_dir / SIDECAR}: not a cnnlab model sidecar (format {FORMAT})")
@@ -108,7 +131,7 @@ def load_model(
         ) from e
     expected = meta.get("weights_sha256")  # absent in runs saved before it was recorded
     if expected is not None and hashlib.sha256(blob).hexdigest() != expected:
-        raise CheckpointError(
+        raise ChangedWeights(
             f"{run_dir / WEIGHTS}: does not match the SHA-256 in {SIDECAR}: the file was "
             "changed after the run saved it"
         )
@@ -147,6 +170,18 @@ def write_config(run_dir: Path, config: dict[str, Any], environment: dict[str, A
 def read_config(run_dir: Path) -> dict[str, Any]:
     config: dict[str, Any] = read_json(run_dir / CONFIG)
     return config
+
+
+def data_dir_of(run_dir: str | Path, data_dir: str | Path | None) -> str | Path | None:
+    """``data_dir``, or where the run read its data (its config's ``data_dir``) when none
+    is given: an ``--dataset idx`` run's files are found only there."""
+    if data_dir is not None:
+        return data_dir
+    try:
+        recorded = read_config(Path(run_dir)).get("data_dir")
+    except CheckpointError:
+        return None
+    return recorded if isinstance(recorded, str) and recorded else None
 
 
 def write_metrics(run_dir: Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -197,12 +197,16 @@ def explore_run(run_dir: str | Path, data_dir: str | Path | None = None, n: int 
     """The explorer page for a saved run, with its dataset's first ``n`` test images."""
     from cnnlab.data import load_dataset
     from cnnlab.errors import ConfigError
-    from cnnlab.rundir import load_model
+    from cnnlab.logs import log
+    from cnnlab.rundir import data_dir_of, load_model
 
     if n < 1:
         raise ConfigError(f"--images must be at least 1, got {n}")
     model, meta = load_model(run_dir)
-    _, test = load_dataset(meta["dataset"], data_dir)
+    _, test = load_dataset(meta["dataset"], data_dir_of(run_dir, data_dir))
+    if n > len(test.labels):
+        log.info("--images %d: the test set has %d images; the page holds all of them", n,
+                 len(test.labels))  # fmt: skip
     try:
         return explorer_page(model, meta, test.images[:n], test.labels[:n])
     except ValueError as e:
