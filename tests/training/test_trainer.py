@@ -463,3 +463,33 @@ def test_a_toml_file_nested_too_deeply_is_a_one_line_error(tmp_path: Path) -> No
     deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match=r"deep\.toml: its tables or arrays are nested too deeply"):
         load_toml(deep, "config file")
+
+
+def test_sigterm_during_the_last_evaluation_stops_the_run_with_a_checkpoint(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was ignored: the loop had no epoch left in which to notice it."""
+    import os
+    import signal
+
+    from cnnlab.training.control import Interrupted
+    from cnnlab.training.trainer import Run
+
+    _, directory = tiny_dataset
+    evaluate = Run.evaluate
+    calls = []
+
+    def evaluate_then_signal(self: Run, batches: object) -> float:
+        calls.append(1)
+        if len(calls) == 2:  # the second epoch's (the last) evaluation
+            os.kill(os.getpid(), signal.SIGTERM)
+        return evaluate(self, batches)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Run, "evaluate", evaluate_then_signal)
+    with pytest.raises(Interrupted, match="SIGTERM: stopped after epoch 2; checkpoint saved") as stopped:
+        train(tiny_config(tmp_path, directory, epochs=2))
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    resumed = tiny_config(tmp_path, directory, epochs=2, out_dir=None, resume=str(tmp_path / "run"))
+    result = train(resumed)
+    assert len(result.history) == 2 and (tmp_path / "run" / "model.safetensors").exists()

@@ -448,9 +448,12 @@ class Run:
         if self.tensorboard is not None:
             self.tensorboard.close()
         name = signal.Signals(signum).name
+        where = f"at epoch {self.state.epoch + 1}, step {self.state.batch}"
+        if self.state.batch == 0 and self.state.epoch > 0:  # between epochs
+            where = f"after epoch {self.state.epoch}"
         raise Interrupted(
-            f"{name}: stopped at epoch {self.state.epoch + 1}, step {self.state.batch}; "
-            f"checkpoint saved. Resume with: cnnlab train --resume {self.run_dir}",
+            f"{name}: stopped {where}; checkpoint saved. Resume with: cnnlab train --resume "
+            f"{self.run_dir}",
             signum,
         )
 
@@ -576,6 +579,8 @@ def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) ->
                                                                    config.early_stop):
             run.train_epoch(stop, progress)
             row = run.finish_epoch(wall_start)
+            if any_rank(world, stop.signum is not None, run.device):  # during evaluation
+                run.interrupt(stop.signum or signal.SIGTERM)
             if talk:
                 val = f", val acc {row['val_acc']:.3f}" if "val_acc" in row else ""
                 log.info(
