@@ -8,6 +8,7 @@ full training state, written by :mod:`cnnlab.training.checkpoint`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -281,6 +282,7 @@ class RunLock:
                 f"another cnnlab process is training in {run_dir}; wait for it to end, or "
                 "train in another directory"
             ) from None
+        remove_stale_temporaries(run_dir)  # no other writer can be at work in it now
 
     def release(self, failed: bool = False) -> None:
         """Unlock; after a ``failed`` start, also remove the directory if this process
@@ -290,6 +292,14 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files of writes that a killed process left in ``run_dir``
+    (``atomic_writer``'s ``.NAME.XXXX.tmp``), once it is locked for this process."""
+    for leftover in run_dir.glob(".*.tmp"):
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            leftover.unlink()
 
 
 def check_run_dir(path: Path) -> None:

@@ -493,3 +493,17 @@ def test_sigterm_during_the_last_evaluation_stops_the_run_with_a_checkpoint(
     resumed = tiny_config(tmp_path, directory, epochs=2, out_dir=None, resume=str(tmp_path / "run"))
     result = train(resumed)
     assert len(result.history) == 2 and (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_a_resumed_run_removes_the_temporary_files_of_killed_writes(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
+) -> None:
+    _, directory = tiny_dataset
+    run = train(tiny_config(tmp_path, directory, epochs=1)).run_dir
+    leftovers = [run / ".checkpoint.safetensors.k2j3h4.tmp", run / ".metrics.jsonl.a1b2.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half a write")
+    (run / "notes.tmp").write_text("the user's own")  # not cnnlab's naming: kept
+    train(tiny_config(tmp_path, directory, epochs=2, out_dir=None, resume=str(run)))
+    assert not any(path.exists() for path in leftovers)
+    assert (run / "notes.tmp").exists()
