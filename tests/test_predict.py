@@ -134,3 +134,23 @@ def test_eval_finds_an_idx_runs_data_where_it_trained(tmp_path: Path, capsys: py
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "run")]) == 0  # no --data-dir: the run's own
     assert "test acc" in capsys.readouterr().out
+
+
+def test_an_animation_and_a_squeezed_image_are_called_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("cnnlab"), "propagate", True)
+    frames = [Image.fromarray(np.full((28, 28), v, np.uint8)) for v in (0, 128, 255)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.fromarray(np.zeros((10, 4000), np.uint8)).save(tmp_path / "wide.png")
+    Image.fromarray(np.zeros((40, 30), np.uint8)).save(tmp_path / "fine.png")
+    for name in ("anim.gif", "wide.png", "fine.png"):
+        load_image(tmp_path / name, (28, 28))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        f"{tmp_path / 'anim.gif'}: 3 frames; the first is classified",
+        f"{tmp_path / 'wide.png'}: 4000x10 is squeezed into 28x28 (its proportions are not kept); "
+        "crop it around the object for a fairer prediction",
+    ]

@@ -13,7 +13,10 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from cnnlab.errors import DataError
+from cnnlab.logs import log, shown
 from cnnlab.training.metrics import class_probabilities
+
+SQUEEZE = 3  # a width/height ratio this many times the model's is called out
 
 
 def load_image(path: Path, size: tuple[int, int], invert: bool = False) -> torch.Tensor:
@@ -26,6 +29,7 @@ def load_image(path: Path, size: tuple[int, int], invert: bool = False) -> torch
     _check_regular(path)
     try:
         with Image.open(path) as image:
+            _say_what_is_lost(path, image, size)
             gray = _grayscale(image)
             small = Image.fromarray(gray, mode="F").resize((size[1], size[0]),
                                                             Image.Resampling.LANCZOS)  # fmt: skip
@@ -53,6 +57,19 @@ def _check_regular(path: Path) -> None:
     if not stat.S_ISREG(mode):
         raise DataError(f"{path}: not a regular file (a pipe, a device or a socket); give "
                         "the path of an image file")  # fmt: skip
+
+
+def _say_what_is_lost(path: Path, image: Image.Image, size: tuple[int, int]) -> None:
+    """A notice for an image that the model sees only in part: an animation's first frame,
+    or a shape squeezed far out of proportion into the model's input."""
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        log.warning("%s: %d frames; the first is classified", shown(path), frames)
+    width, height = image.size
+    if max(width * size[0], height * size[1]) > SQUEEZE * min(width * size[0], height * size[1]):
+        log.warning("%s: %dx%d is squeezed into %dx%d (its proportions are not kept); crop it "
+                    "around the object for a fairer prediction", shown(path), width, height,
+                    size[1], size[0])  # fmt: skip
 
 
 def _grayscale(image: Image.Image) -> np.ndarray:
