@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from cnnlab.compat import d2l
@@ -487,3 +489,31 @@ def test_a_non_finite_loss_stops_train_ch6_and_the_trainer(
     model.apply_init([next(iter(data.get_dataloader(True)))[0]], d2l.init_cnn)
     with pytest.raises(Diverged, match=r"not a finite number in epoch 1 \(lr nan\)"):
         d2l.Trainer(max_epochs=3).fit(model, data)
+
+
+ARGUMENT = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
+            | st.floats(allow_subnormal=False) | st.text(max_size=4)
+            | st.lists(st.integers(-3, 40) | st.sampled_from([0.5, 28.0, 32.5]),
+                       max_size=3).map(tuple))  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(batch_size=ARGUMENT | st.integers(1, 64), resize=ARGUMENT | st.integers(1, 40))
+def test_the_loaders_take_any_argument_or_refuse_it_in_a_sentence(
+    tiny_fashion_mnist: Path, batch_size: object, resize: object
+) -> None:
+    """Both editions' loaders: a batch comes out, or a ValueError/CnnlabError says why."""
+    from cnnlab.errors import CnnlabError
+
+    for make in (
+        lambda: d2l.load_data_fashion_mnist(batch_size, resize, data_dir=tiny_fashion_mnist)[0],  # type: ignore[arg-type]
+        lambda: d2l.FashionMNIST(batch_size=batch_size, resize=resize,  # type: ignore[arg-type]
+                                 data_dir=tiny_fashion_mnist).train_dataloader(),
+    ):
+        try:
+            X, y = next(iter(make()))
+        except (ValueError, CnnlabError) as e:
+            assert str(e) and "\n" not in str(e)
+            continue
+        assert X.ndim == 4 and X.shape[0] == len(y) <= int(batch_size)  # type: ignore[call-overload]

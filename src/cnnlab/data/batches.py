@@ -35,8 +35,8 @@ class Batches:
         shuffle: bool = False,
         seed: int = 0,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive whole number, got {batch_size!r}")
         self.images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)  # (N, H, W)
         self.labels = torch.from_numpy(split.labels.astype(np.int64)).to(device)  # (N,)
         self.batch_size = batch_size
