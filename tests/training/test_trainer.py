@@ -507,3 +507,14 @@ def test_a_resumed_run_removes_the_temporary_files_of_killed_writes(
     train(tiny_config(tmp_path, directory, epochs=2, out_dir=None, resume=str(run)))
     assert not any(path.exists() for path in leftovers)
     assert (run / "notes.tmp").exists()
+
+
+def test_a_thousand_conv_blocks_are_one_line_not_an_overflow(capsys: pytest.CaptureFixture[str]) -> None:
+    from cnnlab.cli import main
+
+    channels = ",".join(["1"] * 1000)
+    for extra in ([], ["kernel=1 pad_all=true"]):
+        options = " ".join([f"channels={channels}", *extra])
+        assert main(["train", "--model-options", options, "--epochs", "1"]) == 1
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("error: 1000 conv blocks with kernel") and "fewer blocks" in line
