@@ -10,6 +10,7 @@ accuracy is each seed's last epoch, averaged over seeds. Prints one JSON object.
 
     python benchmarks/recipe_speed.py --recipe best --epochs 2 --repeats 3
     python benchmarks/recipe_speed.py --recipe best --seeds 0 1 2   # the full 16 epochs
+    python benchmarks/recipe_speed.py --recipe best --epochs 2 --repeats 2 --isa avx2
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from isa import TORCH_LEVELS, use_isa
 
 from cnnlab import TrainConfig, train
 
@@ -52,7 +54,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--isa", choices=list(TORCH_LEVELS), default="native",
+                        help="the instruction set of the kernels and of PyTorch's own")  # fmt: skip
     args = parser.parse_args()
+    use_isa(args.isa)
     logging.getLogger("cnnlab").setLevel(logging.WARNING)
     runs: dict[str, list[dict[str, Any]]] = {"fused": [], "eager": []}
     accuracy: dict[str, dict[int, float]] = {"fused": {}, "eager": {}}
@@ -73,7 +78,7 @@ def main() -> None:
         }
     fused, eager = summary["fused"], summary["eager"]
     print(json.dumps({
-        "benchmark": "recipe_speed", "recipe": args.recipe, "epochs": args.epochs,
+        "benchmark": "recipe_speed", "isa": args.isa, "recipe": args.recipe, "epochs": args.epochs,
         "seeds": args.seeds, "repeats": args.repeats, "threads": torch.get_num_threads(),
         "torch": torch.__version__, "summary": summary,
         "epoch_ratio_fused_over_eager": round(

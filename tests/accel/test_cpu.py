@@ -351,6 +351,16 @@ def test_a_damaged_cached_kernel_is_rebuilt_with_a_notice_naming_it(
     assert built.read_bytes() == good  # the same build again
 
 
+def test_a_cached_kernel_from_before_digests_is_rebuilt_quietly(tmp_path: Path) -> None:
+    first = load_in_a_new_process(tmp_path)
+    assert first.returncode == 0, first.stderr
+    [built] = (tmp_path / "cnnlab" / "kernels").glob("*.so")
+    cpu.digest_file(built).unlink()  # as an earlier cnnlab left it
+    second = load_in_a_new_process(tmp_path)
+    assert second.returncode == 0 and second.stdout == "loaded\n" and second.stderr == ""
+    assert cpu.digest_file(built).read_text() == hashlib.sha256(built.read_bytes()).hexdigest()
+
+
 def test_a_compiler_that_hangs_is_given_up_with_a_notice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -198,7 +198,7 @@ def _build(name: str) -> str:
 def _library(name: str) -> ctypes.CDLL | None:
     target = user_cache() / "kernels" / f"cpu_block-{_build(name)}.so"
     lib, why, cached = None, "", target.exists()
-    if cached:
+    if cached and digest_file(target).exists():  # without one: an older cnnlab's, rebuilt
         lib, damage = _load(target)
         if lib is None:
             log.warning("the cached CPU kernels %s are damaged: %s; building them again",
