@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.cli import main
-from cnnlab.report import KINDS
+from cnnlab.report import CSP, KINDS
 from tests.viz.browser import require_chromium
 
 CHROMIUM_FLAGS = [
@@ -52,8 +52,12 @@ def test_report_in_a_real_browser(tiny_run: tuple[Path, Path], tmp_path: Path) -
     images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,', page)
     assert len(images) == 9  # curves, 2 confusion, per-class, mistakes, kernels, 2 maps, pair
 
+    assert f'<meta http-equiv="Content-Security-Policy" content="{CSP}">' in page
+    # The probe is a script of the test's own: its copy of the page drops the policy that
+    # (rightly) blocks every script
     probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    unguarded = page.replace(f'<meta http-equiv="Content-Security-Policy" content="{CSP}">', "")
+    probe.write_text(unguarded.replace("</body>", PROBE + "</body>"))
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
     result = subprocess.run(
         [chromium, *CHROMIUM_FLAGS, *profile, "--enable-logging=stderr", "--v=0",

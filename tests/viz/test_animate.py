@@ -128,5 +128,5 @@ def test_notebook_shows_the_player_inline() -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
     data, _ = InteractiveShell.instance().display_formatter.format(animate("pool"))
-    assert data["text/html"].startswith("<iframe srcdoc=")
+    assert data["text/html"].startswith('<iframe sandbox="allow-scripts" srcdoc=')
     assert "g.frame" in data["text/html"]  # the player's script, escaped into the frame

@@ -131,7 +131,7 @@ def test_book_lenet_page_is_small() -> None:
     images = np.zeros((300, 28, 28), dtype=np.uint8)
     page = explorer_page(create_model("lenet"), meta_for("lenet"), images, np.zeros(300))
     assert len(page.html.encode()) < 2_000_000
-    assert page._repr_html_().startswith("<iframe srcdoc=")
+    assert page._repr_html_().startswith('<iframe sandbox="allow-scripts" srcdoc=')
 
 
 def test_unsupported_layer_is_named() -> None:

@@ -126,8 +126,8 @@ def suggest(lrs: list[float], losses: list[float], guess: float) -> tuple[float 
 
     >>> lrs = [10 ** (i / 10 - 4) for i in range(50)]  # 1e-4 up to about 8
     >>> falling = [2.3 - 0.05 * max(0, i - 20) for i in range(40)] + [5.0] * 10
-    >>> round(suggest(lrs, falling, guess=2.3)[0], 4)
-    0.0501
+    >>> round(suggest(lrs, falling, guess=2.3)[0], 4)  # the middle of the fall, in log(lr)
+    0.1
     >>> suggest(lrs, [2.3] * 50, guess=2.3)[0] is None
     True
     """
