@@ -96,9 +96,9 @@ static Dims dims_of(const Shape *s) {
 /* Floats of the kept activations per image (the forward's a, see below). */
 long cnnlab_block_kept(const Shape *s) { return dims_of(s).kept; }
 
-/* The channel-vectorised register tile: G vectors of maps (of the o / V) at once, and
- * up to X_MAX positions for G = 1, half as many for G = 2 (X * G accumulators, G weight
- * vectors and one broadcast input fill the registers). */
+/* The channel-vectorised register tile: G vectors of maps (of the o / V) at once, and up
+ * to 12 / G positions: 12 accumulators, G weight vectors and one broadcast input stay in
+ * 16 registers (sized for AVX2; AVX-512's 32 leave room). */
 static int cv_maps(long groups) { return groups >= 2 ? 2 : 1; }
 static int cv_span(int g) { return 12 / g; }
 
