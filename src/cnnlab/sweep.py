@@ -46,7 +46,7 @@ from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.rundir import check_run_dir, load_model, read_metrics
 from cnnlab.training import TrainConfig
 from cnnlab.training.config import load_toml
-from cnnlab.training.control import HANGUP, Interrupted
+from cnnlab.training.control import Interrupted, StopOnSignal
 
 COLUMNS = ("run", "model", "parameters", "epochs", "wall_seconds", "train_acc", "test_acc")
 MAX_VARIANTS = 200  # more must be asked for: 200 runs of the book's recipe take hours
@@ -161,25 +161,22 @@ def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-class _Signals:
+class _Signals(StopOnSignal):
     """SIGINT, SIGTERM and SIGHUP while a sweep runs: recorded (no more variants start)
     and passed on, one for one, to the running variants. They run in sessions of their
     own, so a Ctrl-C at the terminal reaches them only through the sweep: the first stops
     each after a checkpoint, a second at once, as with ``cnnlab train``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[int] = []
-        self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Signals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM, *HANGUP):
-                self.previous[sig] = signal.signal(sig, lambda n, _: self.received.append(n))
+        super().__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+    def _handle(self, signum: int, _frame: object) -> None:  # every one, not only the first
+        self.received.append(signum)
 
     def run(self, command: list[str], env: dict[str, str]) -> str | None:
         """Run ``command``, passing on the signals that arrive; None, or its stderr if it

@@ -212,8 +212,10 @@ class Run:
         or on a CPU its blocks fused (accel.cpu) where --fast forces them or, by default,
         where a few timed steps find them faster than the layers (accel.choice)."""
         eager = pool_before_activation(self.model)
-        fused = fuse_blocks(self.model) if self.device.type == "cpu" else self.model
-        if self.config.fast is False or fused is self.model:
+        if self.config.fast is False or self.device.type != "cpu":
+            return eager  # --no-fast: the kernels are not even built
+        fused = fuse_blocks(self.model)
+        if fused is self.model:
             return eager
         fused = pool_before_activation(fused)
         if self.config.fast:
