@@ -39,7 +39,8 @@ def test_missing_data_names_the_fix(tmp_path: Path) -> None:
     result = cnnlab("train", "--out-dir", str(tmp_path / "run"), env=env)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert "cnnlab data download --dataset fashion-mnist" in result.stderr
+    assert "not found in" in result.stderr and "(given by CNNLAB_DATA)" in result.stderr
+    assert "drop CNNLAB_DATA and cnnlab will download them" in result.stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -45,6 +45,15 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
         parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help)
+    _add_offline_flag(parser)
+
+
+def _add_offline_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download a missing dataset (as CNNLAB_OFFLINE=1 does)",
+    )
 
 
 def train_config(args: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
@@ -52,7 +61,8 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
     file, then the recipe, then the defaults), and the fields the user set."""
     from cnnlab.training.config import RECIPES, load_toml
 
-    given = {k: v for k, v in vars(args).items() if k not in ("config", "command", "func")}
+    launcher = ("config", "command", "func", "offline")
+    given = {k: v for k, v in vars(args).items() if k not in launcher}
     from_file = {}
     if args.config:
         values = load_toml(args.config, "config file")
@@ -396,11 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("-o", "--out", type=Path, help="file to write (default: RUN/model.onnx|pt)")
     p.add_argument("--data-dir", help="where the test images for the ONNX check are")
+    _add_offline_flag(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("eval", help="test accuracy and per-class accuracy of a trained run")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    _add_offline_flag(p)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 
@@ -427,12 +439,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image file for feature-maps/activations (repeatable)")  # fmt: skip
     p.add_argument("--invert", action="store_true", help="invert --image files")
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    _add_offline_flag(p)
     p.set_defaults(func=cmd_viz)
 
     p = sub.add_parser("report", help="write a self-contained report.html for a run")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, help="output file (default: RUN_DIR/report.html)")
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    _add_offline_flag(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("explore", help="an in-browser explorer of a trained run (one HTML file)")
@@ -441,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=300,
                    help="test images to embed, the first N (default: %(default)s)")  # fmt: skip
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    _add_offline_flag(p)
     p.set_defaults(func=cmd_explore)
 
     from cnnlab.viz.animate import KINDS as ANIMATIONS
@@ -504,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="learn-kernel: learning rate")
     p.add_argument("--index", type=int, help="kernels: the Fashion-MNIST test image")
     p.add_argument("--data-dir", help="kernels: directory holding the dataset's IDX files")
+    _add_offline_flag(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("data", help="show, verify or download the datasets")
@@ -526,6 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     ensure_logging(command_line=True)
+    if getattr(args, "offline", False):  # the command's whole process, its workers included
+        os.environ["CNNLAB_OFFLINE"] = "1"
     try:
         code: int = args.func(args)
     except CnnlabError as e:

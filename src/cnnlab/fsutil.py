@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+if sys.platform == "win32":
+    import msvcrt
+else:
+    import fcntl
 
 
 @contextmanager
@@ -45,3 +52,40 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def user_cache() -> Path:
     """cnnlab's per-user cache: ``$XDG_CACHE_HOME/cnnlab``, else ``~/.cache/cnnlab``."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnlab"
+
+
+@contextmanager
+def exclusive(path: Path, waiting: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if need be) while the block
+    runs; another process (or notebook) asking for it waits, after printing ``waiting``
+    once on stderr. The lock goes with the process, so a killed holder never leaves it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        if not _try_lock(f.fileno()):
+            print(waiting, file=sys.stderr)
+            while not _try_lock(f.fileno()):
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            _unlock(f.fileno())
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        if sys.platform == "win32":
+            os.lseek(fd, 0, os.SEEK_SET)  # msvcrt locks bytes from the file position
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by another process
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    if sys.platform == "win32":
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)

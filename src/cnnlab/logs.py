@@ -47,6 +47,18 @@ def stdout_gone() -> None:
           "printing to it", file=sys.stderr)  # fmt: skip
 
 
+def in_notebook() -> bool:
+    """True where a notebook front end shows rich output (Jupyter, JupyterLab, VS Code,
+    Colab, Spyder): an IPython shell attached to a kernel, subclasses of ipykernel's shell
+    included. False in a terminal (IPython's own included) or a script."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return False
+    kernel_shell = any(c.__name__ == "ZMQInteractiveShell" for c in type(shell).__mro__)
+    return kernel_shell or getattr(shell, "kernel", None) is not None
+
+
 def ensure_logging(command_line: bool = False) -> None:
     """Send cnnlab's lines to stdout: always for the command line, and from Python
     unless the application configured logging itself."""

@@ -38,17 +38,17 @@ def test_explicit_dir_without_files_is_an_error(
 ) -> None:
     dataset, _ = tiny_dataset
     with pytest.raises(
-        DataError, match=r"not found in .*empty \(given by --data-dir\).*cnnlab data download"
+        DataError, match=r"not found in .*empty \(given by --data-dir\).*drop --data-dir and cnnlab will download"
     ):
         locate(dataset, tmp_path / "empty")
 
 
-def test_nothing_installed_names_the_command() -> None:
+def test_a_dataset_without_mirrors_is_never_downloaded() -> None:
     fake = ds.Dataset("fake", ("a",), *(ds.Resource(f"f{i}", None) for i in range(4)), mirrors=())
-    with pytest.raises(
-        DataError, match=r"is not installed .*Run `cnnlab data download --dataset fake`"
-    ):
+    with pytest.raises(DataError, match=r"fake files not found .*it is never downloaded"):
         locate(fake)
+    with pytest.raises(DataError, match="it is never downloaded; put its four IDX files"):
+        load_dataset("idx")
 
 
 def test_load_tiny(tiny_dataset: tuple[ds.Dataset, Path]) -> None:

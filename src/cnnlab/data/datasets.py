@@ -1,13 +1,15 @@
 """The datasets cnnlab knows: files, checksums, mirrors; where to find them; how to load them.
 
-Data is never fetched implicitly: :func:`load_dataset` only reads what
-:func:`locate` finds and names ``cnnlab data download`` when nothing is there.
+A dataset found nowhere is downloaded into the cache on first use (as the book's library,
+torchvision and Keras do), verified before it is kept; ``CNNLAB_OFFLINE=1`` forbids that
+and ``CNNLAB_MIRRORS`` (comma-separated base URLs) replaces the built-in mirrors.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,7 @@ class Dataset:
     test_labels: Resource
     mirrors: tuple[str, ...]
     system_dirs: tuple[str, ...] = ()  # where an OS package installs the files
+    torchvision_dir: str | None = None  # its folder in torchvision's layout (ROOT/<it>/raw)
 
     @property
     def resources(self) -> tuple[Resource, ...]:
@@ -50,6 +53,10 @@ class Dataset:
     @property
     def download_command(self) -> str:
         return f"cnnlab data download --dataset {self.name}"
+
+    @property
+    def download_call(self) -> str:
+        return f'cnnlab.data.download("{self.name}")'
 
 
 FASHION_MNIST = Dataset(
@@ -87,6 +94,7 @@ FASHION_MNIST = Dataset(
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
+    torchvision_dir="FashionMNIST",
 )
 
 # The MNIST digits are known by the SHA-256 of their official .gz archives (those
@@ -118,6 +126,7 @@ MNIST = Dataset(
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
     ),
+    torchvision_dir="MNIST",
 )
 
 # Any four IDX files with the standard names, 10 classes: structure-checked, not checksummed.
@@ -148,13 +157,31 @@ def cache_dir(dataset: Dataset) -> Path:
     return user_cache() / dataset.name
 
 
-def candidate_dirs(dataset: Dataset, data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
-    """The places searched for ``dataset``, in order, each with where it came from."""
+def offline() -> bool:
+    """True when ``CNNLAB_OFFLINE`` (1, true, yes, on) forbids downloading."""
+    return os.environ.get("CNNLAB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def mirrors_of(dataset: Dataset) -> tuple[str, ...]:
+    """Where ``dataset`` is downloaded from: the base URLs in ``CNNLAB_MIRRORS`` (comma-
+    separated) if it is set, else the dataset's own mirrors; none for a set that is never
+    downloaded (``idx``)."""
+    chosen = tuple(m.strip() for m in os.environ.get("CNNLAB_MIRRORS", "").split(",") if m.strip())
+    return (chosen or dataset.mirrors) if dataset.mirrors else ()
+
+
+def candidate_dirs(
+    dataset: Dataset, data_dir: str | Path | None = None, root: str | Path | None = None
+) -> list[tuple[str, Path]]:
+    """The places searched for ``dataset``, in order, each with where it came from.
+    ``root`` is the book's data folder (``../data``), read in torchvision's layout."""
     places: list[tuple[str, Path]] = []
     if data_dir is not None:
         places.append(("--data-dir", Path(data_dir)))
     if os.environ.get("CNNLAB_DATA"):
         places.append(("CNNLAB_DATA", Path(os.environ["CNNLAB_DATA"])))
+    if root is not None and dataset.torchvision_dir is not None:
+        places.append(("root", Path(root) / dataset.torchvision_dir / "raw"))
     places.append(("cache", cache_dir(dataset)))
     places.extend(("system", Path(d)) for d in dataset.system_dirs)
     return places
@@ -172,47 +199,79 @@ def missing_files(directory: Path, dataset: Dataset) -> list[str]:
     return [r.filename for r in dataset.resources if find_file(directory, r) is None]
 
 
-def locate(dataset: Dataset, data_dir: str | Path | None = None) -> Path:
-    """The first directory holding all of ``dataset``'s files.
+def locate(
+    dataset: Dataset, data_dir: str | Path | None = None, root: str | Path | None = None,
+    fetch: bool = True,
+) -> Path:  # fmt: skip
+    """The first directory holding all of ``dataset``'s files; if there is none, the
+    cache directory after downloading them there (unless ``fetch`` is False or
+    ``CNNLAB_OFFLINE`` is set).
 
     An explicit ``data_dir`` (or ``CNNLAB_DATA``) must hold them: a directory the
     user named is never skipped silently.
     """
-    for origin, directory in candidate_dirs(dataset, data_dir):
+    for origin, directory in candidate_dirs(dataset, data_dir, root):
         missing = missing_files(directory, dataset)
         if not missing:
             return directory
         if origin in ("--data-dir", "CNNLAB_DATA"):
+            fetched = f", or drop {origin} and cnnlab will download them"
+            fetched = fetched if mirrors_of(dataset) else ""
             raise DataError(
                 f"{dataset.name} files not found in {directory} (given by {origin}): "
-                f"missing {', '.join(missing)} (raw or .gz). Put the four IDX files there, "
-                f"or drop {origin} and run `{dataset.download_command}`."
+                f"missing {', '.join(missing)} (raw or .gz). Put the four IDX files "
+                f"there{fetched}."
             )
-    searched = ", ".join(str(d) for _, d in candidate_dirs(dataset, data_dir))
+    searched = ", ".join(str(d) for _, d in candidate_dirs(dataset, data_dir, root))
+    if not mirrors_of(dataset):
+        raise DataError(
+            f"{dataset.name} files not found (searched {searched}): it is never downloaded; "
+            "put its four IDX files in a directory and pass --data-dir DIR (data_dir= in Python)"
+        )
+    if fetch and not offline():
+        from cnnlab.data.download import download  # which imports this module
+
+        print(f"{dataset.name} is not on this machine (searched {searched}): downloading it "
+              f"into {cache_dir(dataset)} (CNNLAB_OFFLINE=1 forbids this)",
+              file=sys.stderr)  # fmt: skip
+        return download(dataset)
     hint = (
-        " or install Debian's package: `apt-get install dataset-fashion-mnist`"
+        ", or install Debian's package: `apt-get install dataset-fashion-mnist`"
         if dataset.system_dirs
         else ""
     )
+    why = "; CNNLAB_OFFLINE is set, so nothing was downloaded" if offline() else ""
     raise DataError(
-        f"{dataset.name} is not installed (searched {searched}). "
-        f"Run `{dataset.download_command}`{hint}, or pass --data-dir DIR."
+        f"{dataset.name} is not on this machine (searched {searched}){why}. Download it "
+        f"with `{dataset.download_command}` or, in Python, `{dataset.download_call}`{hint}; "
+        "or point cnnlab at your copy with --data-dir DIR (data_dir= in Python) or "
+        "CNNLAB_DATA=DIR."
     )
 
 
-def verify_payload(path: Path, payload: bytes, resource: Resource) -> None:
-    """Check ``payload`` (the decompressed bytes of ``path``) against ``resource``'s checksum."""
+def checksum_problem(path: Path, payload: bytes, resource: Resource) -> str | None:
+    """What is wrong with ``payload`` (the decompressed bytes of ``path``) against
+    ``resource``'s checksum, or None when it matches (or there is no checksum to check)."""
     if resource.sha256 is not None:
         digest, expected, what = hashlib.sha256(payload).hexdigest(), resource.sha256, "contents"
     elif resource.gz_sha256 is not None and path.suffix == ".gz":
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         expected, what = resource.gz_sha256, "archive"
     else:
-        return  # raw copy of a set published only with archive checksums: structure checks only
-    if digest != expected:
+        return None  # raw copy of a set published only with archive checksums
+    if digest == expected:
+        return None
+    return f"checksum mismatch: the {what} has SHA-256 {digest}, expected {expected}"
+
+
+def verify_payload(path: Path, payload: bytes, resource: Resource) -> None:
+    """Raise DataError if ``payload`` (the decompressed bytes of ``path``) does not match
+    ``resource``'s checksum."""
+    problem = checksum_problem(path, payload, resource)
+    if problem is not None:
         raise DataError(
-            f"{path}: checksum mismatch: the {what} has SHA-256 {digest}, expected {expected}. "
-            "The file is corrupt or not the official one; delete it and download it again."
+            f"{path}: {problem}. The file is corrupt or not the official one; delete it and "
+            "cnnlab will download it again."
         )
 
 
@@ -255,12 +314,13 @@ class ImageSet:
 
 
 def load_dataset(
-    dataset: Dataset | str, data_dir: str | Path | None = None
+    dataset: Dataset | str, data_dir: str | Path | None = None, root: str | Path | None = None
 ) -> tuple[ImageSet, ImageSet]:
-    """Locate, verify and decode ``dataset``; return its (train, test) splits."""
+    """Locate (downloading on first use), verify and decode ``dataset``; return its
+    (train, test) splits. ``root``: see :func:`candidate_dirs`."""
     if isinstance(dataset, str):
         dataset = get_dataset(dataset)
-    directory = locate(dataset, data_dir)
+    directory = locate(dataset, data_dir, root)
     splits = []
     for split, (images_res, labels_res) in zip(
         SPLITS,

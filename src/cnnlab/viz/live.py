@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import importlib
 import io
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from matplotlib.figure import Figure
 
+from cnnlab.logs import in_notebook
 from cnnlab.viz.curves import plot_curves
 
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (IPython's ZMQ shell), False in a terminal or script."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+__all__ = ["LiveCurves", "figure_bytes", "in_notebook", "show_png"]
 
 
 def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 110) -> bytes:

@@ -10,8 +10,9 @@ and its PyTorch cells run unchanged, in both editions of the book:
 - the English edition's classes (``Module``, ``Classifier``, ``Trainer``,
   ``FashionMNIST``, ``ProgressBoard``, ``LeNet``, ...): :mod:`~cnnlab.compat.d2l.oo`.
 
-What differs is underneath: the data comes from cnnlab's verified loader (no download
-into the working directory, no worker processes), batches are gathered and resized on
+What differs is underneath: the data comes from cnnlab's verified loader (files the
+book's library put in ``../data`` are used; a first download goes to cnnlab's cache, not
+the working directory; no worker processes), batches are gathered and resized on
 the training device, denormals are flushed on a CPU, and figures redraw in a notebook
 and are written to a PNG file elsewhere. Names from the rest of the book raise an
 ``AttributeError`` that says so.

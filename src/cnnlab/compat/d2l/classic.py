@@ -96,6 +96,7 @@ def resize_batch(x: torch.Tensor, size: tuple[int, ...] | None) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", antialias=True)
 
 
+BOOK_ROOT = "../data"  # where the book's loaders keep the datasets, relative to the notebook
 MAX_SIDE = 1024  # a batch of 256 such images is 1 GiB of float32
 
 
@@ -126,18 +127,20 @@ def load_data_fashion_mnist(
     batch_size: int, resize: int | tuple[int, int] | None = None, *,
     data_dir: str | Path | None = None,
 ) -> tuple[Loader, Loader]:  # fmt: skip
-    """Fashion-MNIST as (train_iter, test_iter) of (X (B, 1, H, W) in [0, 1], y (B,) int64).
+    """Fashion-MNIST as (train_iter, test_iter) of (X (B, 1, H, W) in [0, 1], y (B,) int64),
+    gathered and resized on ``try_gpu()``, the device the book trains on.
 
     The training order is reshuffled at every pass, from a seed drawn from torch's global
     generator (so ``torch.manual_seed`` makes it repeatable, as with ``DataLoader``).
-    ``data_dir`` (cnnlab's addition) is where the IDX files are; by default cnnlab looks in
-    CNNLAB_DATA, its cache and the OS package, and says how to get them if it finds none.
+    The files are looked for where the book keeps them (``../data/FashionMNIST/raw``),
+    then in cnnlab's usual places, and downloaded into cnnlab's cache on first use;
+    ``data_dir`` (cnnlab's addition) names a directory of your own.
     """
-    train, test = load_dataset("fashion-mnist", data_dir)
-    size = image_size(resize)
+    train, test = load_dataset("fashion-mnist", data_dir, root=BOOK_ROOT)
+    size, device = image_size(resize), try_gpu()
     return (
-        Loader(Batches(train, batch_size, shuffle=True, seed=draw_seed()), size),
-        Loader(Batches(test, batch_size), size),
+        Loader(Batches(train, batch_size, device, shuffle=True, seed=draw_seed()), size),
+        Loader(Batches(test, batch_size, device), size),
     )
 
 
@@ -218,9 +221,10 @@ class Animator:
         ax.set_ylabel(ylabel)
         ax.set_xscale(xscale)
         ax.set_yscale(yscale)
-        if xlim:
+        # An empty range ([1, 1] from train_ch6 with one epoch) would only warn: autoscale.
+        if xlim and xlim[0] != xlim[-1]:
             ax.set_xlim(xlim)
-        if ylim:
+        if ylim and ylim[0] != ylim[-1]:
             ax.set_ylim(ylim)
         if legend:
             ax.legend(legend)

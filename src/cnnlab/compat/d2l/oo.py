@@ -351,15 +351,16 @@ class Images:
 
 class FashionMNIST(DataModule):
     """Fashion-MNIST at ``batch_size``, resized to ``resize`` (the validation split is the
-    test set, as in the book). ``data_dir`` (cnnlab's) is where the IDX files are; by
-    default cnnlab's usual places, with a message naming ``cnnlab data download`` when
-    they are not there (nothing is downloaded behind your back)."""
+    test set, as in the book). The files are looked for in ``root`` in torchvision's
+    layout (``../data/FashionMNIST/raw``, where the book keeps them), then in cnnlab's
+    usual places, and downloaded into cnnlab's cache on first use; ``data_dir`` (cnnlab's
+    addition) names a directory of your own."""
 
     def __init__(self, batch_size: int = 64, resize: int | Sequence[int] = (28, 28), *,
                  data_dir: str | Path | None = None) -> None:  # fmt: skip
         super().__init__()
         self.save_hyperparameters(ignore=["data_dir"])
-        train, test = load_dataset("fashion-mnist", data_dir)
+        train, test = load_dataset("fashion-mnist", data_dir, root=self.root)
         size = image_size(resize)
         self.train, self.val = Images(train, size), Images(test, size)
         self.device = cpu()  # where the loaders gather batches; Trainer.fit sets its own
