@@ -79,7 +79,8 @@ def test_a_name_from_another_chapter_says_what_the_module_covers() -> None:
     with pytest.raises(AttributeError) as caught:
         d2l.RNNModel  # noqa: B018
     message = str(caught.value)
-    assert "'RNNModel'" in message and "convolutional-network chapter" in message
+    assert "'RNNModel'" in message and "convolutional networks (conv-layer" in message
+    assert "modern CNNs (alexnet" in message
     assert "pip install d2l" in message
     assert not hasattr(d2l, "__wrapped__")  # the module protocol still works
 

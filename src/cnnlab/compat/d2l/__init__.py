@@ -8,7 +8,8 @@ and its PyTorch cells run unchanged, in both editions of the book:
 - the Chinese edition's functions (``train_ch6``, ``load_data_fashion_mnist``,
   ``Animator``, ...): :mod:`~cnnlab.compat.d2l.classic`;
 - the English edition's classes (``Module``, ``Classifier``, ``Trainer``,
-  ``FashionMNIST``, ``ProgressBoard``, ``LeNet``, ...): :mod:`~cnnlab.compat.d2l.oo`.
+  ``FashionMNIST``, ``ProgressBoard``, ``LeNet``, ...): :mod:`~cnnlab.compat.d2l.oo`;
+- the Modern CNNs chapter's ``ResNeXtBlock``: :mod:`~cnnlab.compat.d2l.modern`.
 
 What differs is underneath: the data comes from cnnlab's verified loader (files the
 book's library put in ``../data`` are used; a first download goes to cnnlab's cache, not
@@ -30,6 +31,7 @@ from typing import NoReturn
 
 from cnnlab.compat.d2l import classic, tensors
 from cnnlab.compat.d2l.classic import *  # noqa: F403
+from cnnlab.compat.d2l.modern import ResNeXtBlock
 from cnnlab.compat.d2l.oo import (
     Classifier,
     DataModule,
@@ -50,12 +52,14 @@ from cnnlab.compat.d2l.tensors import *  # noqa: F403
 __all__ = [
     *classic.__all__, *tensors.__all__,
     "Classifier", "DataModule", "FashionMNIST", "HyperParameters", "LeNet", "Module",
-    "ProgressBoard", "Trainer", "add_to_class", "cpu", "gpu", "init_cnn", "num_gpus",
+    "ProgressBoard", "ResNeXtBlock", "Trainer", "add_to_class", "cpu", "gpu", "init_cnn",
+    "num_gpus",
 ]  # fmt: skip
 
 COVERED = (
-    "the convolutional-network chapter of both editions (conv-layer, padding-and-strides, "
-    "channels, pooling, lenet), the helpers it calls from earlier chapters and the "
+    "two chapters of both editions: convolutional networks (conv-layer, padding-and-strides, "
+    "channels, pooling, lenet) and modern CNNs (alexnet, vgg, nin, googlenet, batch-norm, "
+    "resnet, densenet, cnn-design), the helpers they call from earlier chapters and the "
     "book's tensor names"
 )
 
