@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import platform
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -32,12 +33,37 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name, local_rank) if name == "cuda" else torch.device(name)
 
 
-def configure_device(device: torch.device) -> None:
-    """Per-process numeric settings for ``device``."""
+def denormals_flushed() -> bool:
+    """Whether this thread's float arithmetic flushes subnormal numbers to zero now.
+
+    >>> before = denormals_flushed()
+    >>> with numerics(torch.device("cpu")):  # on x86 and ARM, which can flush
+    ...     denormals_flushed()
+    True
+    >>> denormals_flushed() == before
+    True
+    """
+    return float(torch.tensor([1e-40]) * 1.0) == 0.0
+
+
+@contextmanager
+def numerics(device: torch.device) -> Iterator[None]:
+    """The numeric settings cnnlab runs ``device``'s work under, for the block only: on a
+    CPU, denormals are flushed to zero (sigmoid activations push values into the denormal
+    range, where x86 float arithmetic is ~20x slower; flushing changes no result we
+    report). On exit the flush, the thread count and the float32 matmul precision are put
+    back as they were, so a notebook computes afterwards as it did before."""
+    flushed, threads = denormals_flushed(), torch.get_num_threads()
+    precision = torch.get_float32_matmul_precision()
     if device.type == "cpu":
-        # Sigmoid activations push values into the denormal range, where x86 float
-        # arithmetic is ~20x slower; flushing them to zero changes no result we report.
         torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(flushed)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        torch.set_float32_matmul_precision(precision)
 
 
 PRECISIONS = ("fp32", "bf16")

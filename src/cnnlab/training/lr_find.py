@@ -17,11 +17,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from cnnlab.data import Batches
-from cnnlab.device import configure_device, resolve_device
+from cnnlab.device import numerics, resolve_device
 from cnnlab.errors import ConfigError
 from cnnlab.rundir import create_run_dir
 from cnnlab.training.config import TrainConfig
@@ -79,7 +80,23 @@ def lr_find(config: TrainConfig, steps: int = 300, start_lr: float = 1e-4, end_l
     if steps < 10:
         raise ConfigError(f"steps must be at least 10 for a curve to read, got {steps}")
     device = resolve_device(config.device)
-    configure_device(device)
+    with numerics(device):
+        result = range_test(config, device, steps, start_lr, end_lr)
+    directory, lock = create_run_dir(Path(out_dir) if out_dir else None, f"lr-find-{config.model}")
+    try:
+        result.figure().savefig(directory / PLOT, dpi=130)
+    finally:
+        lock.release()
+    result.out_dir = directory
+    return result
+
+
+def range_test(
+    config: TrainConfig, device: torch.device, steps: int, start_lr: float, end_lr: float
+) -> LrFindResult:
+    """Train a copy of ``config``'s model for ``steps`` steps at learning rates growing
+    geometrically from ``start_lr`` to ``end_lr``; the smoothed loss at each, and the
+    suggestion read from it."""
     parts = build_parts(config, device)
     model = copy.deepcopy(parts.model).train()
     optimizer = make_optimizer(model, config.optimizer, start_lr, config.weight_decay,
@@ -111,12 +128,6 @@ def lr_find(config: TrainConfig, steps: int = 300, start_lr: float = 1e-4, end_l
                 break
     result.guess = math.log(len(parts.classes))
     result.suggestion, result.how = suggest(result.lrs, result.losses, result.guess)
-    directory, lock = create_run_dir(Path(out_dir) if out_dir else None, f"lr-find-{config.model}")
-    try:
-        result.figure().savefig(directory / PLOT, dpi=130)
-    finally:
-        lock.release()
-    result.out_dir = directory
     return result
 
 

@@ -22,7 +22,7 @@ from cnnlab.accel.cpu import build, fuse_blocks
 from cnnlab.accel.step import GraphedSteps, Step, graphable
 from cnnlab.data import Batches, ImageSet, get_dataset, load_dataset
 from cnnlab.data.augment import augment, parse_augment
-from cnnlab.device import autocast, bf16_missing, configure_device, environment, resolve_device
+from cnnlab.device import autocast, bf16_missing, environment, numerics, resolve_device
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.logs import ensure_logging, log
@@ -169,7 +169,6 @@ class Run:
     ) -> None:  # fmt: skip
         self.config, self.parts, self.run_dir, self.world = config, parts, run_dir, world
         self.device = device or next(parts.model.parameters()).device
-        configure_device(self.device)
         self.precision = config.precision  # what the run computes in: fp32 where bf16 is missing
         if config.precision == "bf16" and (missing := bf16_missing(self.device)) is not None:
             if world.is_main:
@@ -535,12 +534,14 @@ def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainRes
     the run trains (see :func:`~cnnlab.training.config.resumed_config`).
     """
     ensure_logging()
-    world = setup(resolve_device(config.device).type)
+    device = resolve_device(config.device)
+    world = setup(device.type)
     try:
         if asked is None:
             asked = {f.name for f in dataclasses.fields(config)
                      if getattr(config, f.name) != f.default}  # fmt: skip
-        return _train(config, world, set(asked))
+        with numerics(device):
+            return _train(config, world, set(asked))
     finally:
         teardown(world)
 

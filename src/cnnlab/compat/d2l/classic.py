@@ -28,7 +28,7 @@ from torch import nn
 from cnnlab import layers
 from cnnlab.compat.d2l.display import FigureOutput
 from cnnlab.data import Batches, load_dataset
-from cnnlab.device import configure_device
+from cnnlab.device import numerics
 from cnnlab.ops import corr2d
 from cnnlab.training.control import Diverged
 
@@ -80,12 +80,13 @@ class Loader:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        # A loop of the reader's own (the book's cells define train_ch6 themselves) gets
-        # flushed denormals too: the sigmoid nets would otherwise run ~20x slower on a CPU.
-        configure_device(self.batches.images.device)
-        self.passes += 1
-        for x, y in self.batches.epoch(self.passes - 1):
-            yield resize_batch(x, self.resize), y
+        # The reader's loop runs between the yields (the book's cells define train_ch6
+        # themselves): denormals are flushed while it runs, or the sigmoid nets would run
+        # ~20x slower on a CPU, and the flush is put back when the pass ends.
+        with numerics(self.batches.images.device):
+            self.passes += 1
+            for x, y in self.batches.epoch(self.passes - 1):
+                yield resize_batch(x, self.resize), y
 
 
 def resize_batch(x: torch.Tensor, size: tuple[int, ...] | None) -> torch.Tensor:
@@ -285,9 +286,9 @@ def evaluate_accuracy_gpu(
 
 def place(net: nn.Module, device: torch.device) -> None:
     """Move ``net`` to ``device`` and set it up to run fast there, as ``cnnlab train`` does:
-    denormals flushed on a CPU, and conv weights in channels-last (oneDNN's faster layout
-    for LeNet's few-channel convolutions) once no lazy layer is left to initialise."""
-    configure_device(device)
+    conv weights in channels-last (oneDNN's faster layout for LeNet's few-channel
+    convolutions) once no lazy layer is left to initialise. (Denormals are flushed while
+    a loader is iterated.)"""
     net.to(device)
     lazy = any(isinstance(p, nn.parameter.UninitializedParameter) for p in net.parameters())
     if device.type == "cpu" and not lazy:
