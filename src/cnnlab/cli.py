@@ -80,19 +80,10 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cnnlab.rundir import create_run_dir
     from cnnlab.training import train
-    from cnnlab.training.distributed import launch
 
     config, asked = train_config(args)
-    if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        # Start torchrun; the run directory is fixed here so restarted workers find it.
-        if not config.resume and not config.out_dir:
-            run_dir, lock = create_run_dir(None, config.model)
-            lock.release()  # rank 0 takes it
-            config.out_dir = str(run_dir)
-        return launch(config.to_flags(("nproc", "max_restarts")), config.nproc, config.max_restarts)
-    train(config, asked)
+    train(config, asked)  # with --nproc N: through torchrun
     return 0
 
 
@@ -551,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(str(e), file=sys.stderr)
             return e.exit_code
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return int(getattr(e, "exit_code", 1))  # the workers' own, for a distributed run
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -75,3 +75,21 @@ def test_a_killed_worker_is_restarted_and_the_run_resumes(
     assert process.returncode == 0, err
     assert "exitcode: -9" in err  # torchrun saw the death and restarted the workers
     assert_close_weights(run, single)
+
+
+def test_nproc_from_python_trains_in_that_many_processes(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from cnnlab.rundir import read_config
+    from cnnlab.training import TrainConfig
+    from cnnlab.training import train as train_from_python
+
+    data, single = setup
+    run = tmp_path / "run"
+    config = TrainConfig(dataset="idx", data_dir=str(data), epochs=2, batch_size=16, lr=0.3,
+                         checkpoint_every=10, quiet=True, out_dir=str(run), nproc=2)  # fmt: skip
+    result = train_from_python(config)
+    assert result.run_dir == run and [r["epoch"] for r in result.history] == [1, 2]
+    assert result.examples_per_sec > 0 and result.device == "cpu"
+    assert read_config(run)["environment"]["processes"] == 2  # what happened is recorded
+    assert_close_weights(run, single)

@@ -2,6 +2,8 @@ import json
 import logging
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -518,3 +520,12 @@ def test_a_thousand_conv_blocks_are_one_line_not_an_overflow(capsys: pytest.Capt
         assert main(["train", "--model-options", options, "--epochs", "1"]) == 1
         [line] = capsys.readouterr().err.splitlines()
         assert line.startswith("error: 1000 conv blocks with kernel") and "fewer blocks" in line
+
+
+def test_importing_the_trainer_loads_no_plotting() -> None:
+    """A script that only trains (or a torchrun worker) pays for no plotting library:
+    matplotlib and PIL load when a run draws its curves, not when the trainer loads."""
+    code = ("import sys; from cnnlab.training import TrainConfig, train; "
+            "print([m for m in ('PIL', 'matplotlib') if m in sys.modules])")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "[]\n", done.stderr

@@ -19,6 +19,14 @@ class Interrupted(CnnlabError):
         self.exit_code = 128 + signum
 
 
+class ProcessesFailed(CnnlabError):
+    """The processes torchrun ran for a run failed; their own messages came before."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class Diverged(CnnlabError):
     """The loss or the weights stopped being finite numbers."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import sys
 import time
@@ -25,7 +26,7 @@ from cnnlab.data.augment import augment, parse_augment
 from cnnlab.device import autocast, bf16_missing, environment, numerics, resolve_device
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
-from cnnlab.logs import ensure_logging, log
+from cnnlab.logs import ensure_logging, in_notebook, log
 from cnnlab.models import create_model, init_weights, parse_options, pool_before_activation
 from cnnlab.rundir import (
     BEST,
@@ -37,6 +38,7 @@ from cnnlab.rundir import (
     create_run_dir,
     load_weights,
     read_config,
+    read_metrics,
     save_model,
     save_weights,
     write_config,
@@ -50,19 +52,19 @@ from cnnlab.training.checkpoint import (
     save_checkpoint,
 )
 from cnnlab.training.config import TrainConfig, resumed_config
-from cnnlab.training.control import Diverged, Interrupted, StopOnSignal
+from cnnlab.training.control import Diverged, Interrupted, ProcessesFailed, StopOnSignal
 from cnnlab.training.distributed import (
     World,
     all_sum,
     any_rank,
     broadcast_text,
+    launch,
     setup,
     teardown,
 )
 from cnnlab.training.metrics import accuracy, confusion_matrix
 from cnnlab.training.optim import make_optimizer, make_scheduler
 from cnnlab.training.tensorboard import TensorBoardLog
-from cnnlab.viz import LiveCurves, in_notebook, plot_curves
 
 POINTS_PER_EPOCH = 5  # intra-epoch curve points, as the book's animator draws
 DIVERGED_FACTOR = 10  # stop when the average loss exceeds this many times ln(classes)
@@ -160,6 +162,13 @@ def stops_early(history: list[dict[str, Any]], patience: int) -> bool:
     return bool(patience and history) and len(history) - best_epoch(history) >= patience
 
 
+def live_curves() -> Any:
+    """The notebook's live figure (matplotlib is loaded only where one is shown)."""
+    from cnnlab.viz.live import LiveCurves
+
+    return LiveCurves()
+
+
 class Run:
     """One training run: the loop's verbs, over the parts it is handed."""
 
@@ -190,7 +199,7 @@ class Run:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.fast_model, device_ids=ids)
         self.augmentations = parse_augment(config.augment)
-        self.live = LiveCurves() if world.is_main and not config.quiet and in_notebook() else None
+        self.live = live_curves() if world.is_main and not config.quiet and in_notebook() else None
         self.tensorboard = TensorBoardLog(run_dir) if world.is_main and config.tensorboard else None
         # The step, chosen once: replayed from CUDA graphs where that computes the same
         # step (see accel.step.graphable), else eager.
@@ -479,6 +488,8 @@ class Run:
             "keep": self.config.keep,
             "epochs_trained": len(self.state.history),
         })  # fmt: skip
+        from cnnlab.viz.curves import plot_curves  # matplotlib: only once a run has curves
+
         plot_curves(self.state.points, self.state.history).savefig(
             self.run_dir / CURVES, dpi=150
         )
@@ -532,8 +543,13 @@ def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainRes
     of its other fields, those in ``asked`` (default: those off their defaults) are
     applied where a resumed run may change them, and refused where they would change what
     the run trains (see :func:`~cnnlab.training.config.resumed_config`).
+
+    ``config.nproc`` > 1 starts that many processes under torchrun, as ``cnnlab train
+    --nproc`` does, and returns what they wrote.
     """
     ensure_logging()
+    if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return train_in_processes(config)
     device = resolve_device(config.device)
     world = setup(device.type)
     try:
@@ -544,6 +560,26 @@ def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainRes
             return _train(config, world, set(asked))
     finally:
         teardown(world)
+
+
+def train_in_processes(config: TrainConfig) -> TrainResult:
+    """``config`` trained by ``config.nproc`` processes under torchrun (each calls
+    :func:`train` with the config's flags); the result read back from the run directory.
+    The directory is fixed here, so workers that torchrun restarts find it."""
+    if not config.resume and not config.out_dir:
+        run_dir, lock = create_run_dir(None, config.model)
+        lock.release()  # rank 0 takes it
+        config = dataclasses.replace(config, out_dir=str(run_dir))
+    code = launch(config.to_flags(("nproc", "max_restarts")), config.nproc, config.max_restarts)
+    if code != 0:
+        raise ProcessesFailed(f"the {config.nproc} training processes failed (torchrun's exit "
+                              f"code {code}); their messages are above", code)  # fmt: skip
+    run_dir = Path(config.resume or config.out_dir or "")
+    _, history = read_metrics(run_dir)
+    seconds = sum(r["train_seconds"] for r in history)
+    examples = sum(r["train_seconds"] * r["examples_per_sec"] for r in history)
+    device = read_config(run_dir)["environment"]["device"]
+    return TrainResult(run_dir, history, examples / seconds if seconds else 0.0, device)
 
 
 def _train(config: TrainConfig, world: World, asked: set[str]) -> TrainResult:
