@@ -92,8 +92,13 @@ def kill_mid_run(process: subprocess.Popen[str], run: Path, target: int,
 
 
 def random_target(steps: int = STEPS) -> int:
-    """A step past the first checkpoint and at most half way, so the kill lands mid-run."""
-    return random.randint(8, steps // 2)
+    """A step past the first checkpoint and at most half way, so the kill lands mid-run;
+    drawn from a seed that is printed (shown with a failure), and that ``KILL_SEED=N``
+    sets to replay one."""
+    seed = int(os.environ.get("KILL_SEED") or random.SystemRandom().randrange(2**32))
+    target = random.Random(seed).randint(8, steps // 2)
+    print(f"kill target: step {target} (KILL_SEED={seed} replays it)")
+    return target
 
 
 def resume_and_compare(run: Path, reference: Path) -> None:
