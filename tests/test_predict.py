@@ -154,3 +154,43 @@ def test_an_animation_and_a_squeezed_image_are_called_out(
         f"{tmp_path / 'wide.png'}: 4000x10 is squeezed into 28x28 (its proportions are not kept); "
         "crop it around the object for a fairer prediction",
     ]
+
+
+def test_load_predicts_tensors_arrays_pil_images_and_files_alike(
+    tiny_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cnnlab
+    from cnnlab.data import load_dataset
+    from cnnlab.errors import DataError
+
+    run_dir, data_dir = tiny_run
+    _, test = load_dataset("tiny", data_dir)
+    pixels = test.images[:5]  # (5, 28, 28) uint8
+    classifier = cnnlab.load(run_dir)
+    batch = classifier.predict(torch.from_numpy(pixels).float().div(255)[:, None])
+    assert len(batch) == 5 and all(p.ranked[0] == (p.label, p.probability) for p in batch)
+    assert len(batch[0].ranked) == 10 and sum(q for _, q in batch[0].ranked) == pytest.approx(1)
+    paths = []
+    for i, image in enumerate(pixels):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image, mode="L").save(paths[-1])
+    alike = [
+        classifier.predict(pixels),  # a uint8 numpy batch
+        classifier.predict([Image.open(p) for p in paths]),
+        classifier.predict([str(p) for p in paths]),
+        classifier.predict(torch.from_numpy(pixels)),
+    ]
+    for other in alike:
+        assert [p.label for p in other] == [p.label for p in batch]
+        assert np.allclose([p.probability for p in other], [p.probability for p in batch], atol=1e-6)
+    # `cnnlab predict` says the same of the same images saved as PNG
+    assert main(["predict", str(run_dir), *map(str, paths), "--top", "2"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    expected = [f"{path}: " + ", ".join(f"{name} {q:.3f}" for name, q in p.ranked[:2])
+                for path, p in zip(paths, batch, strict=True)]  # fmt: skip
+    assert printed == expected
+    for bad in (torch.zeros(2, 3, 28, 28), np.zeros((2, 2, 2, 2, 2)), 7):
+        with pytest.raises(DataError, match="cannot classify"):
+            classifier.predict(bad)
+    small = classifier.predict(torch.from_numpy(pixels).float().div(255)[:, None, ::2, ::2])
+    assert len(small) == 5  # another size is resized to the model's input

@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from cnnlab.data import load_dataset
     from cnnlab.models import create_model, list_models
+    from cnnlab.predict import load
     from cnnlab.training import TrainConfig, TrainResult, load_model, train
     from cnnlab.training.lr_find import lr_find
 
@@ -23,6 +24,7 @@ __getattr__ = lazy_names("cnnlab", {
     "load_dataset": "cnnlab.data",
     "create_model": "cnnlab.models",
     "list_models": "cnnlab.models",
+    "load": "cnnlab.predict",
     "TrainConfig": "cnnlab.training",
     "TrainResult": "cnnlab.training",
     "load_model": "cnnlab.training",
@@ -40,6 +42,7 @@ __all__ = [
     "__version__",
     "create_model",
     "list_models",
+    "load",
     "load_dataset",
     "load_model",
     "lr_find",

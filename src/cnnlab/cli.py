@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import CnnlabError, ConfigError, DataError
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.logs import ensure_logging, log, shown
 from cnnlab.training.config import TrainConfig
@@ -136,17 +136,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.device import resolve_device
-    from cnnlab.predict import predict_files
-    from cnnlab.rundir import load_model
+    from cnnlab.predict import load
 
-    model, meta = load_model(args.run_dir, resolve_device(args.device))
+    classifier = load(args.run_dir, resolve_device(args.device))
     failed = 0
-    for path, result in predict_files(model, meta, args.images, invert=args.invert, top=args.top):
-        if isinstance(result, CnnlabError):
-            print(f"error: {shown(result)}", file=sys.stderr)
+    for path in args.images:
+        try:
+            (prediction,) = classifier.predict([path], invert=args.invert)
+        except DataError as e:  # the others are still classified
+            print(f"error: {shown(e)}", file=sys.stderr)
             failed += 1
             continue
-        ranked = ", ".join(f"{shown(name)} {p:.3f}" for name, p in result)
+        ranked = ", ".join(f"{shown(name)} {p:.3f}" for name, p in prediction.ranked[: args.top])
         log.info("%s: %s", shown(path), ranked)
     return 1 if failed else 0
 

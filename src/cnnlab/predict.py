@@ -1,14 +1,14 @@
-"""Classifying image files with a trained model."""
+"""Classifying images with a trained model: files, PIL images, tensors, arrays."""
 
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
@@ -30,15 +30,20 @@ def load_image(path: Path, size: tuple[int, int], invert: bool = False) -> torch
     try:
         with Image.open(path) as image:
             _say_what_is_lost(path, image, size)
-            gray = _grayscale(image)
-            small = Image.fromarray(gray, mode="F").resize((size[1], size[0]),
-                                                            Image.Resampling.LANCZOS)  # fmt: skip
+            return image_tensor(image, size, invert)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: too large to open safely ({e})") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable image (PNG, JPEG, ...): {e}") from e
+
+
+def image_tensor(image: Image.Image, size: tuple[int, int], invert: bool = False) -> torch.Tensor:
+    """``image`` (any mode and bit depth) as (1, H, W) float32 grayscale in [0, 1] of
+    ``size``, as :func:`load_image` reads a file."""
+    gray = _grayscale(image)
+    small = Image.fromarray(gray, mode="F").resize((size[1], size[0]), Image.Resampling.LANCZOS)
     pixels = torch.from_numpy(np.clip(np.asarray(small, dtype=np.float32), 0, 1)).unsqueeze(0)
     return 1 - pixels if invert else pixels
 
@@ -83,24 +88,84 @@ def _grayscale(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32) / 255
 
 
-def predict_files(
-    model: nn.Module,
-    meta: dict[str, Any],
-    paths: Sequence[Path],
-    invert: bool = False,
-    top: int = 3,
-) -> Iterator[tuple[Path, list[tuple[str, float]] | DataError]]:
-    """Yield each path with its ``top`` (class, probability) pairs, or the error reading it."""
-    classes = meta["classes"]
-    size = tuple(meta["preprocessing"]["input_shape"][1:])
-    device = next(model.parameters()).device
-    for path in paths:
-        try:
-            x = load_image(path, (size[0], size[1]), invert).unsqueeze(0).to(device)  # (1, 1, H, W)
-        except DataError as e:
-            yield path, e
-            continue
+class Prediction(NamedTuple):
+    """One image's class, its probability, and every class ranked by probability."""
+
+    label: str
+    probability: float
+    ranked: list[tuple[str, float]]
+
+
+Images = Any  # a tensor or array batch, one image, PIL images, paths, or a list of those
+
+
+class Classifier:
+    """A trained run, ready to classify images with its own preprocessing:
+    ``cnnlab.load(RUN)``. ``predict`` takes a tensor or numpy array (H, W), (N, H, W) or
+    (N, 1, H, W) of pixels in [0, 1] (uint8: 0-255), PIL images, paths of image files, or
+    a list mixing them; images of another size are resized to the model's input."""
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any]) -> None:
+        self.model, self.meta = model.eval(), meta
+        self.classes: list[str] = list(meta["classes"])
+        shape = meta["preprocessing"]["input_shape"]  # (channels, height, width)
+        self.size: tuple[int, int] = (int(shape[1]), int(shape[2]))
+        self.device = next(model.parameters()).device
+
+    def batch(self, images: Images, invert: bool = False) -> torch.Tensor:
+        """``images`` as the model's input (N, 1, H, W) float32 on its device."""
+        if isinstance(images, torch.Tensor | np.ndarray):
+            return self._array_batch(torch.as_tensor(images), invert)
+        items = images if isinstance(images, list | tuple) else [images]
+        parts = []
+        for item in items:
+            if isinstance(item, str | Path):
+                parts.append(load_image(Path(item), self.size, invert)[None])
+            elif isinstance(item, Image.Image):
+                parts.append(image_tensor(item, self.size, invert)[None])
+            elif isinstance(item, torch.Tensor | np.ndarray):
+                parts.append(self._array_batch(torch.as_tensor(item), invert).cpu())
+            else:
+                raise DataError(f"cannot classify a {type(item).__name__}: give tensors, "
+                                "numpy arrays, PIL images or image file paths")  # fmt: skip
+        if not parts:
+            raise DataError("no images to classify")
+        return torch.cat(parts).to(self.device)
+
+    def _array_batch(self, x: torch.Tensor, invert: bool) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float() / 255
+        shapes = {2: (1, 1, *x.shape), 3: (x.shape[0], 1, *x.shape[1:]), 4: tuple(x.shape)}
+        if x.ndim not in shapes or (x.ndim == 4 and x.shape[1] != 1) or not x.is_floating_point():
+            raise DataError(
+                f"cannot classify an array of shape {tuple(x.shape)} and type {x.dtype}: give "
+                "grayscale pixels (H, W), (N, H, W) or (N, 1, H, W), floats in [0, 1] or uint8"
+            )
+        x = x.reshape(shapes[x.ndim]).float().to(self.device)
+        if tuple(x.shape[2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True).clamp(0, 1)
+        return 1 - x if invert else x
+
+    def probabilities(self, images: Images, invert: bool = False) -> torch.Tensor:
+        """(N, classes) class probabilities of ``images`` (with the run's test-time
+        augmentation, if it used one)."""
+        x = self.batch(images, invert)
         with torch.inference_mode():
-            probs = class_probabilities(model.eval(), x, meta.get("tta", False))[0].cpu()
-        values, indices = probs.topk(min(top, len(classes)))
-        yield path, [(classes[i], float(v)) for v, i in zip(values, indices.tolist(), strict=True)]
+            return class_probabilities(self.model, x, self.meta.get("tta", False)).cpu()
+
+    def predict(self, images: Images, invert: bool = False) -> list[Prediction]:
+        """Each image's :class:`Prediction`, in order."""
+        predictions = []
+        for row in self.probabilities(images, invert):
+            values, indices = row.sort(descending=True)
+            ranked = [(self.classes[i], float(v))
+                      for v, i in zip(values.tolist(), indices.tolist(), strict=True)]  # fmt: skip
+            predictions.append(Prediction(ranked[0][0], ranked[0][1], ranked))
+        return predictions
+
+
+def load(run_dir: str | Path, device: torch.device | str = "cpu") -> Classifier:
+    """The model saved in ``run_dir``, ready to classify: ``cnnlab.load(RUN).predict(x)``."""
+    from cnnlab.rundir import load_model
+
+    return Classifier(*load_model(run_dir, device))

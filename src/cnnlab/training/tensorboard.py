@@ -16,7 +16,8 @@ DIRECTORY = "tensorboard"
 
 
 class TensorBoardLog:
-    """Writes what the trainer records as TensorBoard scalars and images."""
+    """Writes what the trainer records as TensorBoard scalars and images: the run's first
+    callback (see :mod:`cnnlab.training.callbacks`)."""
 
     def __init__(self, run_dir: Path) -> None:
         try:
@@ -27,14 +28,17 @@ class TensorBoardLog:
             ) from None
         self.writer = SummaryWriter(log_dir=str(run_dir / DIRECTORY))
 
-    def point(self, step: int, row: dict[str, Any], lr: float) -> None:
-        """A curve point after optimizer step ``step``."""
+    def on_point(self, run: Any, row: dict[str, Any]) -> None:
+        """A curve point, at the optimizer step it follows (an interrupted run keeps it)."""
+        step, lr = run.state.step, run.optimizer.param_groups[0]["lr"]
         self.writer.add_scalar("train/loss", row["train_loss"], step)
         self.writer.add_scalar("train/acc", row["train_acc"], step)
         self.writer.add_scalar("train/lr", lr, step)
+        self.writer.flush()
 
-    def epoch(self, row: dict[str, Any], model: nn.Module) -> None:
+    def on_epoch_end(self, run: Any, row: dict[str, Any]) -> None:
         """An epoch's metrics, and the first conv layer's kernels as images."""
+        model: nn.Module = run.model
         epoch = row["epoch"]
         for key in ("train_loss", "train_acc", "test_acc", "val_acc", "examples_per_sec"):
             if key in row:
@@ -50,7 +54,7 @@ class TensorBoardLog:
             self.writer.add_images("conv1/kernels", scaled, epoch, dataformats="NCHW")
         self.writer.flush()
 
-    def close(self) -> None:
+    def on_train_end(self, run: Any, result: Any) -> None:
         self.writer.close()
 
 

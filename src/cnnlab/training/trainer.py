@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from cnnlab.rundir import (
     write_metrics,
     write_metrics_csv,
 )
+from cnnlab.training.callbacks import Callbacks
 from cnnlab.training.checkpoint import (
     TrainState,
     checkpoint_config,
@@ -200,7 +201,7 @@ class Run:
             self.net = nn.parallel.DistributedDataParallel(self.fast_model, device_ids=ids)
         self.augmentations = parse_augment(config.augment)
         self.live = live_curves() if world.is_main and not config.quiet and in_notebook() else None
-        self.tensorboard = TensorBoardLog(run_dir) if world.is_main and config.tensorboard else None
+        self.callbacks = Callbacks()  # train() hands the run its own
         # The step, chosen once: replayed from CUDA graphs where that computes the same
         # step (see accel.step.graphable), else eager.
         n, size = self.train_batches.num_examples, config.batch_size
@@ -388,8 +389,6 @@ class Run:
         self.record(row)
         if self.world.is_main:
             write_metrics_csv(self.run_dir, self.state.history)
-            if self.tensorboard is not None:
-                self.tensorboard.epoch(row, self.model)
             if self.config.keep == "best" and best_epoch(self.state.history) == row["epoch"]:
                 save_weights(self.run_dir / BEST, self.model)
         self.state.epoch, self.state.batch, self.state.seen = self.state.epoch + 1, 0, 0
@@ -401,9 +400,8 @@ class Run:
     def add_point(self, x: float, loss: float, acc: float) -> None:
         self.state.points.append({"x": x, "train_loss": loss, "train_acc": acc})
         self.record({"type": "point", **self.state.points[-1]})
-        if self.tensorboard is not None:
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.tensorboard.point(self.state.step, self.state.points[-1], lr)
+        if self.world.is_main:
+            self.callbacks.call("on_point", self, self.state.points[-1])
         if self.live is not None:
             self.live.update(self.state.points, self.state.history)
 
@@ -455,8 +453,6 @@ class Run:
 
     def interrupt(self, signum: int) -> None:
         self.save_checkpoint()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
         name = signal.Signals(signum).name
         where = f"at epoch {self.state.epoch + 1}, step {self.state.batch}"
         if self.state.batch == 0 and self.state.epoch > 0:  # between epochs
@@ -534,7 +530,9 @@ def prepare_run_dir(
     return config, Path(broadcast_text(world, str(out_dir))), False, lock
 
 
-def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, asked: Collection[str] | None = None, callbacks: Iterable[Any] = ()
+) -> TrainResult:
     """Run ``config`` end to end: data, model, epochs, metrics, figure, weights.
 
     Writes into the run directory: ``config.json``, ``metrics.jsonl``, ``curves.png``,
@@ -544,11 +542,18 @@ def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainRes
     applied where a resumed run may change them, and refused where they would change what
     the run trains (see :func:`~cnnlab.training.config.resumed_config`).
 
+    ``callbacks``: objects with hooks into the run (see :mod:`cnnlab.training.callbacks`).
     ``config.nproc`` > 1 starts that many processes under torchrun, as ``cnnlab train
     --nproc`` does, and returns what they wrote.
     """
     ensure_logging()
+    hooks = Callbacks(callbacks)
     if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if hooks.items:
+            raise ConfigError(
+                "callbacks cannot reach the processes nproc starts: call train() with "
+                "callbacks under torchrun yourself (they run on rank 0)"
+            )
         return train_in_processes(config)
     device = resolve_device(config.device)
     world = setup(device.type)
@@ -557,7 +562,7 @@ def train(config: TrainConfig, asked: Collection[str] | None = None) -> TrainRes
             asked = {f.name for f in dataclasses.fields(config)
                      if getattr(config, f.name) != f.default}  # fmt: skip
         with numerics(device):
-            return _train(config, world, set(asked))
+            return _train(config, world, set(asked), hooks)
     finally:
         teardown(world)
 
@@ -582,11 +587,11 @@ def train_in_processes(config: TrainConfig) -> TrainResult:
     return TrainResult(run_dir, history, examples / seconds if seconds else 0.0, device)
 
 
-def _train(config: TrainConfig, world: World, asked: set[str]) -> TrainResult:
+def _train(config: TrainConfig, world: World, asked: set[str], hooks: Callbacks) -> TrainResult:
     config, run_dir, resume, lock = prepare_run_dir(config, world, asked)
     failed = True
     try:
-        result = _train_in(run_dir, config, world, resume)
+        result = _train_in(run_dir, config, world, resume, hooks)
         failed = False
         return result
     finally:
@@ -594,10 +599,15 @@ def _train(config: TrainConfig, world: World, asked: set[str]) -> TrainResult:
             lock.release(failed)
 
 
-def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) -> TrainResult:
+def _train_in(
+    run_dir: Path, config: TrainConfig, world: World, resume: bool, hooks: Callbacks
+) -> TrainResult:
     device = resolve_device(config.device, world.local_rank)
     run = Run(config, build_parts(config, device, run_dir if resume else None, world), run_dir,
               world, device)  # fmt: skip
+    if world.is_main:  # TensorBoard is the first callback; the others run where it does
+        board = [TensorBoardLog(run_dir)] if config.tensorboard else []
+        run.callbacks = Callbacks([*board, *hooks.items])
     talk = world.is_main and not config.quiet
     if world.is_main:
         env = {**environment(run.device, world.size), "precision": run.precision,
@@ -613,11 +623,14 @@ def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) ->
         log.info("resuming %s at epoch %d, step %d", run_dir, run.state.epoch + 1, run.state.batch)
     progress = talk and sys.stderr.isatty()
     wall_start = time.perf_counter()
+    asked_to_stop = False  # by a callback
     with StopOnSignal() as stop:
-        while run.state.epoch < config.epochs and not stops_early(run.state.history,
-                                                                   config.early_stop):
+        while (run.state.epoch < config.epochs and not asked_to_stop
+               and not stops_early(run.state.history, config.early_stop)):  # fmt: skip
             run.train_epoch(stop, progress)
             row = run.finish_epoch(wall_start)
+            asked = world.is_main and run.callbacks.stop_after_epoch(run, row)
+            asked_to_stop = any_rank(world, asked, run.device)
             if any_rank(world, stop.signum is not None, run.device):  # during evaluation
                 run.interrupt(stop.signum or signal.SIGTERM)
             if talk:
@@ -628,17 +641,19 @@ def _train_in(run_dir: Path, config: TrainConfig, world: World, resume: bool) ->
                     row["test_acc"], row["examples_per_sec"], row["elapsed"],
                 )  # fmt: skip
     history = run.state.history
-    if talk and run.state.epoch < config.epochs:
+    if talk and asked_to_stop and run.state.epoch < config.epochs:
+        log.info("stopped after epoch %d: a callback asked to (cnnlab train --resume %s "
+                 "--epochs %d goes on)", run.state.epoch, run_dir, config.epochs)  # fmt: skip
+    elif talk and run.state.epoch < config.epochs:
         best = best_epoch(history)
         log.info("early stop after epoch %d: val acc has not improved for %d epochs "
                  "(best %.4f, epoch %d)", run.state.epoch, config.early_stop,
                  history[best - 1]["val_acc"], best)  # fmt: skip
     run.save_outputs()
-    if run.tensorboard is not None:
-        run.tensorboard.close()
     examples = run.train_batches.num_examples * len(history)
     result = TrainResult(run_dir, history, examples / run.state.train_seconds, str(run.device),
                          run.step.capture_seconds)  # fmt: skip
+    run.callbacks.call("on_train_end", run, result)
     if world.is_main:
         final = result.final
         log.info(

@@ -1,0 +1,71 @@
+"""Your own hooks into a run: ``cnnlab.train(config, callbacks=[...])``.
+
+A callback is any object with some of these methods, called on the process that writes
+the run directory (rank 0 under torchrun):
+
+- ``on_point(run, row)``: a point of the training curve (5 per epoch, as the book plots:
+  ``row`` has ``x`` in epochs, ``train_loss``, ``train_acc``);
+- ``on_epoch_end(run, row)``: an epoch's row as ``metrics.jsonl`` has it (``test_acc``,
+  ``val_acc`` with ``--val-size``, ...), after its checkpoint is written; return True to
+  stop the run there, as early stopping stops it (the model is saved, and ``--resume RUN
+  --epochs N`` goes on);
+- ``on_train_end(run, result)``: the finished run's :class:`~cnnlab.training.TrainResult`.
+
+``run`` is the :class:`~cnnlab.training.Run`: ``run.state`` (epoch, step, history),
+``run.model``, ``run.optimizer``, ``run.run_dir``. An exception in a callback stops the run
+with an error that names the callback; the last checkpoint is left whole.
+
+>>> class StopAt:
+...     def __init__(self, target): self.target = target
+...     def on_epoch_end(self, run, row): return row["test_acc"] >= self.target
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+HOOKS = ("on_point", "on_epoch_end", "on_train_end")
+
+
+class CallbackError(CnnlabError):
+    """A callback raised: the run stopped, its last checkpoint whole."""
+
+
+class Callbacks:
+    """A run's callbacks, each hook called on each in order."""
+
+    def __init__(self, callbacks: Iterable[Any] = ()) -> None:
+        self.items = list(callbacks)
+        for callback in self.items:
+            if not any(callable(getattr(callback, hook, None)) for hook in HOOKS):
+                raise CnnlabError(
+                    f"callback {describe(callback)} has none of the methods {', '.join(HOOKS)}"
+                )
+
+    def call(self, hook: str, *args: Any) -> list[Any]:
+        """``hook(*args)`` of every callback that has it; their return values."""
+        returned = []
+        for callback in self.items:
+            method = getattr(callback, hook, None)
+            if method is None:
+                continue
+            try:
+                returned.append(method(*args))
+            except Exception as e:
+                raise CallbackError(
+                    f"callback {describe(callback)}.{hook} raised {type(e).__name__}: {e}; the "
+                    "run stopped and its last checkpoint is whole (cnnlab train --resume RUN "
+                    "goes on from it)"
+                ) from e
+        return returned
+
+    def stop_after_epoch(self, run: Any, row: dict[str, Any]) -> bool:
+        """Whether a callback asks the run to stop after this epoch."""
+        return any(value is True for value in self.call("on_epoch_end", run, row))
+
+
+def describe(callback: Any) -> str:
+    return type(callback).__qualname__
