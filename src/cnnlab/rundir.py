@@ -27,6 +27,7 @@ from torch import nn
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.models import create_model
+from cnnlab.models.registry import file_digest, is_reference
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -105,6 +106,28 @@ def load_model(
         return _load_model(run_dir, device)
 
 
+def own_model(meta: dict[str, Any]) -> str:
+    """The model to rebuild: the registered name, or for a model of one's own the
+    reference to the file it was trained from (by its absolute path), checked unchanged."""
+    name: str = meta["model"]
+    source = meta.get("model_file")
+    if not is_reference(name) or not isinstance(source, dict):
+        return name
+    path = Path(str(source.get("path")))
+    if not path.is_file():
+        raise CheckpointError(
+            f"the model's code {path} is gone (the run was trained with --model {name}); put "
+            "the file back there to use the run"
+        )
+    if file_digest(path) != source.get("sha256"):
+        raise CheckpointError(
+            f"the model's code {path} changed since the run was trained (SHA-256 "
+            f"{file_digest(path)[:12]}..., recorded {str(source.get('sha256'))[:12]}...): the "
+            "weights may no longer fit it; restore the file, or train again"
+        )
+    return f"{path}:{name.rpartition(':')[2]}"
+
+
 class ChangedWeights(CheckpointError):
     """The weights' SHA-256 differs from the one their sidecar records."""
 
@@ -114,7 +137,7 @@ def _load_model(run_dir: Path, device: torch.device | str) -> tuple[nn.Module, d
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{run_dir / SIDECAR}: not a cnnlab model sidecar (format {FORMAT})")
     try:
-        model = create_model(meta["model"], **meta.get("model_options", {}))
+        model = create_model(own_model(meta), **meta.get("model_options", {}))
     except (KeyError, TypeError, CnnlabError) as e:
         raise CheckpointError(f"{run_dir / SIDECAR}: cannot rebuild the model: {e}") from e
     try:

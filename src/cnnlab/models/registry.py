@@ -1,10 +1,21 @@
-"""A registry of models by name: ``create_model("lenet")``."""
+"""A registry of models by name: ``create_model("lenet")``; and models of your own, named
+by reference: ``create_model("net.py:net")`` or ``create_model("package.module:net")``.
+
+A factory (registered or referenced) is any function that returns an ``nn.Module``. A run
+passes it ``num_classes``, ``in_channels``, ``image_size`` and ``backend`` only if it
+accepts them; its other keyword arguments with defaults are the model's options
+(``--model-options``).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable, Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -13,10 +24,15 @@ from cnnlab.errors import ConfigError
 
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}
+# What a run knows and hands to a factory that takes it; never a --model-options option.
+CONTEXT = ("num_classes", "in_channels", "image_size", "backend")
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Register a factory under ``name``; its keyword arguments are the model's overrides."""
+    """Register a factory under ``name``: any function returning an ``nn.Module``; its
+    keyword arguments with defaults are the model's options."""
+    if ":" in name:
+        raise ValueError(f"model name {name!r}: a ':' marks a reference to a file or module")
 
     def decorate(factory: ModelFactory) -> ModelFactory:
         if name in _REGISTRY:
@@ -62,7 +78,7 @@ def parse_options(name: str, options: str | Mapping[str, Any]) -> dict[str, Any]
     {'kernel': 3, 'channels': (16, 32)}
     """
     defaults = model_options(name)
-    settable = [k for k in defaults if k not in ("num_classes", "backend")]
+    settable = [k for k in defaults if k not in CONTEXT]
     pairs: list[tuple[str, Any, str]] = []  # (key, value or None, as the user wrote it)
     if not isinstance(options, str | Mapping):
         raise ConfigError(
@@ -118,26 +134,83 @@ def _typed(key: str, value: Any, default: Any, text: bool) -> Any:
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
-    """Build the registered model ``name``, with keyword ``overrides`` of its options.
+    """Build the model ``name`` (registered, or a reference), with keyword ``overrides``
+    of its options; of the run's context (``CONTEXT``) it gets what it accepts.
 
     >>> sum(p.numel() for p in create_model("lenet").parameters())
     61706
     """
-    options = model_options(name)
-    unknown = sorted(set(overrides) - set(options))
+    factory = registered(name)
+    parameters = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    given = {k: v for k, v in overrides.items()
+             if takes_any or k in parameters or k not in CONTEXT}  # fmt: skip
+    unknown = [] if takes_any else sorted(set(given) - set(parameters))
     if unknown:
+        options = [k for k in model_options(name) if k not in CONTEXT]
         raise ConfigError(
             f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(options) or 'none'}"
         )
-    return registered(name)(**overrides)
+    try:
+        model = factory(**given)
+    except TypeError as e:  # a required argument no one gives
+        raise ConfigError(f"model {name!r} could not be built: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model {name!r}: its function returned a {type(model).__name__}, "
+                          "not a torch.nn.Module")  # fmt: skip
+    return model
+
+
+def is_reference(name: str) -> bool:
+    """Whether ``name`` names a function of one's own (``PATH.py:FUNC``, ``module:FUNC``)."""
+    return ":" in name
+
+
+def referenced(reference: str) -> tuple[ModelFactory, Path]:
+    """The function ``PATH.py:FUNC`` or ``package.module:FUNC`` names, and its file."""
+    where, _, name = reference.rpartition(":")
+    if not where or not name.isidentifier():
+        raise ConfigError(f"model {reference!r}: write PATH.py:FUNCTION or "
+                          "package.module:FUNCTION")  # fmt: skip
+    try:
+        if where.endswith(".py"):
+            path = Path(where).resolve()
+            if not path.is_file():
+                raise ConfigError(f"model {reference!r}: {path} not found; give the path of "
+                                  "the Python file that defines the model")  # fmt: skip
+            digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+            spec = importlib.util.spec_from_file_location(f"cnnlab_model_{digest}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+            path = Path(module.__file__ or where)
+    except ConfigError:
+        raise
+    except Exception as e:  # the user's code: any error it raises on import
+        raise ConfigError(
+            f"model {reference!r}: importing {where} failed: {type(e).__name__}: {e}"
+        ) from e
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise ConfigError(f"model {reference!r}: {path} defines no function {name!r}")
+    return factory, path
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def registered(name: str) -> ModelFactory:
-    """The factory registered under ``name``."""
+    """The factory registered under ``name``, or the one the reference ``name`` names."""
+    if is_reference(name):
+        return referenced(name)[0]
     try:
         return _REGISTRY[name]
     except KeyError:
         raise ConfigError(
-            f"unknown model {name!r}; choose one of: {', '.join(list_models())}"
+            f"unknown model {name!r}; choose one of: {', '.join(list_models())}, or name a "
+            "function of your own as PATH.py:FUNCTION or package.module:FUNCTION"
         ) from None

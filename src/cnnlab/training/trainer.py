@@ -28,6 +28,7 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.logs import ensure_logging, in_notebook, log
 from cnnlab.models import create_model, init_weights, parse_options, pool_before_activation
+from cnnlab.models.registry import file_digest, is_reference, referenced
 from cnnlab.rundir import (
     BEST,
     CHECKPOINT,
@@ -116,7 +117,8 @@ def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None 
     torch.manual_seed(config.seed)
     options = {
         **parse_options(config.model, config.model_options),
-        "num_classes": len(dataset.classes), "backend": config.backend,
+        "num_classes": len(dataset.classes), "in_channels": 1,
+        "image_size": tuple(train_set.images.shape[1:]), "backend": config.backend,
     }  # fmt: skip
     try:
         model = create_model(config.model, **options)
@@ -127,6 +129,10 @@ def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None 
             f"model {config.model} with options {config.model_options!r} does not fit in "
             "memory; choose smaller channel and dense widths"
         ) from None
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
+        with torch.no_grad():  # shape lazy layers (a model of one's own may have them)
+            model.eval()(torch.zeros(2, 1, *train_set.images.shape[1:]))
+        model.train()
     init_weights(model, config.init)
     if device.type == "cpu":
         # Measured on 2 AVX2 cores: oneDNN runs LeNet's few-channel convolutions ~1.35x
@@ -161,6 +167,15 @@ def stops_early(history: list[dict[str, Any]], patience: int) -> bool:
     True
     """
     return bool(patience and history) and len(history) - best_epoch(history) >= patience
+
+
+def model_source(model: str) -> dict[str, Any]:
+    """For a model of one's own (``PATH.py:FUNC``), where its code is and the SHA-256 of
+    that file, so that the run rebuilds it from anywhere and notices an edit."""
+    if not is_reference(model):
+        return {}
+    _, path = referenced(model)
+    return {"model_file": {"path": str(path), "sha256": file_digest(path)}}
 
 
 def live_curves() -> Any:
@@ -473,6 +488,7 @@ class Run:
             self.model.load_state_dict(load_weights(self.run_dir / BEST))
         save_model(self.run_dir, self.model, {
             "model": self.config.model,
+            **model_source(self.config.model),
             "model_options": self.parts.model_options,
             "dataset": self.parts.dataset,
             "classes": list(self.classes),
