@@ -164,3 +164,18 @@ epochs = [400]
     assert "checkpoint saved. Resume with: cnnlab train --resume" in table
     assert table.count("not run (stopped)") == 2
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["seed-0-epochs-400"]
+
+
+def test_the_table_shows_validation_accuracy_and_says_which_column_to_choose_by() -> None:
+    from cnnlab.sweep import markdown_table
+
+    row = {"run": "a", "model": "lenet", "parameters": 61706, "epochs": 2, "wall_seconds": 9.0,
+           "train_acc": 0.8, "test_acc": 0.79}  # fmt: skip
+    plain = markdown_table([row])
+    assert "val_acc" not in plain.splitlines()[0]
+    assert "tunes on the test set: give the runs --val-size N" in plain
+    held_out = markdown_table([{**row, "val_acc": 0.81}, {**row, "run": "b"}])
+    header, _, first, second = held_out.splitlines()[:4]
+    assert header.endswith("| train_acc | val_acc | test_acc |")
+    assert first.endswith("| 0.8 | 0.81 | 0.79 |") and second.endswith("| 0.8 |  | 0.79 |")
+    assert "Choose a variant by val_acc" in held_out

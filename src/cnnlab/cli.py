@@ -88,9 +88,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from cnnlab.training.lr_find import PLOT, lr_find
+    from cnnlab.training.lr_find import IGNORED, PLOT, lr_find
 
     test = {k: vars(args).pop(k) for k in ("steps", "start_lr", "end_lr")}
+    ignored = [k for k in IGNORED if k in vars(args)]  # flags given, not the recipe's
+    if ignored:
+        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        raise ConfigError(
+            f"lr-find does not use {flags}: it trains a copy of the model for --steps steps at "
+            "rates from --start-lr to --end-lr, without a schedule, augmentation, checkpoints "
+            "or an evaluation; drop them (they belong to `cnnlab train`)"
+        )
     config, _ = train_config(args)
     result = lr_find(config, test["steps"], test["start_lr"], test["end_lr"], config.out_dir)
     if result.suggestion is None:

@@ -202,18 +202,35 @@ def _row(run: SweepRun, run_dir: Path, wall: float) -> dict[str, Any]:
         "run": run.name, "model": run.config.model,
         "parameters": sum(p.numel() for p in model.parameters()),
         "epochs": run.config.epochs, "wall_seconds": round(wall, 1),
-        "train_acc": round(final["train_acc"], 4), "test_acc": round(final["test_acc"], 4),
+        "train_acc": round(final["train_acc"], 4),
+        **({"val_acc": round(final["val_acc"], 4)} if "val_acc" in final else {}),
+        "test_acc": round(final["test_acc"], 4),
     }  # fmt: skip
 
 
+def columns(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The table's columns: with ``val_acc`` before ``test_acc`` when a run has one."""
+    if not any("val_acc" in row for row in rows):
+        return COLUMNS
+    return (*COLUMNS[:-1], "val_acc", COLUMNS[-1])
+
+
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    """The rows as a Markdown table, and a line on which column to choose by."""
+    names = columns(rows)
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for row in rows:
         if "error" in row:
             lines.append(f"| {row['run']} | {row['model']} | failed: {row['error']} |")
             continue
-        cells = [f"{row[c]:,}" if c == "parameters" else str(row[c]) for c in COLUMNS]
+        cells = [f"{row[c]:,}" if c == "parameters" else str(row.get(c, "")) for c in names]
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append(
+        "\nChoose a variant by val_acc; choosing it by test_acc tunes on the test set."
+        if "val_acc" in names
+        else "\nChoosing a variant by test_acc tunes on the test set: give the runs "
+        "--val-size N (val_size in [base]) and choose by their val_acc."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -222,7 +239,7 @@ def write_outputs(out_dir: Path, runs: Sequence[SweepRun], rows: Sequence[dict[s
 
     atomic_write_bytes(out_dir / "sweep.md", markdown_table(rows).encode())
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*COLUMNS, "error"], restval="")
+    writer = csv.DictWriter(buffer, fieldnames=[*columns(rows), "error"], restval="")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(out_dir / "sweep.csv", buffer.getvalue().encode())

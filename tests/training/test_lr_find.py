@@ -129,3 +129,13 @@ def test_suggestion_needs_a_curve() -> None:
 def test_range_refused_when_empty() -> None:
     with pytest.raises(ConfigError, match="need 0 < start lr < end lr"):
         cnnlab.lr_find(TrainConfig(), start_lr=1.0, end_lr=0.1)
+
+
+def test_training_flags_lr_find_ignores_are_refused_not_dropped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["lr-find", "--epochs", "3", "--schedule", "cosine", "--batch-size", "64",
+                 "--out-dir", str(tmp_path / "lr")])  # fmt: skip
+    assert code == 1 and not (tmp_path / "lr").exists()
+    err = capsys.readouterr().err
+    assert "lr-find does not use --epochs, --schedule:" in err and "--batch-size" not in err

@@ -30,6 +30,11 @@ from cnnlab.training.optim import make_optimizer
 from cnnlab.training.trainer import build_parts
 
 PLOT = "lr_find.png"
+# TrainConfig fields the range test has no use for: given to `cnnlab lr-find`, refused.
+IGNORED = (
+    "lr", "epochs", "schedule", "augment", "tta", "precision", "fast", "compile", "keep",
+    "early_stop", "checkpoint_every", "resume", "nproc", "max_restarts", "tensorboard",
+)  # fmt: skip
 SMOOTHING = 0.9  # weight of the past in the loss's moving average
 BLOWN_UP = 4.0  # stop once the smoothed loss exceeds this many times its minimum
 SETTLE = round(2 / (1 - SMOOTHING))  # points before the moving average has settled
