@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,21 @@ import pytest
 from cnnlab.data import datasets as ds
 
 REAL_DATA = Path("/usr/share/datasets/fashion-mnist")
+
+
+def run_cnnlab(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``cnnlab ARGS`` in a new process of this interpreter, waited for, its output as text
+    (``env`` adds to this process's environment)."""
+    return subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})  # fmt: skip
+
+
+def start_cnnlab(*args: str) -> subprocess.Popen[str]:
+    """``cnnlab ARGS`` started in a new process and not waited for (to signal or kill it)."""
+    return subprocess.Popen([sys.executable, "-m", "cnnlab", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
 def idx_bytes(array: np.ndarray, type_byte: int = 0x08) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,28 +14,22 @@ from PIL import Image
 from cnnlab.cli import main
 from cnnlab.data import datasets as ds
 from cnnlab.training import TrainConfig
-
-
-def cnnlab(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", *args],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+from tests.conftest import run_cnnlab
 
 
 def test_help_and_summary() -> None:
-    assert "train" in cnnlab("--help").stdout
-    out = cnnlab("summary").stdout
+    assert "train" in run_cnnlab("--help").stdout
+    out = run_cnnlab("summary").stdout
     assert "61,706" in out and "416,520" in out and "16x5x5" in out
-    out = cnnlab("summary", "--model-options", "kernel=3 channels=8,16").stdout
+    out = run_cnnlab("summary", "--model-options", "kernel=3 channels=8,16").stdout
     assert "16x6x6" in out
-    out = cnnlab("models").stdout
+    out = run_cnnlab("models").stdout
     assert "lenet-bn            62,158     416,520  lenet with batch_norm=True" in out
 
 
 def test_missing_data_names_the_fix(tmp_path: Path) -> None:
     env = {"XDG_CACHE_HOME": str(tmp_path), "CNNLAB_DATA": str(tmp_path / "empty")}
-    result = cnnlab("train", "--out-dir", str(tmp_path / "run"), env=env)
+    result = run_cnnlab("train", "--out-dir", str(tmp_path / "run"), env=env)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "not found in" in result.stderr and "(given by CNNLAB_DATA)" in result.stderr
@@ -45,37 +38,37 @@ def test_missing_data_names_the_fix(tmp_path: Path) -> None:
 
 
 def test_bad_flag_values_are_clear() -> None:
-    result = cnnlab("train", "--epochs", "0")
+    result = run_cnnlab("train", "--epochs", "0")
     assert result.returncode == 1 and "epochs must be a positive integer, got 0" in result.stderr
-    result = cnnlab("train", "--model", "resnet")
+    result = run_cnnlab("train", "--model", "resnet")
     assert result.returncode == 1 and "unknown model 'resnet'" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "run.toml").write_text("lr = 0.1\nlearning_rate = 0.1\n")
-    result = cnnlab("train", "--config", str(tmp_path / "run.toml"))
+    result = run_cnnlab("train", "--config", str(tmp_path / "run.toml"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{tmp_path / 'run.toml'}: unknown config keys ['learning_rate']" in result.stderr
     (tmp_path / "run.toml").write_text("lr = [")
-    result = cnnlab("train", "--config", str(tmp_path / "run.toml"))
+    result = run_cnnlab("train", "--config", str(tmp_path / "run.toml"))
     assert result.returncode == 1 and "not a readable TOML file" in result.stderr
-    result = cnnlab("train", "--recipe", "fastest")
+    result = run_cnnlab("train", "--recipe", "fastest")
     assert result.returncode == 2 and "invalid choice: 'fastest'" in result.stderr
 
 
 def test_verify_reports_corrupt_files(tmp_path: Path) -> None:
-    from tests.conftest import write_dataset
+    from tests.conftest import run_cnnlab, write_dataset
 
     write_dataset(tmp_path)  # right names, wrong contents for fashion-mnist
-    result = cnnlab("data", "verify", "--data-dir", str(tmp_path))
+    result = run_cnnlab("data", "verify", "--data-dir", str(tmp_path))
     assert result.returncode == 1
     assert "checksum mismatch" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_eval_and_predict_on_a_missing_run(tmp_path: Path) -> None:
     for command in (["eval", str(tmp_path)], ["predict", str(tmp_path), "x.png"]):
-        result = cnnlab(*command)
+        result = run_cnnlab(*command)
         assert result.returncode == 1 and "model.json not found" in result.stderr
 
 

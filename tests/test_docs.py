@@ -4,14 +4,13 @@ where a page shows a command's output after `$ `, the command prints exactly tha
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import run_cnnlab
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -54,9 +53,7 @@ def test_a_shown_command_runs_as_shown(
     page: str, command: str, output: str | None, tmp_path: Path
 ) -> None:
     argv = shlex.split(command, comments=True)
-    env = {**os.environ, "COLUMNS": "100"}
-    done = subprocess.run([sys.executable, "-m", "cnnlab", *argv[1:]], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = run_cnnlab(*argv[1:], cwd=tmp_path, env={"COLUMNS": "100"})
     assert done.returncode == 0, f"{page}: `{command}` failed:\n{done.stderr}"
     if output is not None:
         assert done.stdout == output, f"{page}: `{command}` printed something else"

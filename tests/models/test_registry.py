@@ -5,8 +5,6 @@ fused CPU kernels), and an edited or missing file caught before its run is used.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.models import create_model
 from cnnlab.models.registry import _REGISTRY, register_model
 from cnnlab.training import TrainConfig, train
-from tests.conftest import write_dataset
+from tests.conftest import run_cnnlab, write_dataset
 
 NET = '''\
 from torch import nn
@@ -28,11 +26,6 @@ def net(num_classes, width=6):
         nn.Flatten(), nn.LazyLinear(num_classes),
     )
 '''
-
-
-def cnnlab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
 def test_a_model_file_trains_and_its_run_is_usable_from_anywhere(tmp_path: Path) -> None:
@@ -51,16 +44,16 @@ def test_a_model_file_trains_and_its_run_is_usable_from_anywhere(tmp_path: Path)
     assert environment["cpu_path"]["path"] == "fused"  # its conv -> ReLU -> max pool block
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = cnnlab("eval", str(run), cwd=elsewhere)
+    done = run_cnnlab("eval", str(run), cwd=elsewhere)
     assert done.returncode == 0 and done.stdout.startswith("test acc "), done.stderr
     resumed = train(TrainConfig(resume=str(run), epochs=2, quiet=True))
     assert len(resumed.history) == 2
     (tmp_path / "net.py").write_text(NET.replace("width=6", "width=8"))
-    done = cnnlab("eval", str(run), cwd=elsewhere)
+    done = run_cnnlab("eval", str(run), cwd=elsewhere)
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert f"the model's code {tmp_path / 'net.py'} changed since the run was trained" in done.stderr
     (tmp_path / "net.py").unlink()
-    done = cnnlab("eval", str(run), cwd=elsewhere)
+    done = run_cnnlab("eval", str(run), cwd=elsewhere)
     assert done.returncode == 1 and "is gone" in done.stderr
 
 

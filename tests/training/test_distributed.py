@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 from cnnlab.rundir import CHECKPOINT
-from tests.conftest import write_dataset
+from tests.conftest import start_cnnlab, write_dataset
 
 pytestmark = pytest.mark.distributed
 
@@ -22,8 +21,7 @@ ARGS = ["--dataset", "idx", "--epochs", "2", "--batch-size", "16", "--lr", "0.3"
 
 
 def train(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *ARGS, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return start_cnnlab("train", *ARGS, *args)
 
 
 def children(pid: int) -> list[int]:

@@ -23,7 +23,7 @@ from cnnlab.training.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from tests.conftest import write_dataset
+from tests.conftest import start_cnnlab, write_dataset
 
 # --fast: the fused CPU kernels, not a measured choice between them and the eager layers,
 # which would let the reference and the resumed run differ in rounding
@@ -39,8 +39,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cnnlab(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return start_cnnlab("train", *args)
 
 
 def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
