@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -90,4 +91,32 @@ def test_nproc_from_python_trains_in_that_many_processes(
     assert result.run_dir == run and [r["epoch"] for r in result.history] == [1, 2]
     assert result.examples_per_sec > 0 and result.device == "cpu"
     assert read_config(run)["environment"]["processes"] == 2  # what happened is recorded
+    assert_close_weights(run, single)
+
+
+def test_a_sigterm_to_the_workers_stops_both_at_one_point_and_the_run_resumes(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The ranks agree on a stop at the curve's points: both save one checkpoint there,
+    and the resumed run ends with the single-process weights."""
+    data, single = setup
+    run = tmp_path / "run"
+    process = train("--data-dir", str(data), "--out-dir", str(run), "--nproc", "2")
+    deadline = time.monotonic() + 120
+    while not (run / CHECKPOINT).exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    (torchrun,) = children(process.pid)
+    for worker in children(torchrun):
+        os.kill(worker, signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode != 0 and "SIGTERM: stopped at epoch" in err, err
+    batches = -(-1500 // 16)
+    every = batches // 5  # batches between the curve's points
+    at = re.search(r"SIGTERM: stopped (at epoch \d+, step (\d+)|after epoch \d+)", err)
+    assert at is not None, err
+    assert at.group(2) is None or int(at.group(2)) % every == 0 or int(at.group(2)) == batches
+    resumed = train("--resume", str(run), "--nproc", "2")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
     assert_close_weights(run, single)
