@@ -15,7 +15,7 @@ from torch import nn
 from cnnlab.cli import main
 from cnnlab.models import create_model, list_models
 from cnnlab.ops import Layer, trace
-from cnnlab.predict import predict_files
+from cnnlab.predict import Classifier
 from cnnlab.rundir import load_model
 from cnnlab.training.metrics import class_probabilities
 from cnnlab.viz.explorer import explorer_page, model_spec
@@ -85,11 +85,11 @@ def test_explore_run_predicts_as_cnnlab_predict(browser: Any, tiny_run: tuple[Pa
     _, test = load_dataset(meta["dataset"], data)
     png = tmp_path / "test0.png"
     Image.fromarray(test.images[0]).save(png)
-    [(_, top)] = list(predict_files(model, meta, [png]))
+    [prediction] = Classifier(model, meta).predict([png])  # as `cnnlab predict` reads it
     errors: list[str] = []
     page = open_page(browser, page_file.as_uri() + "#index=0", errors)
     page.wait_for_function(READY)
-    assert page.text_content("#prediction") == top[0][0]
+    assert page.text_content("#prediction") == prediction.label
 
     # A stroke drawn with the mouse: the page's input changes and its prediction is still
     # PyTorch's on exactly those pixels.
