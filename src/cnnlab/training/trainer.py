@@ -648,8 +648,8 @@ def _train_in(
                and not stops_early(run.state.history, config.early_stop)):  # fmt: skip
             run.train_epoch(stop, progress)
             row = run.finish_epoch(wall_start)
-            asked = world.is_main and run.callbacks.stop_after_epoch(run, row)
-            asked_to_stop = any_rank(world, asked, run.device)
+            wants_stop = world.is_main and run.callbacks.stop_after_epoch(run, row)
+            asked_to_stop = any_rank(world, wants_stop, run.device)
             if any_rank(world, stop.signum is not None, run.device):  # during evaluation
                 run.interrupt(stop.signum or signal.SIGTERM)
             if talk:
