@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.data import Batches, ImageSet, load_dataset
+from cnnlab.data import Batches, ImageSet
 from cnnlab.rundir import data_dir_of, load_model
 from cnnlab.training.metrics import confusion_from, predict_proba
 
@@ -42,8 +42,10 @@ def evaluate_saved_run(
 ) -> Evaluation:
     """Load the model of ``run_dir`` and predict its dataset's test split, as the run did
     (with its test-time augmentation, if it used one)."""
+    from cnnlab.data.folder import splits_of_run  # PIL: not for the trainer's EVAL_BATCH
+
     model, meta = load_model(run_dir, device)
-    _, test = load_dataset(meta["dataset"], data_dir_of(run_dir, data_dir))
+    _, test, _, _ = splits_of_run(meta, data_dir_of(run_dir, data_dir))
     batches = Batches(test, EVAL_BATCH, device)
     probs = predict_proba(model, batches, meta.get("tta", False)).cpu()
     return Evaluation(model, meta, test, probs)

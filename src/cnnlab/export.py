@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from cnnlab.data import Batches, load_dataset
+from cnnlab.data import Batches
+from cnnlab.data.folder import splits_of_run
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.fsutil import atomic_write_bytes
@@ -81,7 +82,7 @@ def check_onnx(path: Path, model: torch.nn.Module, meta: dict[str, Any],
         import onnxruntime
     except ImportError:
         return None
-    _, test = load_dataset(meta["dataset"], data_dir)
+    _, test, _, _ = splits_of_run(meta, data_dir)
     x, _ = next(iter(Batches(test, min(count, EVAL_BATCH))))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (ours,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})

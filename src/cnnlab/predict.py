@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from cnnlab.data.images import pixels
 from cnnlab.errors import DataError
 from cnnlab.logs import log, shown
 from cnnlab.training.metrics import class_probabilities
@@ -19,18 +20,18 @@ from cnnlab.training.metrics import class_probabilities
 SQUEEZE = 3  # a width/height ratio this many times the model's is called out
 
 
-def load_image(path: Path, size: tuple[int, int], invert: bool = False) -> torch.Tensor:
-    """Read any PIL-readable image as (1, H, W) float32 grayscale in [0, 1].
-
-    8-bit images are scaled by 255, 16-bit ones by 65535 (not clipped to 8 bits), float
-    ones are taken as [0, 1]. Fashion-MNIST shows light objects on a dark background: pass
-    ``invert`` for photos of dark objects on a light one.
+def load_image(
+    path: Path, size: tuple[int, int], invert: bool = False, channels: int = 1
+) -> torch.Tensor:
+    """Read any PIL-readable image as (channels, H, W) float32 in [0, 1]: grayscale (1) or
+    RGB (3), as :func:`cnnlab.data.images.pixels` converts it. Fashion-MNIST shows light
+    objects on a dark background: pass ``invert`` for photos of dark objects on a light one.
     """
     _check_regular(path)
     try:
         with Image.open(path) as image:
             _say_what_is_lost(path, image, size)
-            return image_tensor(image, size, invert)
+            return image_tensor(image, size, invert, channels)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except Image.DecompressionBombError as e:
@@ -39,13 +40,13 @@ def load_image(path: Path, size: tuple[int, int], invert: bool = False) -> torch
         raise DataError(f"{path}: not a readable image (PNG, JPEG, ...): {e}") from e
 
 
-def image_tensor(image: Image.Image, size: tuple[int, int], invert: bool = False) -> torch.Tensor:
-    """``image`` (any mode and bit depth) as (1, H, W) float32 grayscale in [0, 1] of
+def image_tensor(
+    image: Image.Image, size: tuple[int, int], invert: bool = False, channels: int = 1
+) -> torch.Tensor:
+    """``image`` (any mode and bit depth) as (channels, H, W) float32 in [0, 1] of
     ``size``, as :func:`load_image` reads a file."""
-    gray = _grayscale(image)
-    small = Image.fromarray(gray, mode="F").resize((size[1], size[0]), Image.Resampling.LANCZOS)
-    pixels = torch.from_numpy(np.clip(np.asarray(small, dtype=np.float32), 0, 1)).unsqueeze(0)
-    return 1 - pixels if invert else pixels
+    x = torch.from_numpy(pixels(image, channels, size))
+    return 1 - x if invert else x
 
 
 def _check_regular(path: Path) -> None:
@@ -77,17 +78,6 @@ def _say_what_is_lost(path: Path, image: Image.Image, size: tuple[int, int]) -> 
                     size[1], size[0])  # fmt: skip
 
 
-def _grayscale(image: Image.Image) -> np.ndarray:
-    """(H, W) float32 in [0, 1], whatever the image's mode and bit depth."""
-    if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grayscale PNG, TIFF
-        values = np.asarray(image, dtype=np.float64)
-        full = 65535 if values.max(initial=0) <= 65535 else 2**32 - 1
-        return (values / full).astype(np.float32)
-    if image.mode == "F":
-        return np.asarray(image, dtype=np.float32)
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255
-
-
 class Prediction(NamedTuple):
     """One image's class, its probability, and every class ranked by probability."""
 
@@ -101,14 +91,16 @@ Images = Any  # a tensor or array batch, one image, PIL images, paths, or a list
 
 class Classifier:
     """A trained run, ready to classify images with its own preprocessing:
-    ``cnnlab.load(RUN)``. ``predict`` takes a tensor or numpy array (H, W), (N, H, W) or
-    (N, 1, H, W) of pixels in [0, 1] (uint8: 0-255), PIL images, paths of image files, or
-    a list mixing them; images of another size are resized to the model's input."""
+    ``cnnlab.load(RUN)``. ``predict`` takes a tensor or numpy array of pixels in [0, 1]
+    (uint8: 0-255), (H, W), (N, H, W) or (N, 1, H, W) for a grayscale model and (3, H, W)
+    or (N, 3, H, W) for an RGB one, PIL images, paths of image files, or a list mixing
+    them; images of another size are resized to the model's input."""
 
     def __init__(self, model: nn.Module, meta: dict[str, Any]) -> None:
         self.model, self.meta = model.eval(), meta
         self.classes: list[str] = list(meta["classes"])
         shape = meta["preprocessing"]["input_shape"]  # (channels, height, width)
+        self.channels = int(shape[0])
         self.size: tuple[int, int] = (int(shape[1]), int(shape[2]))
         self.device = next(model.parameters()).device
 
@@ -120,9 +112,9 @@ class Classifier:
         parts = []
         for item in items:
             if isinstance(item, str | Path):
-                parts.append(load_image(Path(item), self.size, invert)[None])
+                parts.append(load_image(Path(item), self.size, invert, self.channels)[None])
             elif isinstance(item, Image.Image):
-                parts.append(image_tensor(item, self.size, invert)[None])
+                parts.append(image_tensor(item, self.size, invert, self.channels)[None])
             elif isinstance(item, torch.Tensor | np.ndarray):
                 parts.append(self._array_batch(torch.as_tensor(item), invert).cpu())
             else:
@@ -133,15 +125,21 @@ class Classifier:
         return torch.cat(parts).to(self.device)
 
     def _array_batch(self, x: torch.Tensor, invert: bool) -> torch.Tensor:
+        shape, c = tuple(x.shape), self.channels
         if x.dtype == torch.uint8:
             x = x.float() / 255
-        shapes = {2: (1, 1, *x.shape), 3: (x.shape[0], 1, *x.shape[1:]), 4: tuple(x.shape)}
-        if x.ndim not in shapes or (x.ndim == 4 and x.shape[1] != 1) or not x.is_floating_point():
+        if c == 1 and x.ndim in (2, 3):  # (H, W) or (N, H, W)
+            x = x.reshape((1, 1, *shape) if x.ndim == 2 else (shape[0], 1, *shape[1:]))
+        elif c == 3 and x.ndim == 3:  # (3, H, W)
+            x = x[None]
+        if x.ndim != 4 or x.shape[1] != c or not x.is_floating_point():
+            wanted = "(H, W), (N, H, W) or (N, 1, H, W)" if c == 1 else "(3, H, W) or (N, 3, H, W)"
             raise DataError(
-                f"cannot classify an array of shape {tuple(x.shape)} and type {x.dtype}: give "
-                "grayscale pixels (H, W), (N, H, W) or (N, 1, H, W), floats in [0, 1] or uint8"
+                f"cannot classify an array of shape {shape} and type {x.dtype}: this model "
+                f"takes {'grayscale' if c == 1 else 'RGB'} pixels {wanted}, floats in [0, 1] "
+                "or uint8"
             )
-        x = x.reshape(shapes[x.ndim]).float().to(self.device)
+        x = x.float().to(self.device)
         if tuple(x.shape[2:]) != self.size:
             x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True).clamp(0, 1)
         return 1 - x if invert else x

@@ -86,10 +86,11 @@ class RunView:
         return self.evaluation.confusion
 
     def test_input(self, index: int) -> tuple[str, torch.Tensor]:
-        """A name and test image ``index`` as (1, H, W) in [0, 1], as the model sees it."""
+        """A name and test image ``index`` as (C, H, W) in [0, 1], as the model sees it."""
         if not 0 <= index < len(self.test.labels):
             raise ConfigError(f"test index {index} out of range: 0..{len(self.test.labels) - 1}")
-        image = torch.from_numpy(self.test.images[index]).float().div(255).unsqueeze(0)
+        image = torch.from_numpy(self.test.images[index]).float().div(255)
+        image = image.unsqueeze(0) if image.ndim == 2 else image
         return f"test #{index}: {self.classes[self.test.labels[index]]}", image
 
     def default_pair(self) -> list[int]:
@@ -105,9 +106,9 @@ def inputs(
     view: RunView, indices: Sequence[int], files: Sequence[Path], invert: bool
 ) -> list[tuple[str, torch.Tensor]]:
     """Named model inputs from test indices and image files (default: the pullover/coat pair)."""
-    size = tuple(view.meta["preprocessing"]["input_shape"][1:])
+    channels, height, width = view.meta["preprocessing"]["input_shape"]
     named = [view.test_input(i) for i in indices]
-    named += [(path.name, load_image(path, (size[0], size[1]), invert)) for path in files]
+    named += [(path.name, load_image(path, (height, width), invert, channels)) for path in files]
     return named or [view.test_input(i) for i in view.default_pair()]
 
 

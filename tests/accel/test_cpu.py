@@ -474,12 +474,12 @@ def slow_down(monkeypatch: pytest.MonkeyPatch, kind: type[nn.Module], seconds: f
 def test_a_slower_fused_step_is_measured_and_the_eager_layers_chosen(
     tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slow_down(monkeypatch, FusedBlock, 0.02)
+    slow_down(monkeypatch, FusedBlock, 0.05)
     run = tiny_run(tmp_path / "run", fast=None)
     assert not any(isinstance(m, FusedBlock) for m in run.fast_model.modules())
     assert run.cpu_path["path"] == "eager" and run.cpu_path["why"] == "measured"
     ms = run.cpu_path["ms_per_step"]
-    assert ms["fused"] > ms["eager"] + 30  # two blocks, 20 ms each
+    assert ms["fused"] > ms["eager"] + 60  # two blocks, 50 ms each: clear of a busy machine
     assert not run.cpu_path["measured_before"]
 
 

@@ -37,7 +37,8 @@ class Batches:
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive whole number, got {batch_size!r}")
-        self.images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)  # (N, H, W)
+        # (N, H, W) grayscale or (N, C, H, W)
+        self.images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
         self.labels = torch.from_numpy(split.labels.astype(np.int64)).to(device)  # (N,)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -54,7 +55,7 @@ class Batches:
     def epoch(
         self, epoch: int = 0, start: int = 0, rank: int = 0, world: int = 1
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(x, y)``: x (B, 1, H, W) float32 in [0, 1], y (B,) int64.
+        """Yield ``(x, y)``: x (B, C, H, W) float32 in [0, 1], y (B,) int64.
 
         Starts at batch ``start`` (to resume mid-epoch). With ``world`` > 1, yields this
         ``rank``'s share of each global batch: every ``world``-th example of it.
@@ -64,7 +65,8 @@ class Batches:
 
     def gather(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The examples ``index``, scaled to [0, 1] on the device as the book's ToTensor."""
-        x = self.images[index].unsqueeze(1).float().div_(255)  # (b, 1, H, W)
+        x = self.images[index]
+        x = (x.unsqueeze(1) if x.ndim == 3 else x).float().div_(255)  # (b, C, H, W)
         return x, self.labels[index]
 
     def indices(

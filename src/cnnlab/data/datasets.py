@@ -144,6 +144,33 @@ IDX = Dataset(
 DATASETS: dict[str, Dataset] = {d.name: d for d in (FASHION_MNIST, MNIST, IDX)}
 
 
+PREFIX = "folder:"  # --dataset folder:DIR, your own images (cnnlab.data.folder)
+
+
+def is_folder(dataset: str) -> bool:
+    return dataset.startswith(PREFIX)
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """``HxW`` (or ``N`` for a square) as (H, W); None for "" (the default).
+
+    >>> parse_size("32x24"), parse_size("64"), parse_size("")
+    ((32, 24), (64, 64), None)
+    """
+    if not text:
+        return None
+    parts = text.lower().split("x")
+    try:
+        sides = tuple(int(p) for p in parts)
+    except ValueError:
+        sides = ()
+    if len(sides) == 1:
+        sides = sides * 2
+    if len(sides) != 2 or not all(1 <= s <= 1024 for s in sides):
+        raise ConfigError(f"image size must be HxW (or N) with sides from 1 to 1024, got {text!r}")
+    return sides[0], sides[1]
+
+
 def get_dataset(name: str) -> Dataset:
     """Return the dataset called ``name``."""
     try:

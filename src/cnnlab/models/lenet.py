@@ -32,8 +32,10 @@ def lenet(
     activation: str = "sigmoid", pool: str = "avg", num_classes: int = 10, backend: str = "torch",
     kernel: int = 5, channels: tuple[int, ...] = (6, 16), dense: tuple[int, ...] = (120, 84),
     batch_norm: bool = False, dropout: float = 0.0, pad_all: bool = False,
+    in_channels: int = 1, image_size: tuple[int, int] = (28, 28),
 ) -> nn.Sequential:  # fmt: skip
-    """LeNet for 1x28x28 inputs; the defaults are the book's network.
+    """LeNet for ``in_channels`` x ``image_size`` inputs (the dataset's: 1x28x28 for
+    Fashion-MNIST); the defaults are the book's network.
 
     Book shapes: 1x28x28 -> 6x28x28 -> 6x14x14 -> 16x10x10 -> 16x5x5 -> 400 -> 120 -> 84 ->
     classes. The options cover the chapter's exercise: activation, pooling kind, kernel size,
@@ -55,18 +57,19 @@ def lenet(
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     modules: list[nn.Module] = []
     stack = []  # the conv and pooling layers, for the shape arithmetic
-    for i, (c_in, c_out) in enumerate(zip((1, *channels), channels, strict=False)):
+    for i, (c_in, c_out) in enumerate(zip((in_channels, *channels), channels, strict=False)):
         pad = kernel // 2 if i == 0 or pad_all else 0
         modules.append(conv(c_in, c_out, kernel_size=kernel, padding=pad))
         modules += [nn.BatchNorm2d(c_out)] if batch_norm else []
         modules += [act(), pool_cls(kernel_size=2, stride=2)]
         stack += [Layer("conv", (kernel,) * 2, padding=(pad,) * 2), Layer("pool", (2, 2), (2, 2))]
     try:
-        h, w = trace((28, 28), stack)[-1].size
+        h, w = trace((image_size[0], image_size[1]), stack)[-1].size
     except ValueError:
         raise ConfigError(
-            f"{len(channels)} conv blocks with kernel {kernel} shrink a 28x28 image to nothing; "
-            "use a smaller kernel or fewer blocks"
+            f"{len(channels)} conv blocks with kernel {kernel} shrink a "
+            f"{image_size[0]}x{image_size[1]} image to nothing; use a smaller kernel or fewer "
+            "blocks"
         ) from None
     modules.append(nn.Flatten())
     width = channels[-1] * h * w

@@ -15,6 +15,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from cnnlab.data.augment import parse_augment
+from cnnlab.data.datasets import is_folder, parse_size
 from cnnlab.device import PRECISIONS
 from cnnlab.errors import ConfigError
 from cnnlab.models.lenet import BACKENDS, INITS
@@ -39,10 +40,17 @@ class TrainConfig:
         "torch", "conv and pooling layers: torch (torch.nn) or scratch (cnnlab.layers)"
     )
     dataset: str = _opt(
-        "fashion-mnist", "fashion-mnist, mnist, or idx (any four IDX files in --data-dir)"
+        "fashion-mnist", "fashion-mnist, mnist, idx (any four IDX files in --data-dir), or "
+        "folder:DIR (your own images: DIR/<class>/*, or DIR/train/<class>/* and DIR/test/...)"
     )
     data_dir: str | None = _opt(
         None, "directory holding the IDX files (default: CNNLAB_DATA, the cache, the OS package)"
+    )
+    channels: int = _opt(
+        0, "folder datasets: 1 (grayscale) or 3 (RGB); 0: what most of the images are"
+    )
+    image_size: str = _opt(
+        "", "folder datasets: HxW the images are resized to (default 28x28 grayscale, 32x32 RGB)"
     )
     epochs: int = _opt(10, "passes over the training set")
     batch_size: int = _opt(256, "examples per SGD step")
@@ -169,9 +177,17 @@ class TrainConfig:
                 "model_options must be KEY=VALUE words or a [model_options] table, got "
                 f"{self.model_options!r}"
             )
-        for name in ("model", "dataset", "augment", "device", "keep", "init"):
+        for name in ("model", "dataset", "augment", "device", "keep", "init", "image_size"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.channels not in (0, 1, 3) or isinstance(self.channels, bool):
+            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
+        parse_size(self.image_size)
+        if (self.channels or self.image_size) and not is_folder(self.dataset):
+            raise ConfigError(
+                f"--channels and --image-size convert the images of a folder dataset "
+                f"(--dataset folder:DIR); {self.dataset}'s are used as they are"
+            )
         parse_augment(self.augment)
         if self.keep not in KEEP:
             raise ConfigError(f"keep must be one of {', '.join(KEEP)}, got {self.keep!r}")

@@ -21,8 +21,9 @@ from tqdm import tqdm
 from cnnlab.accel.choice import faster
 from cnnlab.accel.cpu import build, fuse_blocks
 from cnnlab.accel.step import GraphedSteps, Step, graphable
-from cnnlab.data import Batches, ImageSet, get_dataset, load_dataset
+from cnnlab.data import Batches, ImageSet
 from cnnlab.data.augment import augment, parse_augment
+from cnnlab.data.datasets import is_folder, parse_size
 from cnnlab.device import autocast, bf16_missing, environment, numerics, resolve_device
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
@@ -103,22 +104,27 @@ class Parts:
     state: TrainState = field(default_factory=TrainState)  # where a resumed run stands
     dataset: str = "custom"  # the dataset's registry name, recorded in model.json
     model_options: dict[str, Any] = field(default_factory=dict)  # how to rebuild the model
+    about_data: dict[str, str] = field(default_factory=dict)  # a folder dataset's split
 
 
 def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None = None,
                 world: World = ONE_PROCESS) -> Parts:  # fmt: skip
     """The data, model, optimizer and schedule ``config`` names, on ``device``; with
     ``run_dir``, restored from its checkpoint."""
-    dataset = get_dataset(config.dataset)
-    train_set, test_set = load_dataset(dataset, config.data_dir)
+    from cnnlab.data.folder import load_splits  # PIL: only when a run loads its data
+
+    train_set, test_set, classes, about = load_splits(
+        config.dataset, config.data_dir, config.channels, parse_size(config.image_size)
+    )
+    shape = input_shape(train_set)
     val_set = None
     if config.val_size:
         train_set, val_set = train_set.split_validation(config.val_size)
     torch.manual_seed(config.seed)
     options = {
         **parse_options(config.model, config.model_options),
-        "num_classes": len(dataset.classes), "in_channels": 1,
-        "image_size": tuple(train_set.images.shape[1:]), "backend": config.backend,
+        "num_classes": len(classes), "in_channels": shape[0], "image_size": shape[1:],
+        "backend": config.backend,
     }  # fmt: skip
     try:
         model = create_model(config.model, **options)
@@ -131,7 +137,7 @@ def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None 
         ) from None
     if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
         with torch.no_grad():  # shape lazy layers (a model of one's own may have them)
-            model.eval()(torch.zeros(2, 1, *train_set.images.shape[1:]))
+            model.eval()(torch.zeros(2, *shape))
         model.train()
     init_weights(model, config.init)
     if device.type == "cpu":
@@ -150,8 +156,26 @@ def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None 
             state.loss_sum.zero_()
             state.correct.zero_()
             state.seen = 0
-    return Parts(model, optimizer, train_set, test_set, dataset.classes, val_set, scheduler,
-                 state, dataset.name, options)  # fmt: skip
+    return Parts(model, optimizer, train_set, test_set, classes, val_set, scheduler, state,
+                 config.dataset, options, about)  # fmt: skip
+
+
+def preprocessing(parts: Parts) -> dict[str, Any]:
+    """How the model's input is made from a picture (model.json's ``preprocessing``)."""
+    channels, height, width = input_shape(parts.train_set)
+    own = is_folder(parts.dataset)
+    return {
+        "input_shape": [channels, height, width], "grayscale": channels == 1,
+        "scale": "pixel / 255",
+        "background": "as in your images" if own else "dark (0), as in the dataset",
+        **({"resize": "Lanczos, to the input's size"} if own else {}),
+    }  # fmt: skip
+
+
+def input_shape(split: ImageSet) -> tuple[int, int, int]:
+    """(channels, height, width) of the images of ``split``."""
+    shape = split.images.shape
+    return (1, shape[1], shape[2]) if len(shape) == 3 else (shape[1], shape[2], shape[3])
 
 
 def best_epoch(history: list[dict[str, Any]]) -> int:
@@ -496,9 +520,9 @@ class Run:
             "dataset": self.parts.dataset,
             "classes": list(self.classes),
             "tta": self.config.tta,  # evaluation and prediction average image and mirror
-            "preprocessing": {"input_shape": [1, *self.parts.train_set.images.shape[1:]],
-                              "grayscale": True, "scale": "pixel / 255",
-                              "background": "dark (0), as in the dataset"},
+            "preprocessing": preprocessing(self.parts),
+            **({"dataset_split": self.parts.about_data["split"]}
+               if "split" in self.parts.about_data else {}),
             "final": kept,  # the metrics of the epoch whose weights these are
             "keep": self.config.keep,
             "epochs_trained": len(self.state.history),

@@ -70,8 +70,8 @@ def plot_mistakes(
 ) -> Figure:
     """The ``count`` test images the model got wrong with the highest confidence.
 
-    ``images`` (N, H, W) uint8, ``labels`` (N,), ``probs`` (N, classes). Each tile shows
-    the true label, the prediction and its probability.
+    ``images`` (N, H, W) or (N, 3, H, W) uint8, ``labels`` (N,), ``probs`` (N, classes).
+    Each tile shows the true label, the prediction and its probability.
     """
     predicted = probs.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
@@ -82,7 +82,10 @@ def plot_mistakes(
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, order, strict=False):
-        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+        if images[i].ndim == 3:  # (3, H, W) RGB
+            ax.imshow(images[i].transpose(1, 2, 0))
+        else:
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
         guess = predicted[i]
         ax.set_title(
             f"true: {classes[labels[i]]}\npred: {classes[guess]} {probs[i, guess]:.2f}", fontsize=7

@@ -152,6 +152,9 @@ def explorer_page(
 ) -> Explorer:
     """The page for ``model`` with its sidecar ``meta`` and test ``images`` (N, H, W) uint8."""
     shape = list(meta["preprocessing"]["input_shape"])
+    if shape[0] != 1:
+        raise ValueError(f"the explorer draws grayscale models; this one takes {shape[0]}-channel "
+                         "(RGB) images: use `cnnlab report` for its pictures")  # fmt: skip
     if images.shape[1:] != tuple(shape[1:]):
         raise ValueError(f"images are {images.shape[1:]}, the model takes {shape[1:]}")
     data = {
@@ -195,7 +198,7 @@ def explorer_page(
 
 def explore_run(run_dir: str | Path, data_dir: str | Path | None = None, n: int = 300) -> Explorer:
     """The explorer page for a saved run, with its dataset's first ``n`` test images."""
-    from cnnlab.data import load_dataset
+    from cnnlab.data.folder import splits_of_run
     from cnnlab.errors import ConfigError
     from cnnlab.logs import log
     from cnnlab.rundir import data_dir_of, load_model
@@ -203,7 +206,7 @@ def explore_run(run_dir: str | Path, data_dir: str | Path | None = None, n: int 
     if n < 1:
         raise ConfigError(f"--images must be at least 1, got {n}")
     model, meta = load_model(run_dir)
-    _, test = load_dataset(meta["dataset"], data_dir_of(run_dir, data_dir))
+    _, test, _, _ = splits_of_run(meta, data_dir_of(run_dir, data_dir))
     if n > len(test.labels):
         log.info("--images %d: the test set has %d images; the page holds all of them", n,
                  len(test.labels))  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,7 +82,7 @@ def plot_feature_maps(
     axes = fig.subplots(len(layers), columns + 1, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    axes[0, 0].imshow(image[0].cpu().numpy(), cmap="gray")
+    show_input(axes[0, 0], image)
     axes[0, 0].set_title("input", fontsize=8)
     for row, (name, maps) in enumerate(layers):
         axes[row, 1].set_title(f"{name} {'x'.join(map(str, maps.shape))}", fontsize=8, loc="left")
@@ -108,7 +109,7 @@ def plot_activation_pair(
         axes = subfig.subplots(rows, columns, squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
-        axes[0, 0].imshow(image[0].cpu().numpy(), cmap="gray")
+        show_input(axes[0, 0], image)
         subfig.suptitle(name, fontsize=10)
         for row, (layer, maps) in enumerate(layers, start=1):
             axes[row, 0].set_title(layer, fontsize=7, loc="left")
@@ -135,3 +136,11 @@ def plot_panels(panels: Sequence[tuple[str, torch.Tensor]], title: str = "") -> 
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def show_input(ax: Any, image: torch.Tensor) -> None:
+    """A model input (C, H, W) in [0, 1] on ``ax``: grayscale, or RGB for 3 channels."""
+    if image.shape[0] == 3:
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+    else:
+        ax.imshow(image[0].cpu().numpy(), cmap="gray")
