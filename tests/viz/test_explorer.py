@@ -187,3 +187,45 @@ def test_the_notebook_frame_is_sandboxed_without_the_notebooks_origin() -> None:
     frame = Explorer("<p>page</p>")._repr_html_()
     assert frame.startswith('<iframe sandbox="allow-scripts" ')
     assert "allow-same-origin" not in frame
+
+
+def test_an_rgb_folder_run_in_the_browser_matches_pytorch_and_cnnlab_predict(
+    browser: Any, tmp_path: Path
+) -> None:
+    from tests.data.test_folder import write_pictures
+
+    write_pictures(tmp_path / "pictures", per_class=10)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"folder:{tmp_path / 'pictures'}", "--model",
+                 "lenet-relu-max", "--lr", "0.1", "--batch-size", "8", "--epochs", "2",
+                 "--device", "cpu", "--quiet", "--out-dir", str(run)]) == 0  # fmt: skip
+    assert main(["explore", str(run)]) == 0
+    model, meta = load_model(run)
+    from cnnlab.data.folder import splits_of_run
+
+    _, test, _, _ = splits_of_run(meta, None)
+    errors: list[str] = []
+    page = open_page(browser, (run / "explorer.html").as_uri() + "#index=1", errors)
+    page.wait_for_function(READY)
+    x = torch.from_numpy(test.images[1:2]).float() / 255  # (1, 3, 32, 32)
+    with torch.no_grad():
+        want = class_probabilities(model.eval(), x)[0].double().numpy()
+    got = np.array(page.evaluate("window.cnnlab.probabilities"))
+    assert np.abs(got - want).max() < 1e-4
+    png = tmp_path / "test1.png"
+    Image.fromarray(test.images[1].transpose(1, 2, 0), "RGB").save(png)
+    [prediction] = Classifier(model, meta).predict([png])  # as `cnnlab predict` reads it
+    assert page.text_content("#prediction") == prediction.label
+    page.click("#clear")  # a white stroke reaches every channel
+    box = page.locator("#input").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.8, steps=5)
+    page.mouse.up()
+    drawn = np.array(page.evaluate("window.cnnlab.pixels")).reshape(3, 32, 32)
+    assert drawn.max() > 0.9 and np.array_equal(drawn[0], drawn[2])
+    x = torch.from_numpy(drawn.astype(np.float32))[None]
+    with torch.no_grad():
+        want = class_probabilities(model.eval(), x)[0].double().numpy()
+    assert np.abs(np.array(page.evaluate("window.cnnlab.probabilities")) - want).max() < 1e-4
+    assert errors == []

@@ -3,7 +3,7 @@
 "use strict";
 (function () {
   const data = JSON.parse(document.getElementById("model-data").textContent);
-  const [, H, W] = data.input;
+  const [C0, H, W] = data.input, N0 = C0 * H * W; // input channels (1 grayscale, 3 RGB), size
   const floats = (b64) => {
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
     return Float64Array.from(new Float32Array(bytes.buffer));
@@ -88,7 +88,7 @@
       default: return { shape: x.shape, v: x.v.map(pointwise[l.op]) };
     }
   }
-  function forward(pixels) { // pixels: Float64Array (H*W) in [0, 1]
+  function forward(pixels) { // pixels: Float64Array (C0*H*W, channel by channel) in [0, 1]
     const outputs = [];
     let x = { shape: data.input, v: pixels };
     for (const l of data.layers) outputs.push((x = apply(x, l)));
@@ -101,8 +101,9 @@
   }
   function flip(pixels) {
     const out = new Float64Array(pixels.length);
-    for (let r = 0; r < H; r++)
-      for (let s = 0; s < W; s++) out[r * W + s] = pixels[r * W + (W - 1 - s)];
+    for (let c = 0; c < C0; c++)
+      for (let r = 0; r < H; r++)
+        for (let s = 0; s < W; s++) out[(c * H + r) * W + s] = pixels[(c * H + r) * W + (W - 1 - s)];
     return out;
   }
 
@@ -110,7 +111,7 @@
   const canvas = document.getElementById("input");
   const field = document.getElementById("field"), layersBox = document.getElementById("layers");
   const indexBox = document.getElementById("index"), truth = document.getElementById("truth");
-  let pixels = new Float64Array(H * W);
+  let pixels = new Float64Array(N0);
 
   function paint(target, values, w, h, lo, hi) {
     const c = target.getContext("2d"), img = c.createImageData(w, h);
@@ -119,6 +120,13 @@
       const g = Math.round((255 * (values[i] - lo)) / span);
       img.data.set([g, g, g, 255], 4 * i);
     }
+    c.putImageData(img, 0, 0);
+  }
+  function paintInput() { // grayscale, or the three channels as colour
+    if (C0 !== 3) return paint(canvas, pixels, W, H, 0, 1);
+    const c = canvas.getContext("2d"), img = c.createImageData(W, H);
+    for (let i = 0; i < H * W; i++)
+      img.data.set([0, 1, 2].map((k) => Math.round(255 * pixels[k * H * W + i])).concat(255), 4 * i);
     c.putImageData(img, 0, 0);
   }
   function range(values) {
@@ -196,7 +204,7 @@
       const mirror = forward(flip(pixels)), other = softmax(mirror[mirror.length - 1].v);
       probs = probs.map((p, k) => (p + other[k]) / 2);
     }
-    paint(canvas, pixels, W, H, 0, 1);
+    paintInput();
     outputs.forEach((x, n) => {
       const view = views[n];
       if (view.bars) {
@@ -225,7 +233,7 @@
   }
   function select(k) {
     k = Math.max(0, Math.min(count - 1, k | 0));
-    for (let i = 0; i < H * W; i++) pixels[i] = images[k * H * W + i] / 255; // as cnnlab predict
+    for (let i = 0; i < N0; i++) pixels[i] = images[k * N0 + i] / 255; // as cnnlab predict
     indexBox.value = k;
     truth.textContent = `(label: ${data.classes[data.labels[k]]})`;
     run();
@@ -239,7 +247,7 @@
   document.getElementById("prev").addEventListener("click", () => go(Number(indexBox.value) - 1));
   document.getElementById("next").addEventListener("click", () => go(Number(indexBox.value) + 1));
   document.getElementById("clear").addEventListener("click", () => {
-    pixels = new Float64Array(H * W); truth.textContent = "(your drawing)"; run();
+    pixels = new Float64Array(N0); truth.textContent = "(your drawing)"; run();
   });
   window.addEventListener("hashchange", fromHash);
 
@@ -254,8 +262,9 @@
       for (let r = Math.floor(y - 2); r <= y + 2; r++)
         for (let s = Math.floor(x - 2); s <= x + 2; s++) {
           if (r < 0 || r >= H || s < 0 || s >= W) continue;
-          const d = Math.hypot(r + 0.5 - y, s + 0.5 - x);
-          pixels[r * W + s] = Math.max(pixels[r * W + s], Math.min(1, Math.max(0, 1.8 - d)));
+          const d = Math.hypot(r + 0.5 - y, s + 0.5 - x), ink = Math.min(1, Math.max(0, 1.8 - d));
+          for (let c = 0; c < C0; c++) // white ink, in every channel
+            pixels[(c * H + r) * W + s] = Math.max(pixels[(c * H + r) * W + s], ink);
         }
     }
     last = p;

@@ -150,13 +150,13 @@ class Explorer:
 def explorer_page(
     model: nn.Module, meta: dict[str, Any], images: np.ndarray, labels: np.ndarray
 ) -> Explorer:
-    """The page for ``model`` with its sidecar ``meta`` and test ``images`` (N, H, W) uint8."""
+    """The page for ``model`` with its sidecar ``meta`` and test ``images`` uint8, (N, H, W)
+    grayscale or (N, 3, H, W) RGB."""
     shape = list(meta["preprocessing"]["input_shape"])
-    if shape[0] != 1:
-        raise ValueError(f"the explorer draws grayscale models; this one takes {shape[0]}-channel "
-                         "(RGB) images: use `cnnlab report` for its pictures")  # fmt: skip
-    if images.shape[1:] != tuple(shape[1:]):
-        raise ValueError(f"images are {images.shape[1:]}, the model takes {shape[1:]}")
+    per_image = tuple(images.shape[1:]) if images.ndim == 4 else (1, *images.shape[1:])
+    if shape[0] not in (1, 3) or per_image != tuple(shape):
+        raise ValueError(f"images are {per_image}, the model takes {tuple(shape)} (grayscale "
+                         "or RGB)")  # fmt: skip
     data = {
         "model": meta.get("model", "model"),
         "classes": list(meta["classes"]),
