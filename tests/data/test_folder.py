@@ -3,6 +3,7 @@ are not images, the cache, and a run on them from training to export."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.data import folder as folder_module
-from cnnlab.data.folder import load_folder
+from cnnlab.data.folder import DEFAULT_SIZE, load_folder
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.training import TrainConfig
 
@@ -116,3 +117,15 @@ def test_a_run_on_ones_own_pictures_from_training_to_export(
     assert main(["export", str(run), "-o", str(tmp_path / "m.onnx")]) == 0
     assert main(["train", "--resume", str(run), "--epochs", "3"]) == 0
     assert (run / "metrics.csv").read_text().count("\n") == 4  # header and three epochs
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_the_default_model_trains_on_a_folder(mode: str, tmp_path: Path) -> None:
+    write_pictures(tmp_path / "pictures", mode=mode)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"folder:{tmp_path / 'pictures'}", "--epochs", "2",
+                 "--device", "cpu", "--quiet", "--out-dir", str(run)]) == 0  # fmt: skip
+    channels = 1 if mode == "L" else 3
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["preprocessing"]["input_shape"] == [channels, *DEFAULT_SIZE[channels]]
+    assert meta["classes"] == ["blue", "green", "red"]
