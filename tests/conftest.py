@@ -92,6 +92,26 @@ def tiny_run(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> tuple[Pat
     return train(config).run_dir, directory
 
 
+@pytest.fixture
+def displayed(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The PNGs sent to IPython's display, as a notebook would show them: each new one,
+    then each update of it in place (the display must ask for a display_id to update)."""
+    IPython = pytest.importorskip("IPython")
+    pngs: list[bytes] = []
+
+    class Handle:
+        def update(self, image: object) -> None:
+            pngs.append(image.data)  # type: ignore[attr-defined]
+
+    def display(image: object, display_id: bool = False) -> Handle:
+        assert display_id  # an output that later updates replace
+        pngs.append(image.data)  # type: ignore[attr-defined]
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    return pngs
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep tests away from the user's cache and CNNLAB_DATA."""

@@ -14,25 +14,6 @@ def test_shown_escapes_control_characters() -> None:
     assert shown("coat\x1b[2J\n") == "coat\\x1b[2J\\x0a"
 
 
-@pytest.fixture
-def displayed(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The PNGs sent to IPython's display (first shown, then updated in place)."""
-    IPython = pytest.importorskip("IPython")
-    pngs: list[bytes] = []
-
-    class Handle:
-        def update(self, image: object) -> None:
-            pngs.append(image.data)  # type: ignore[attr-defined]
-
-    def display(image: object, display_id: bool = False) -> Handle:
-        assert display_id  # an output that later updates replace
-        pngs.append(image.data)  # type: ignore[attr-defined]
-        return Handle()
-
-    monkeypatch.setattr(IPython.display, "display", display)
-    return pngs
-
-
 def test_a_subclass_of_the_kernel_shell_is_a_notebook(
     monkeypatch: pytest.MonkeyPatch, displayed: list[bytes], tmp_path: Path,
     tiny_dataset: tuple[ds.Dataset, Path], capsys: pytest.CaptureFixture[str],

@@ -420,29 +420,17 @@ def test_english_edition_lenet_reaches_the_books_accuracy(
 
 
 def test_progress_board_redraws_in_place_in_a_notebook(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, displayed: list[bytes]
 ) -> None:
-    IPython = pytest.importorskip("IPython")
     from cnnlab.compat.d2l import display
 
-    shown: list[bytes] = []
-
-    class Handle:
-        def update(self, image: object) -> None:
-            shown.append(image.data)  # type: ignore[attr-defined]
-
-    def fake_display(image: object, display_id: bool = False) -> Handle:
-        shown.append(image.data)  # type: ignore[attr-defined]
-        return Handle()
-
-    monkeypatch.setattr(IPython.display, "display", fake_display)
     monkeypatch.setattr(display, "in_notebook", lambda: True)
     monkeypatch.chdir(tmp_path)
     board = d2l.ProgressBoard(xlabel="epoch")
     for x in range(4):
         board.draw(x, torch.tensor(float(x)), "loss", every_n=2)
     assert [p.y for p in board.data["loss"]] == [0.5, 2.5]  # means of 2 raw points
-    assert len(shown) == 2 and all(png[:4] == b"\x89PNG" for png in shown)
+    assert len(displayed) == 2 and all(png[:4] == b"\x89PNG" for png in displayed)
     assert not (tmp_path / "progress.png").exists()  # nothing written in a notebook
 
 

@@ -175,6 +175,18 @@ def regnetx32() -> nn.Sequential:
     )  # fmt: skip
 
 
+def classifier(build: Callable[[], nn.Module]) -> type[d2l.Classifier]:
+    """The English edition's way to a model: a ``d2l.Classifier`` whose ``net`` is built."""
+
+    class Net(d2l.Classifier):
+        def __init__(self, lr: float = 0.1) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.net = build()
+
+    return Net
+
+
 # section: (network, side of the printed shapes' input, first and last lines printed,
 # training image side, lr, batch size)
 SECTIONS: dict[str, tuple[Callable[[], nn.Module], int, str, str, int, float, int]] = {
@@ -221,13 +233,7 @@ def test_shapes_print_as_in_the_book(section: str, capsys: pytest.CaptureFixture
     chinese = capsys.readouterr().out.splitlines()
     assert (chinese[0], chinese[-1]) == (first, last)
 
-    class Net(d2l.Classifier):
-        def __init__(self, lr: float = 0.1) -> None:
-            super().__init__()
-            self.save_hyperparameters()
-            self.net = build()
-
-    Net().eval().layer_summary((1, 1, side, side))  # the English edition's
+    classifier(build)().eval().layer_summary((1, 1, side, side))  # the English edition's
     assert capsys.readouterr().out.splitlines() == chinese
 
 
@@ -266,13 +272,7 @@ def test_training_cells_of_both_editions(
     assert printed[0].startswith("training on ") and printed[1].startswith("loss ")
     assert (tmp_path / "animator.png").is_file()
 
-    class Net(d2l.Classifier):
-        def __init__(self, lr: float = 0.1) -> None:
-            super().__init__()
-            self.save_hyperparameters()
-            self.net = build()
-
-    model = Net(lr=lr)
+    model = classifier(build)(lr=lr)
     data = d2l.FashionMNIST(batch_size=batch_size, resize=(side, side))
     model.apply_init([next(iter(data.get_dataloader(True)))[0]], d2l.init_cnn)
     trainer = d2l.Trainer(max_epochs=1, num_gpus=1)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REAL_DATA
+from tests.conftest import needs_real_data
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -103,11 +103,8 @@ def assert_live_figure(notebook: Any, client: Recording, cell_index: int) -> Non
     assert "the figure is in" not in text_of(notebook.cells[cell_index])
 
 
-needs_data = pytest.mark.skipif(not REAL_DATA.is_dir(), reason="needs the real Fashion-MNIST")
-
-
 @pytest.mark.slow
-@needs_data
+@needs_real_data
 def test_chinese_edition_lenet_notebook(tmp_path: Path) -> None:
     notebook, client = execute(CHINESE, tmp_path)
     shapes = text_of(notebook.cells[1]).splitlines()
@@ -123,7 +120,7 @@ def test_chinese_edition_lenet_notebook(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@needs_data
+@needs_real_data
 def test_english_edition_lenet_notebook(tmp_path: Path) -> None:
     notebook, client = execute(ENGLISH, tmp_path)
     summary = text_of(notebook.cells[1]).splitlines()

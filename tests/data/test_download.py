@@ -21,7 +21,7 @@ import pytest
 from cnnlab.data import datasets as ds
 from cnnlab.data import download, load_dataset
 from cnnlab.errors import DataError
-from tests.conftest import REAL_DATA, write_dataset
+from tests.conftest import REAL_DATA, needs_real_data, write_dataset
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -188,8 +188,6 @@ def hidden_system_copy(*command: str) -> list[str]:
 def fashion_server() -> Iterator[str]:
     """The four official Fashion-MNIST .gz files on 127.0.0.1: /good/ whole, /corrupt/
     with one byte of each payload changed."""
-    if not REAL_DATA.is_dir():
-        pytest.skip("needs the real Fashion-MNIST files")
     yield from serve({p.name: p.read_bytes() for p in REAL_DATA.glob("*.gz")})
 
 
@@ -197,6 +195,7 @@ LOAD = "from cnnlab.compat import d2l; d2l.load_data_fashion_mnist(256); print('
 
 
 @pytest.mark.slow
+@needs_real_data
 def test_fresh_machine_downloads_on_first_use(fashion_server: str, tmp_path: Path) -> None:
     notebook_dir = tmp_path / "notebooks"
     notebook_dir.mkdir()
@@ -217,6 +216,7 @@ def test_fresh_machine_downloads_on_first_use(fashion_server: str, tmp_path: Pat
 
 
 @pytest.mark.slow
+@needs_real_data
 def test_fresh_machine_refuses_a_tampered_mirror_and_offline(
     fashion_server: str, tmp_path: Path
 ) -> None:
@@ -242,6 +242,7 @@ def test_fresh_machine_refuses_a_tampered_mirror_and_offline(
 
 
 @pytest.mark.slow
+@needs_real_data
 def test_two_processes_at_once_download_one_verified_copy(
     fashion_server: str, tmp_path: Path
 ) -> None:
@@ -262,11 +263,10 @@ def test_two_processes_at_once_download_one_verified_copy(
 
 
 @pytest.mark.slow
+@needs_real_data
 def test_the_books_data_folder_is_found_without_a_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not REAL_DATA.is_dir():
-        pytest.skip("needs the real Fashion-MNIST files")
     from cnnlab.compat import d2l
 
     unpackaged = dataclasses.replace(ds.FASHION_MNIST, system_dirs=())

@@ -1,7 +1,6 @@
 """Every figure function on tiny synthetic inputs, with the headless Agg canvas."""
 
 import numpy as np
-import pytest
 import torch
 
 from cnnlab.models import create_model
@@ -66,22 +65,10 @@ def test_kernels_and_feature_maps() -> None:
     assert sum(len(ax.images) for ax in pair.axes) == 2 * (1 + 6 + 8)
 
 
-def test_live_curves_only_in_a_notebook(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_curves_only_in_a_notebook(displayed: list[bytes]) -> None:
     assert not in_notebook()  # pytest is no Jupyter kernel
-    IPython = pytest.importorskip("IPython")
-    shown: list[object] = []
-
-    class Handle:
-        def update(self, obj: object) -> None:
-            shown.append(obj)
-
-    def fake_display(obj: object, display_id: bool = False) -> Handle:
-        shown.append(obj)
-        return Handle()
-
-    monkeypatch.setattr(IPython.display, "display", fake_display)
     live = LiveCurves()
     points = [{"x": 0.5, "train_loss": 1.0, "train_acc": 0.5}]
     live.update(points, [])
     live.update(points, [{"epoch": 1, "test_acc": 0.6}])
-    assert len(shown) == 2 and all(getattr(s, "data", b"")[:4] == b"\x89PNG" for s in shown)
+    assert len(displayed) == 2 and all(png[:4] == b"\x89PNG" for png in displayed)

@@ -78,9 +78,8 @@ def load_folder(dataset: str, channels: int = 0, size: tuple[int, int] | None = 
     root = Path(dataset.removeprefix(PREFIX)).expanduser()
     if not root.is_dir():
         raise DataError(f"--dataset {dataset}: {root} is not a directory of class folders")
-    layout = _layout(root)
-    files = {split: _files(directory, classes) for split, (directory, classes) in layout.items()}
-    classes = layout["train" if "train" in layout else "all"][1]
+    layout, classes = _layout(root)
+    files = {split: _files(directory, classes) for split, directory in layout.items()}
     stats = [(p, *_stat(p)) for listing in files.values() for _, paths in listing for p in paths]
     key = hashlib.sha256(repr((CACHE_FORMAT, channels, size, str(root.resolve()),
                                [(str(p.relative_to(root)), n, t) for p, n, t in stats])).encode())
@@ -100,8 +99,9 @@ def load_folder(dataset: str, channels: int = 0, size: tuple[int, int] | None = 
     return folder
 
 
-def _layout(root: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
-    """{split: (its directory, its class names)}: train and test, or all."""
+def _layout(root: Path) -> tuple[dict[str, Path], tuple[str, ...]]:
+    """({split: its directory}, the class names): train and test, or all; the classes are
+    the training folder's (a test folder may lack some)."""
     def classes_in(directory: Path) -> tuple[str, ...]:
         return tuple(sorted(p.name for p in directory.iterdir()
                             if p.is_dir() and not p.name.startswith(".")))  # fmt: skip
@@ -115,14 +115,13 @@ def _layout(root: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
         train, test = classes_in(root / "train"), classes_in(root / "test")
         if unknown := sorted(set(test) - set(train)):
             raise DataError(f"{root / 'test'} has classes that train/ lacks: {', '.join(unknown)}")
-        layout = {"train": (root / "train", train), "test": (root / "test", train)}
+        layout, classes = {"train": root / "train", "test": root / "test"}, train
     else:
-        layout = {"all": (root, classes_in(root))}
-    classes = layout["train" if "train" in layout else "all"][1]
+        layout, classes = {"all": root}, classes_in(root)
     if len(classes) < 2:
         raise DataError(f"{root} holds {len(classes)} class folder(s); a classifier needs at "
                         "least 2 (one subfolder of images per class)")  # fmt: skip
-    return layout
+    return layout, classes
 
 
 def _files(directory: Path, classes: tuple[str, ...]) -> list[tuple[int, list[Path]]]:

@@ -175,7 +175,7 @@ def referenced(reference: str) -> tuple[ModelFactory, Path]:
                           "package.module:FUNCTION")  # fmt: skip
     try:
         if where.endswith(".py"):
-            path = Path(where).resolve()
+            path = reference_file(reference)
             if not path.is_file():
                 raise ConfigError(f"model {reference!r}: {path} not found; give the path of "
                                   "the Python file that defines the model")  # fmt: skip
@@ -197,6 +197,15 @@ def referenced(reference: str) -> tuple[ModelFactory, Path]:
     if not callable(factory):
         raise ConfigError(f"model {reference!r}: {path} defines no function {name!r}")
     return factory, path
+
+
+def reference_file(reference: str) -> Path:
+    """The file a reference's code is in, found without running a model file again (a
+    module is imported once per process)."""
+    where = reference.rpartition(":")[0]
+    if where.endswith(".py"):
+        return Path(where).resolve()
+    return Path(importlib.import_module(where).__file__ or where)
 
 
 def file_digest(path: Path) -> str:

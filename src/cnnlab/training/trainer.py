@@ -29,7 +29,7 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.logs import ensure_logging, in_notebook, log
 from cnnlab.models import create_model, init_weights, parse_options, pool_before_activation
-from cnnlab.models.registry import file_digest, is_reference, referenced
+from cnnlab.models.registry import file_digest, is_reference, reference_file
 from cnnlab.rundir import (
     BEST,
     CHECKPOINT,
@@ -198,7 +198,7 @@ def model_source(model: str) -> dict[str, Any]:
     that file, so that the run rebuilds it from anywhere and notices an edit."""
     if not is_reference(model):
         return {}
-    _, path = referenced(model)
+    path = reference_file(model)
     return {"model_file": {"path": str(path), "sha256": file_digest(path)}}
 
 
