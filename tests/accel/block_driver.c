@@ -8,10 +8,10 @@
 
 typedef struct { long n, c, h, w, o, k, pad, act, pool; } Shape;
 long cnnlab_block_kept(const Shape *s);
-void cnnlab_block_forward(const float *x, const float *w, const float *bias, float *y,
-                          float *a, const Shape *s, long threads);
-void cnnlab_block_backward(const float *x, const float *w, const float *a, const float *gy,
-                           float *gx, float *gw, float *gb, const Shape *s, long threads);
+int cnnlab_block_forward(const float *x, const float *w, const float *bias, float *y,
+                         float *a, const Shape *s, long threads);
+int cnnlab_block_backward(const float *x, const float *w, const float *a, const float *gy,
+                          float *gx, float *gw, float *gb, const Shape *s, long threads);
 
 static float *input(long count) {
     float *p = malloc(sizeof(float) * (count ? count : 1));
@@ -34,8 +34,8 @@ int main(void) {
     float *gw = malloc(sizeof(float) * nw), *gb = malloc(sizeof(float) * s.o);
     float *a = malloc(sizeof(float) * s.n * cnnlab_block_kept(&s));
     if (!y || !gx || !gw || !gb || !a) return 4;
-    cnnlab_block_forward(x, w, b, y, a, &s, 2);
-    cnnlab_block_backward(x, w, a, gy, gx, gw, gb, &s, 2);
+    if (cnnlab_block_forward(x, w, b, y, a, &s, 2) || cnnlab_block_backward(x, w, a, gy, gx, gw, gb, &s, 2))
+        return 5;
     output(y, ny); output(gx, nx); output(gw, nw); output(gb, s.o);
     return 0;
 }

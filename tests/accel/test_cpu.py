@@ -197,6 +197,35 @@ def test_norm_results_repeat_bit_for_bit() -> None:
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
+# Shapes no machine can hold the working memory of (a padded plane of 2**60 floats), with
+# no images, so that the tensors torch allocates are empty and only the kernel's fail.
+HUGE = 2**30
+
+
+def test_a_block_whose_working_memory_cannot_be_had_raises_memory_error() -> None:
+    x = torch.empty(0, 1, HUGE, HUGE)
+    w, b = torch.randn(6, 1, 5, 5), torch.zeros(6)
+    with pytest.raises(MemoryError, match="smaller --batch-size, or --no-fast"):
+        fused(x, w, b, 2, 0, 0)
+    lib = cpu.library()
+    assert lib is not None
+    shape = cpu._Shape(0, 1, HUGE, HUGE, 6, 5, 2, 0, 0)
+    nothing, weights = ctypes.c_void_p(None), ctypes.c_void_p(w.data_ptr())  # read first
+    status = lib.cnnlab_block_backward(nothing, weights, *[nothing] * 5, ctypes.byref(shape), 2)
+    assert status == 1  # out of memory, said, not a crash
+
+
+def test_a_norm_block_whose_working_memory_cannot_be_had_says_so() -> None:
+    lib = cpu.library()
+    assert lib is not None
+    shape = cpu._NormShape(0, 2, 2, 2**60)  # per-thread sums of 2**61 doubles
+    nothing = ctypes.c_void_p(None)
+    assert lib.cnnlab_norm_forward(*[nothing] * 3, 1e-5, *[nothing] * 5, ctypes.byref(shape), 2) == 1
+    assert lib.cnnlab_norm_backward(*[nothing] * 10, ctypes.byref(shape), 2) == 1
+    with pytest.raises(MemoryError, match="could not allocate"):
+        cpu._checked(1)
+
+
 BEST = {"activation": "relu", "pool": "max", "kernel": 3, "channels": [8, 32, 96],
         "dense": [128], "batch_norm": True}  # the model of --recipe best
 

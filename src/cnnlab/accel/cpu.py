@@ -37,6 +37,7 @@ from cnnlab.fsutil import atomic_write_bytes, user_cache
 from cnnlab.logs import log
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_block.c", "cpu_norm.c"))
+HEADER = Path(__file__).with_name("cpu_common.h")  # included by both
 ACTIVATIONS = {nn.Sigmoid: 0, nn.ReLU: 1}
 POOLS = {nn.AvgPool2d: 0, nn.MaxPool2d: 1}
 
@@ -188,7 +189,7 @@ def build() -> str:
 
 @cache
 def _build(name: str) -> str:
-    code = b"".join(source.read_bytes() for source in SOURCES)
+    code = b"".join(source.read_bytes() for source in (*SOURCES, HEADER))
     key = hashlib.sha256(code + platform.machine().encode() + platform.node().encode()
                          + " ".join(ISAS[name]).encode())  # fmt: skip
     return f"{name}-{key.hexdigest()[:16]}"
@@ -223,7 +224,16 @@ def _library(name: str) -> ctypes.CDLL | None:
     lib.cnnlab_norm_forward.argtypes = [*[pointer] * 3, ctypes.c_double, *[pointer] * 5, norm,
                                         threads]  # fmt: skip
     lib.cnnlab_norm_backward.argtypes = [*[pointer] * 10, norm, threads]
+    for kernel in ("block_forward", "block_backward", "norm_forward", "norm_backward"):
+        getattr(lib, f"cnnlab_{kernel}").restype = ctypes.c_int  # 0, or out of memory
     return lib
+
+
+def _checked(status: int) -> None:
+    """A kernel's status: 0, or it could not allocate its working memory."""
+    if status != 0:
+        raise MemoryError("the fused CPU kernel could not allocate its working memory: use a "
+                          "smaller --batch-size, or --no-fast for PyTorch's layers")
 
 
 def _pointer(tensor: torch.Tensor | None) -> ctypes.c_void_p:
@@ -252,9 +262,9 @@ class BlockFunction(torch.autograd.Function):
         y = x.new_empty(n, weight.shape[0], ho // 2, wo // 2)
         kept = x.new_empty(n, lib.cnnlab_block_kept(ctypes.byref(shape)))  # for backward
         with torch.profiler.record_function("cnnlab::fused_block"):
-            lib.cnnlab_block_forward(_pointer(x), _pointer(weight), _pointer(bias), _pointer(y),
-                                     _pointer(kept), ctypes.byref(shape),
-                                     torch.get_num_threads())  # fmt: skip
+            _checked(lib.cnnlab_block_forward(
+                _pointer(x), _pointer(weight), _pointer(bias), _pointer(y), _pointer(kept),
+                ctypes.byref(shape), torch.get_num_threads()))  # fmt: skip
         ctx.save_for_backward(x, weight, kept)
         ctx.shape = shape
         return y
@@ -268,9 +278,10 @@ class BlockFunction(torch.autograd.Function):
         lib = library()
         assert lib is not None
         with torch.profiler.record_function("cnnlab::fused_block_backward"):
-            lib.cnnlab_block_backward(_pointer(x), _pointer(weight), _pointer(kept),
-                                      _pointer(grad), _pointer(gx), _pointer(gw), _pointer(gb),
-                                      ctypes.byref(ctx.shape), torch.get_num_threads())  # fmt: skip
+            _checked(lib.cnnlab_block_backward(
+                _pointer(x), _pointer(weight), _pointer(kept), _pointer(grad), _pointer(gx),
+                _pointer(gw), _pointer(gb), ctypes.byref(ctx.shape),
+                torch.get_num_threads()))  # fmt: skip
         return gx, gw, gb, None, None, None
 
 
@@ -316,10 +327,10 @@ class NormFunction(torch.autograd.Function):
         lib = library()
         assert lib is not None
         with torch.profiler.record_function("cnnlab::fused_norm"):
-            lib.cnnlab_norm_forward(_pointer(rows), _pointer(weight), _pointer(bias), eps,
-                                    _pointer(y), _pointer(arg), _pointer(mean), _pointer(var),
-                                    _pointer(invstd), ctypes.byref(shape),
-                                    torch.get_num_threads())  # fmt: skip
+            _checked(lib.cnnlab_norm_forward(
+                _pointer(rows), _pointer(weight), _pointer(bias), eps, _pointer(y), _pointer(arg),
+                _pointer(mean), _pointer(var), _pointer(invstd), ctypes.byref(shape),
+                torch.get_num_threads()))  # fmt: skip
         ctx.save_for_backward(rows, weight, arg, mean, invstd, y)
         ctx.shape = shape
         ctx.mark_non_differentiable(mean, var)
@@ -333,10 +344,10 @@ class NormFunction(torch.autograd.Function):
         lib = library()
         assert lib is not None
         with torch.profiler.record_function("cnnlab::fused_norm_backward"):
-            lib.cnnlab_norm_backward(_pointer(rows), _pointer(weight), _pointer(arg),
-                                     _pointer(mean), _pointer(invstd), _pointer(y),
-                                     _pointer(gy), _pointer(gx), _pointer(gw), _pointer(gb),
-                                     ctypes.byref(ctx.shape), torch.get_num_threads())  # fmt: skip
+            _checked(lib.cnnlab_norm_backward(
+                _pointer(rows), _pointer(weight), _pointer(arg), _pointer(mean), _pointer(invstd),
+                _pointer(y), _pointer(gy), _pointer(gx), _pointer(gw), _pointer(gb),
+                ctypes.byref(ctx.shape), torch.get_num_threads()))  # fmt: skip
         return gx.permute(0, 3, 1, 2), gw, gb, None
 
 

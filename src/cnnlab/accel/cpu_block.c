@@ -20,17 +20,7 @@
  * against a vector of weights or gradients. The input gradient is computed row-flattened
  * in both layouts.
  */
-#include <stdlib.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FLUSH_DENORMALS() _mm_setcsr(_mm_getcsr() | 0x8040) /* FTZ and DAZ */
-#else
-#define FLUSH_DENORMALS()
-#endif
+#include "cpu_common.h"
 
 /* One vector is one register of the target: V lanes, and register blocks sized so that
  * the inner loops' accumulators stay in the REGS vector registers (16 with AVX2 or SSE,
@@ -48,7 +38,6 @@
 #define V 4
 #define REGS 16
 #endif
-#define INLINE static inline __attribute__((always_inline))
 typedef float vf __attribute__((vector_size(V * sizeof(float))));
 
 /* Output maps computed together, sharing each input load: all of them up to 8. */
@@ -137,20 +126,24 @@ static void cv_conv(const float *xp, const vf *wv, const vf *bias, const Shape *
         for (long y = 0; y < d->ho; y++)
             for (long x0 = 0; x0 < d->wo; x0 += span)
                 switch ((d->wo - x0 < span ? d->wo - x0 : span) * 4 + g) {
-#define CASE(X) case X * 4 + 1: cv_row_by(xp, wv, bias, s, d, y, x0, og, an, X, 1); break; \
-                case X * 4 + 2: cv_row_by(xp, wv, bias, s, d, y, x0, og, an, X, 2); break;
-                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
-                CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
-#undef CASE
+#define ONE(X) case X * 4 + 1: cv_row_by(xp, wv, bias, s, d, y, x0, og, an, X, 1); break;
+#define TWO(X) case X * 4 + 2: cv_row_by(xp, wv, bias, s, d, y, x0, og, an, X, 2); break;
+                ONE(1) ONE(2) ONE(3) ONE(4) ONE(5) ONE(6)
+                ONE(7) ONE(8) ONE(9) ONE(10) ONE(11) ONE(12) /* span 12 with one vector */
+                TWO(1) TWO(2) TWO(3) TWO(4) TWO(5) TWO(6)    /* 6 with two */
+#undef ONE
+#undef TWO
                 }
         og += g;
     }
 }
 
-/* wv[c][tap][og] = the weights of maps og * V ... og * V + V - 1, and the bias vectors. */
+/* wv[c][tap][og] = the weights of maps og * V ... og * V + V - 1, and the bias vectors
+ * (NULL if they cannot be allocated). */
 static vf *cv_weights(const float *w, const float *bias, const Shape *s, const Dims *d) {
     long groups = s->o / V;
-    vf *wv = aligned_alloc(sizeof(vf), sizeof(vf) * (s->c * d->kk + 1) * groups);
+    vf *wv = allocate((s->c * d->kk + 1) * groups, sizeof(vf), 0);
+    if (!wv) return NULL;
     for (long o = 0; o < s->o; o++) {
         for (long c = 0; c < s->c; c++)
             for (long tap = 0; tap < d->kk; tap++)
@@ -160,13 +153,7 @@ static vf *cv_weights(const float *w, const float *bias, const Shape *s, const D
     return wv;
 }
 
-static float *zeroed(long floats) {
-    float *p = aligned_alloc(sizeof(vf), sizeof(float) * whole(floats));
-    memset(p, 0, sizeof(float) * whole(floats));
-    return p;
-}
-
-static int threads_for(long n, long threads) { return (int)(n < threads ? (n > 0 ? n : 1) : threads); }
+static float *zeroed(long floats) { return allocate(whole(floats), sizeof(float), 1); }
 
 /* out[q][t] = sum over ic, tap of wt[q][ic][tap] * in[ic][t + off[tap]], t < len, for
  * nout maps, B at a time (wt has grouped(nout) rows, zero past nout); in planes are in_cs
@@ -281,7 +268,8 @@ static void pad_input(const float *x, const Shape *s, const Dims *d, float *xp) 
 }
 
 static long *forward_offsets(const Shape *s, const Dims *d) {
-    long *off = malloc(sizeof(long) * d->kk);
+    long *off = allocate(d->kk, sizeof(long), 0);
+    if (!off) return NULL;
     for (long i = 0; i < s->k; i++)
         for (long j = 0; j < s->k; j++) off[i * s->k + j] = i * d->wp + j;
     return off;
@@ -297,8 +285,8 @@ static void activations(const float *xp, const float *wt, const float *bias, con
 }
 
 static float *padded_weights(const float *w, const Shape *s, const Dims *d) {
-    float *wt = calloc(grouped(s->o) * s->c * d->kk, sizeof(float));
-    memcpy(wt, w, sizeof(float) * s->o * s->c * d->kk);
+    float *wt = allocate(grouped(s->o) * s->c * d->kk, sizeof(float), 1);
+    if (wt) memcpy(wt, w, sizeof(float) * s->o * s->c * d->kk);
     return wt;
 }
 
@@ -329,20 +317,24 @@ static void pool(const float *an, const Shape *s, const Dims *d, float *yn) {
 
 /* y: (n, o, hq, wq) pooled output; a: (n, kept) the activations (row-flattened, or
  * channel-vectorised where d.cv), kept for backward (measured: recomputing them there is
- * slower, even for one input channel). */
-void cnnlab_block_forward(const float *x, const float *w, const float *bias, float *y,
-                          float *a, const Shape *s, long threads) {
+ * slower, even for one input channel). 0, or CNNLAB_OUT_OF_MEMORY. */
+int cnnlab_block_forward(const float *x, const float *w, const float *bias, float *y,
+                         float *a, const Shape *s, long threads) {
     Dims d = dims_of(s);
     long *off = forward_offsets(s, &d);
     float *wt = d.cv ? NULL : padded_weights(w, s, &d);
     vf *wv = d.cv ? cv_weights(w, bias, s, &d) : NULL;
+    const int ready = off && (d.cv ? (void *)wv : (void *)wt);
+    int failed = ready ? 0 : CNNLAB_OUT_OF_MEMORY;
     int nt = threads_for(s->n, threads);
     #pragma omp parallel num_threads(nt)
     {
         FLUSH_DENORMALS();
-        float *xp = zeroed(s->c * d.plane);
+        float *xp = ready ? zeroed(s->c * d.plane) : NULL;
+        if (!xp) failed_to_allocate(&failed);
         #pragma omp for schedule(static)
         for (long n = 0; n < s->n; n++) {
+            if (!xp) continue;
             pad_input(x + n * s->c * s->h * s->w, s, &d, xp);
             float *an = a + n * d.kept;
             if (d.cv) {
@@ -356,6 +348,7 @@ void cnnlab_block_forward(const float *x, const float *w, const float *bias, flo
         free(xp);
     }
     free(wt); free(wv); free(off);
+    return failed;
 }
 
 /* g *= act'(a), from the activations a, over count values. */
@@ -472,11 +465,13 @@ static void cv_weight_grad(const float *gn, const float *xp, const Shape *s, con
                     const float *src = xp + c * d->plane + i * d->wp + j;
                     vf *at = acc + (c * d->kk + i * s->k + j) * groups + og;
                     switch ((s->k - j < span ? s->k - j : span) * 4 + g) {
-#define CASE(J) case J * 4 + 1: cv_taps_by(gn, src, s, d, og, at, J, 1); break; \
-                    case J * 4 + 2: cv_taps_by(gn, src, s, d, og, at, J, 2); break;
-                    CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
-                    CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
-#undef CASE
+#define ONE(J) case J * 4 + 1: cv_taps_by(gn, src, s, d, og, at, J, 1); break;
+#define TWO(J) case J * 4 + 2: cv_taps_by(gn, src, s, d, og, at, J, 2); break;
+                    ONE(1) ONE(2) ONE(3) ONE(4) ONE(5) ONE(6)
+                    ONE(7) ONE(8) ONE(9) ONE(10) ONE(11) ONE(12)
+                    TWO(1) TWO(2) TWO(3) TWO(4) TWO(5) TWO(6)
+#undef ONE
+#undef TWO
                     }
                 }
         og += g;
@@ -539,8 +534,8 @@ static float lane_sum(vf v) {
 }
 
 /* a: the forward's kept activations; gx may be NULL (the input needs no gradient). gw
- * and gb are overwritten. */
-void cnnlab_block_backward(const float *x, const float *w, const float *a, const float *gy,
+ * and gb are overwritten. 0, or CNNLAB_OUT_OF_MEMORY. */
+int cnnlab_block_backward(const float *x, const float *w, const float *a, const float *gy,
                            float *gx, float *gw, float *gb, const Shape *s, long threads) {
     Dims d = dims_of(s);
     long gmaps = wg_maps(s->o), groups = s->o / V;
@@ -549,8 +544,15 @@ void cnnlab_block_backward(const float *x, const float *w, const float *a, const
     /* the input gradient is the full correlation of g with the flipped kernel: with g
      * placed k - 1 rows and columns into a zero plane of row stride wp (the spare columns
      * supply the zeros left of each row), tap (i, j) reads it shifted by -(i * wp + j). */
-    long *back = malloc(sizeof(long) * d.kk);
-    float *wt = calloc(grouped(s->c) * s->o * d.kk, sizeof(float)); /* wt[c][o][tap] */
+    long *back = allocate(d.kk, sizeof(long), 0);
+    float *wt = allocate(grouped(s->c) * s->o * d.kk, sizeof(float), 1); /* wt[c][o][tap] */
+    int nt = threads_for(s->n, threads);
+    vf *partial = allocate(nt * nacc, sizeof(vf), 1);
+    if (!back || !wt || !partial) {
+        free(back); free(wt); free(partial);
+        return CNNLAB_OUT_OF_MEMORY;
+    }
+    int failed = 0;
     for (long o = 0; o < s->o; o++)
         for (long c = 0; c < s->c; c++)
             for (long tap = 0; tap < d.kk; tap++)
@@ -559,23 +561,20 @@ void cnnlab_block_backward(const float *x, const float *w, const float *a, const
     for (long i = 0; i < s->k; i++)
         for (long j = 0; j < s->k; j++) back[i * s->k + j] = lead - i * d.wp - j;
     long gx_len = whole(d.hp * d.wp);
-    int nt = threads_for(s->n, threads);
-    vf *partial = aligned_alloc(sizeof(vf), sizeof(vf) * nt * nacc);
-    memset(partial, 0, sizeof(vf) * nt * nacc);
     #pragma omp parallel num_threads(nt)
     {
         FLUSH_DENORMALS();
-        int me = 0;
-#ifdef _OPENMP
-        me = omp_get_thread_num();
-#endif
+        int me = thread_id();
         float *xp = zeroed(s->c * d.plane);
         long g_cs = lead + d.gplane;
         float *gplanes = zeroed(gmaps * g_cs);
         float *gxp = gx ? zeroed(s->c * gx_len) : NULL;
         float *gn = d.cv ? zeroed(d.kept) : NULL;
+        int have = xp && gplanes && (gxp || !gx) && (gn || !d.cv);
+        if (!have) failed_to_allocate(&failed);
         #pragma omp for schedule(static)
         for (long n = 0; n < s->n; n++) {
+            if (!have) continue;
             pad_input(x + n * s->c * s->h * s->w, s, &d, xp);
             const float *gyn = gy + n * s->o * d.hq * d.wq, *an = a + n * d.kept;
             if (d.cv) {
@@ -604,6 +603,10 @@ void cnnlab_block_backward(const float *x, const float *w, const float *a, const
         }
         free(xp); free(gplanes); free(gxp); free(gn);
     }
+    if (failed) {
+        free(partial); free(wt); free(back);
+        return failed;
+    }
     for (int t = 1; t < nt; t++) /* in thread order: the same sums for the same thread count */
         for (long i = 0; i < nacc; i++) partial[i] += partial[t * nacc + i];
     if (d.cv) {
@@ -617,4 +620,5 @@ void cnnlab_block_backward(const float *x, const float *w, const float *a, const
         for (long o = 0; o < s->o; o++) gb[o] = lane_sum(partial[gmaps * s->c * d.kk + o]);
     }
     free(partial); free(wt); free(back);
+    return 0;
 }

@@ -15,17 +15,8 @@
  * Sums are in double.
  */
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FLUSH_DENORMALS() _mm_setcsr(_mm_getcsr() | 0x8040) /* FTZ and DAZ */
-#else
-#define FLUSH_DENORMALS()
-#endif
+
+#include "cpu_common.h"
 
 typedef struct {
     long n, h, w, c;
@@ -49,18 +40,6 @@ static inline v8d wide(v8 v) { return __builtin_convertvector(v, v8d); }
 static inline v8 pick(v8i mask, v8 a, v8 b) { return (v8)(((v8i)a & mask) | ((v8i)b & ~mask)); }
 static inline v8i pick_i(v8i mask, v8i a, v8i b) { return (a & mask) | (b & ~mask); }
 
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-static int threads_of(long work, long threads) {
-    return (int)(work < threads ? (work > 0 ? work : 1) : threads);
-}
-
 /* Window position k of pooled (n, i, j): 0 (2i, 2j), 1 (2i, 2j+1), 2 (2i+1, 2j),
  * 3 (2i+1, 2j+1), the order in which PyTorch scans a window (the first maximum wins). */
 static long window_row(const NormShape *s, long n, long i, long j, int k) {
@@ -77,13 +56,20 @@ static void reduce(double *sums, int nt, long width) {
 static void add_lanes(double *to, v8d v) { for (int l = 0; l < 8; l++) to[l] += v[l]; }
 
 /* y (n, h/2, w/2, c) = relu(maxpool(batch_norm(x))); arg: each pooled value's window
- * position (for backward); mean, var (biased), invstd: the batch's statistics. */
-void cnnlab_norm_forward(const float *x, const float *gamma, const float *beta, double eps,
+ * position (for backward); mean, var (biased), invstd: the batch's statistics. 0, or
+ * CNNLAB_OUT_OF_MEMORY. */
+int cnnlab_norm_forward(const float *x, const float *gamma, const float *beta, double eps,
                          float *y, unsigned char *arg, float *mean, float *var,
                          float *invstd, const NormShape *s, long threads) {
     long c = s->c, rows = s->n * s->h * s->w, hq = s->h / 2, wq = s->w / 2;
-    int nt = threads_of(rows / 1024, threads);
-    double *sums = calloc(2 * c * nt, sizeof(double)); /* [thread][sum, squares][c] */
+    int nt = threads_for(rows / 1024, threads);
+    double *sums = allocate(2 * c * nt, sizeof(double), 1); /* [thread][sum, squares][c] */
+    float *alpha = allocate(2 * c, sizeof(float), 0);
+    if (!sums || !alpha) {
+        free(sums); free(alpha);
+        return CNNLAB_OUT_OF_MEMORY;
+    }
+    float *shift = alpha + c;
     #pragma omp parallel num_threads(nt)
     {
         int me = thread_id();
@@ -100,7 +86,6 @@ void cnnlab_norm_forward(const float *x, const float *gamma, const float *beta, 
         }
     }
     reduce(sums, nt, 2 * c);
-    float *alpha = malloc(sizeof(float) * 2 * c), *shift = alpha + c;
     for (long ch = 0; ch < c; ch++) {
         double m = sums[ch] / rows, v = sums[c + ch] / rows - m * m;
         v = v > 0 ? v : 0;
@@ -111,7 +96,7 @@ void cnnlab_norm_forward(const float *x, const float *gamma, const float *beta, 
         shift[ch] = beta[ch] - mean[ch] * alpha[ch];
     }
     const v8i one = {1, 1, 1, 1, 1, 1, 1, 1};
-    int pt = threads_of(s->n * hq, threads);
+    int pt = threads_for(s->n * hq, threads);
     #pragma omp parallel num_threads(pt)
     {
         FLUSH_DENORMALS();
@@ -138,18 +123,26 @@ void cnnlab_norm_forward(const float *x, const float *gamma, const float *beta, 
     }
     free(alpha);
     free(sums);
+    return 0;
 }
 
 /* gx (n, h, w, c) and the affine parameters' gradients ggamma, gbeta, from gy, the
- * gradient of the forward's y; x, gamma, arg, mean, invstd and y as the forward left them. */
-void cnnlab_norm_backward(const float *x, const float *gamma, const unsigned char *arg,
+ * gradient of the forward's y; x, gamma, arg, mean, invstd and y as the forward left them.
+ * 0, or CNNLAB_OUT_OF_MEMORY. */
+int cnnlab_norm_backward(const float *x, const float *gamma, const unsigned char *arg,
                           const float *mean, const float *invstd, const float *y,
                           const float *gy, float *gx, float *ggamma, float *gbeta,
                           const NormShape *s, long threads) {
     long c = s->c, rows = s->n * s->h * s->w, hq = s->h / 2, wq = s->w / 2;
     const v8i one = {1, 1, 1, 1, 1, 1, 1, 1};
-    int nt = threads_of(s->n * hq, threads);
-    double *sums = calloc(2 * c * nt, sizeof(double)); /* [thread][sum dy, sum dy x][c] */
+    int nt = threads_for(s->n * hq, threads);
+    double *sums = allocate(2 * c * nt, sizeof(double), 1); /* [thread][sum dy, sum dy x][c] */
+    float *scale = allocate(3 * c, sizeof(float), 0);
+    if (!sums || !scale) {
+        free(sums); free(scale);
+        return CNNLAB_OUT_OF_MEMORY;
+    }
+    float *slope = scale + c, *offset = slope + c;
     /* dy: y's gradient at each window's winner where y > 0, else 0 */
     #pragma omp parallel num_threads(nt)
     {
@@ -180,7 +173,6 @@ void cnnlab_norm_backward(const float *x, const float *gamma, const unsigned cha
     reduce(sums, nt, 2 * c);
     /* gx = (dy - (x - mean) * slope - mean(dy)) * invstd * gamma, with slope = sum(dy (x -
      * mean)) invstd^2 / rows, as PyTorch; computed as (dy - x * slope - offset) * scale. */
-    float *scale = malloc(sizeof(float) * 3 * c), *slope = scale + c, *offset = slope + c;
     for (long ch = 0; ch < c; ch++) {
         gbeta[ch] = (float)sums[ch];
         ggamma[ch] = (float)(sums[c + ch] * invstd[ch]);
@@ -188,7 +180,7 @@ void cnnlab_norm_backward(const float *x, const float *gamma, const unsigned cha
         slope[ch] = (float)(sums[c + ch] * invstd[ch] * invstd[ch] / rows);
         offset[ch] = (float)(sums[ch] / rows) - mean[ch] * slope[ch];
     }
-    int pt = threads_of(s->n * s->h, threads);
+    int pt = threads_for(s->n * s->h, threads);
     #pragma omp parallel num_threads(pt)
     {
         FLUSH_DENORMALS();
@@ -213,4 +205,5 @@ void cnnlab_norm_backward(const float *x, const float *gamma, const unsigned cha
     }
     free(scale);
     free(sums);
+    return 0;
 }
