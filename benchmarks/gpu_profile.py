@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from cnnlab.accel.step import GraphedSteps
 from cnnlab.device import resolve_device
 from cnnlab.training import TrainConfig
 from cnnlab.training.distributed import World
@@ -76,16 +75,17 @@ def main() -> None:
         )
         device = resolve_device(config.device)
         run = Run(config, build_parts(config, device), Path(tmp), World(), device)
-        assert isinstance(run.step, GraphedSteps), "the book's recipe on CUDA is graphed"
-        run.step.prepare()
+        assert run.graph_lengths, "the book's recipe on CUDA is graphed"
+        run.steps.capture(run.graph_lengths, run.model, run.fast_model, run.optimizer,
+                          (run.state.loss_sum, run.state.correct))
         index = next(run.train_batches.indices(0))
-        graphed = lambda: run.step(index, config.batch_size)  # noqa: E731
-        eager = lambda: run.sgd_step(*run.train_batches.gather(index), 1 / 256)  # noqa: E731
+        graphed = lambda: run.steps(index, config.batch_size)  # noqa: E731
+        eager = lambda: run.batch_step(index, config.batch_size)  # noqa: E731
         for step in (graphed, eager):  # warm up both
             timed(step, 10)
         report = {
             "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "batch": config.batch_size, "capture_seconds": round(run.step.capture_seconds, 3),
+            "batch": config.batch_size, "capture_seconds": round(run.steps.capture_seconds, 3),
             "graphed": timed(graphed, args.steps), "eager": timed(eager, args.steps),
             "graphed_kernels": kernels(graphed, 20, args.top),
             "eager_kernels": kernels(eager, 20, args.top),

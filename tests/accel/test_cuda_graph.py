@@ -12,11 +12,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from cnnlab.accel import step
 from cnnlab.accel.fused import FirstBlock, fast_forward
 from cnnlab.data import datasets as ds
 from cnnlab.models import create_model
-from cnnlab.training import train
+from cnnlab.training import step, train
 from tests.training.test_trainer import tiny_config
 
 pytestmark = [

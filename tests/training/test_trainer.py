@@ -411,22 +411,6 @@ def test_tensorboard_without_the_package_names_the_extra(
     assert not (tmp_path / "run").exists()
 
 
-def test_divergence_advice_comes_from_the_values_that_diverged(tmp_path: Path) -> None:
-    from cnnlab.data import ImageSet
-    from cnnlab.models import create_model
-    from cnnlab.training.trainer import Parts, Run
-
-    images, labels = np.zeros((8, 28, 28), np.uint8), np.zeros(8, np.uint8)
-    model = create_model("lenet")
-    parts = Parts(model, torch.optim.SGD(model.parameters(), lr=0.5), ImageSet(images, labels),
-                  ImageSet(images, labels), tuple("abcdefghij"))  # fmt: skip
-    advice = Run(TrainConfig(lr=0.5, weight_decay=4.0), parts, tmp_path).advice()
-    assert "--lr 0.05" in advice and "--weight-decay 4 times --lr is 2" in advice
-    assert "weight decay" not in Run(TrainConfig(lr=0.5), parts, tmp_path).advice()
-    tiny = Run(TrainConfig(lr=1e-300), parts, tmp_path).advice()
-    assert "inf" not in tiny and "nan" not in tiny and "--lr 1e-300" in tiny
-
-
 @pytest.mark.parametrize("has_bf16", [True, False])
 def test_bf16_precision_autocasts_where_the_cpu_has_bf16_and_else_says_so(
     tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -87,3 +87,13 @@ def augment(x: torch.Tensor, names: Sequence[str], generator: torch.Generator) -
         if name in names:
             x = function(x, generator)
     return x
+
+
+def augment_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of one step's augmentation: a function of (seed, step, rank) alone, so a
+    resumed run draws what the uninterrupted one would have.
+
+    >>> augment_seed(0, 1, 0), augment_seed(0, 1, 1)
+    (1024, 1025)
+    """
+    return (seed * 1_000_003 + step) * 1024 + rank

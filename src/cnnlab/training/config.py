@@ -148,6 +148,17 @@ class TrainConfig:
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             raise ConfigError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
+        for name in ("momentum", "label_smoothing"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        decay = self.weight_decay
+        if not isinstance(decay, int | float) or not 0 <= decay < math.inf:
+            raise ConfigError(f"weight_decay must be >= 0 and finite, got {decay!r}")
+        self._check_words()
+
+    def _check_words(self) -> None:
+        """The fields that are names, choices, flags and sizes (numbers: __post_init__)."""
         resume = self.resume
         if resume is not None and (not isinstance(resume, str) or not resume.strip()):
             raise ConfigError(f"resume must name a run directory, got {resume!r}")
@@ -158,13 +169,6 @@ class TrainConfig:
                 raise ConfigError(
                     f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
                 )
-        for name in ("momentum", "label_smoothing"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 <= value < 1:
-                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
-        decay = self.weight_decay
-        if not isinstance(decay, int | float) or not 0 <= decay < math.inf:
-            raise ConfigError(f"weight_decay must be >= 0 and finite, got {decay!r}")
         if self.fast is not None and not isinstance(self.fast, bool):
             raise ConfigError(f"fast must be true or false, got {self.fast!r}")
         for name in ("tta", "compile", "quiet", "tensorboard"):

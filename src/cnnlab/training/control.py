@@ -31,6 +31,16 @@ class Diverged(CnnlabError):
     """The loss or the weights stopped being finite numbers."""
 
 
+def interrupted(signum: int, epoch: int, batch: int, run_dir: object) -> Interrupted:
+    """The error for a run stopped by ``signum`` at (0-based) ``epoch`` after ``batch``
+    steps of it, its checkpoint saved in ``run_dir``."""
+    where = f"at epoch {epoch + 1}, step {batch}"
+    if batch == 0 and epoch > 0:  # between epochs
+        where = f"after epoch {epoch}"
+    return Interrupted(f"{signal.Signals(signum).name}: stopped {where}; checkpoint saved. "
+                       f"Resume with: cnnlab train --resume {run_dir}", signum)  # fmt: skip
+
+
 class StopOnSignal:
     """Turns the first SIGINT/SIGTERM/SIGHUP (a closed terminal) into a request to stop
     after the current step; a second one stops at once (KeyboardInterrupt), leaving the last

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,15 @@ def setup(device_type: str) -> World:
 def teardown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def data_parallel(model: nn.Module, world: World, device: torch.device) -> nn.Module:
+    """``model`` as the world trains it: wrapped in DistributedDataParallel under torchrun
+    (it averages the gradients over the ranks), else itself."""
+    if not world.distributed:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def all_sum(world: World, *tensors: torch.Tensor) -> list[torch.Tensor]:

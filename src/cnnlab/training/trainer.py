@@ -1,47 +1,39 @@
-"""The training loop, split into verbs: train_step, train_epoch, evaluate, train."""
+"""The training loop: :func:`train` builds a :class:`Run` and takes it through its epochs
+(:meth:`Run.train_epoch`, whose steps are :func:`cnnlab.training.step.train_step`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cnnlab.accel.choice import faster
-from cnnlab.accel.cpu import build, fuse_blocks
-from cnnlab.accel.step import GraphedSteps, Step, graphable
 from cnnlab.data import Batches, ImageSet
-from cnnlab.data.augment import augment, parse_augment
-from cnnlab.data.datasets import is_folder, parse_size
+from cnnlab.data.augment import augment, augment_seed, parse_augment
+from cnnlab.data.datasets import parse_size
 from cnnlab.device import autocast, bf16_missing, environment, numerics, resolve_device
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.logs import ensure_logging, in_notebook, log
-from cnnlab.models import create_model, init_weights, parse_options, pool_before_activation
-from cnnlab.models.registry import file_digest, is_reference, reference_file
+from cnnlab.models import create_model, init_weights, parse_options
 from cnnlab.rundir import (
     BEST,
     CHECKPOINT,
     CONFIG,
-    CURVES,
     RunLock,
     append_metric,
     create_run_dir,
-    load_weights,
     read_config,
     read_metrics,
-    save_model,
     save_weights,
     write_config,
     write_metrics,
@@ -55,22 +47,26 @@ from cnnlab.training.checkpoint import (
     save_checkpoint,
 )
 from cnnlab.training.config import TrainConfig, resumed_config
-from cnnlab.training.control import Diverged, Interrupted, ProcessesFailed, StopOnSignal
+from cnnlab.training.control import Diverged, ProcessesFailed, StopOnSignal, interrupted
+from cnnlab.training.cpu_path import choose_forward
 from cnnlab.training.distributed import (
     World,
     all_sum,
     any_rank,
     broadcast_text,
+    data_parallel,
     launch,
     setup,
     teardown,
 )
+from cnnlab.training.divergence import diverged, loss_limit
 from cnnlab.training.metrics import accuracy, confusion_matrix
 from cnnlab.training.optim import make_optimizer, make_scheduler
+from cnnlab.training.outputs import best_epoch, input_shape, save_outputs
+from cnnlab.training.step import Forward, Steps, graph_lengths, train_step
 from cnnlab.training.tensorboard import TensorBoardLog
 
 POINTS_PER_EPOCH = 5  # intra-epoch curve points, as the book's animator draws
-DIVERGED_FACTOR = 10  # stop when the average loss exceeds this many times ln(classes)
 ONE_PROCESS = World()
 
 
@@ -160,30 +156,6 @@ def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None 
                  config.dataset, options, about)  # fmt: skip
 
 
-def preprocessing(parts: Parts) -> dict[str, Any]:
-    """How the model's input is made from a picture (model.json's ``preprocessing``)."""
-    channels, height, width = input_shape(parts.train_set)
-    own = is_folder(parts.dataset)
-    return {
-        "input_shape": [channels, height, width], "grayscale": channels == 1,
-        "scale": "pixel / 255",
-        "background": "as in your images" if own else "dark (0), as in the dataset",
-        **({"resize": "Lanczos, to the input's size"} if own else {}),
-    }  # fmt: skip
-
-
-def input_shape(split: ImageSet) -> tuple[int, int, int]:
-    """(channels, height, width) of the images of ``split``."""
-    shape = split.images.shape
-    return (1, shape[1], shape[2]) if len(shape) == 3 else (shape[1], shape[2], shape[3])
-
-
-def best_epoch(history: list[dict[str, Any]]) -> int:
-    """The epoch (1-based) of the highest validation accuracy (the first, on a tie)."""
-    best = max(range(len(history)), key=lambda i: (history[i]["val_acc"], -i))
-    return best + 1
-
-
 def stops_early(history: list[dict[str, Any]], patience: int) -> bool:
     """True when the last ``patience`` epochs brought no better validation accuracy.
 
@@ -193,13 +165,38 @@ def stops_early(history: list[dict[str, Any]], patience: int) -> bool:
     return bool(patience and history) and len(history) - best_epoch(history) >= patience
 
 
-def model_source(model: str) -> dict[str, Any]:
-    """For a model of one's own (``PATH.py:FUNC``), where its code is and the SHA-256 of
-    that file, so that the run rebuilds it from anywhere and notices an edit."""
-    if not is_reference(model):
-        return {}
-    path = reference_file(model)
-    return {"model_file": {"path": str(path), "sha256": file_digest(path)}}
+def epoch_row(state: TrainState, loss: float, correct: float, seen: int,
+              accuracies: dict[str, float], wall_start: float) -> dict[str, Any]:  # fmt: skip
+    """The metrics row of the epoch ``state`` has just trained, from its sums over all
+    ranks (loss, correct, seen) and the accuracies evaluated after it."""
+    seconds = state.train_seconds - sum(r.get("train_seconds", 0.0) for r in state.history)
+    return {
+        "type": "epoch", "epoch": state.epoch + 1, "train_loss": loss / seen,
+        "train_acc": correct / seen, **accuracies,
+        "examples_per_sec": seen / max(seconds, 1e-9), "train_seconds": seconds,
+        "elapsed": time.perf_counter() - wall_start,
+    }  # fmt: skip
+
+
+def effective_precision(precision: str, device: torch.device, is_main: bool) -> str:
+    """What a run computes in: ``precision``, but fp32 (said once) where bf16 is missing."""
+    if precision == "bf16" and (missing := bf16_missing(device)) is not None:
+        if is_main:
+            log.warning("--precision bf16: %s, so this run trains in fp32", missing)
+        return "fp32"
+    return precision
+
+
+def capture_graphs(run: Run) -> None:
+    """Capture the run's CUDA graphs where it has lengths to graph (once; timed apart from
+    training, and said)."""
+    if run.graph_lengths and not run.steps.graphs:
+        sums = (run.state.loss_sum, run.state.correct)  # updated in place by the graph
+        run.steps.capture(run.graph_lengths, run.model, run.fast_model, run.optimizer, sums,
+                          run.config.compile)  # fmt: skip
+        if not run.config.quiet:
+            log.info("captured the training step as a CUDA graph in %.2f s",
+                     run.steps.capture_seconds)  # fmt: skip
 
 
 def live_curves() -> Any:
@@ -218,142 +215,41 @@ class Run:
     ) -> None:  # fmt: skip
         self.config, self.parts, self.run_dir, self.world = config, parts, run_dir, world
         self.device = device or next(parts.model.parameters()).device
-        self.precision = config.precision  # what the run computes in: fp32 where bf16 is missing
-        if config.precision == "bf16" and (missing := bf16_missing(self.device)) is not None:
-            if world.is_main:
-                log.warning("--precision bf16: %s, so this run trains in fp32", missing)
-            self.precision = "fp32"
+        self.precision = effective_precision(config.precision, self.device, world.is_main)
         self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.scheduler
-        self.classes = parts.classes
-        self.state = parts.state
-        self.state.loss_sum = self.state.loss_sum.to(self.device)
-        self.state.correct = self.state.correct.to(self.device)
-        train_set, test_set, val_set = parts.train_set, parts.test_set, parts.val_set
-        self.train_batches = Batches(train_set, config.batch_size, self.device, True, config.seed)
-        self.test_batches = Batches(test_set, EVAL_BATCH, self.device)
+        self.classes, self.state = parts.classes, parts.state
+        self.state.loss_sum, self.state.correct = (
+            self.state.loss_sum.to(self.device), self.state.correct.to(self.device))  # fmt: skip
+        self.train_batches = Batches(parts.train_set, config.batch_size, self.device, True,
+                                     config.seed)  # fmt: skip
+        self.test_batches = Batches(parts.test_set, EVAL_BATCH, self.device)
+        val_set = parts.val_set
         self.val_batches = Batches(val_set, EVAL_BATCH, self.device) if val_set else None
-        self.cpu_path: dict[str, Any] = {}  # which CPU path runs, and why (config.json)
-        self.fast_model = self.choose_forward()
-        self.net: nn.Module = self.fast_model
-        if world.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.fast_model, device_ids=ids)
+        self.fast_model, self.cpu_path = choose_forward(  # on a CPU maybe its blocks fused
+            config, self.model, self.train_batches, world, run_dir, self.precision)  # fmt: skip
+        self.net = data_parallel(self.fast_model, world, self.device)  # DDP under torchrun
         self.augmentations = parse_augment(config.augment)
         self.live = live_curves() if world.is_main and not config.quiet and in_notebook() else None
         self.callbacks = Callbacks()  # train() hands the run its own
-        # The step, chosen once: replayed from CUDA graphs where that computes the same
-        # step (see accel.step.graphable), else eager.
-        n, size = self.train_batches.num_examples, config.batch_size
-        self.step = Step(self.eager_step)
-        if config.fast is not False and graphable(
-            self.device, world.size, n, size, config.optimizer, config.schedule,
-            bool(self.augmentations),
-        ):
-            self.step = GraphedSteps(
-                self.eager_step, self.graph_step, self.model, self.fast_model, self.optimizer,
-                (self.state.loss_sum, self.state.correct), sorted({size, n % size} - {0}),
-                config.compile,
-            )  # fmt: skip
+        self.steps = Steps(self.batch_step)
+        self.graph_lengths = graph_lengths(config, self.device, world.size,
+                                           self.train_batches.num_examples)  # fmt: skip
 
-    def choose_forward(self) -> nn.Module:
-        """What runs the model's forward (max pooling before the activation): its layers,
-        or on a CPU its blocks fused (accel.cpu) where --fast forces them or, by default,
-        where a few timed steps find them faster than the layers (accel.choice)."""
-        eager = pool_before_activation(self.model)
-        if self.config.fast is False or self.device.type != "cpu":
-            return eager  # --no-fast: the kernels are not even built
-        fused = fuse_blocks(self.model)
-        if fused is self.model:
-            return eager
-        fused = pool_before_activation(fused)
-        if self.config.fast:
-            self.cpu_path = {"path": "fused", "why": "--fast"}
-            return fused
-        earlier = self.earlier_path()
-        if earlier is not None:  # a resumed run keeps its path: the same bits as unbroken
-            self.cpu_path = {"path": earlier, "why": "this run's earlier choice"}
-            return fused if earlier == "fused" else eager
-        n = min(self.config.batch_size, self.train_batches.num_examples)
-        x, y = self.train_batches.gather(torch.arange(n, device=self.device))
-
-        def step(net: nn.Module) -> None:
-            with autocast(self.device, self.precision):
-                loss = F.cross_entropy(net(x), y, reduction="sum")
-            loss.backward()  # type: ignore[no-untyped-call]
-
-        nets = {"fused": fused, "eager": eager}
-        choice = faster(nets, self.model, x, step, build()) if self.world.is_main else None
-        name = broadcast_text(self.world, choice.name if choice else "")
-        if choice is not None:
-            self.cpu_path = {"path": name, "why": "measured", "ms_per_step": choice.ms,
-                             "measured_before": choice.cached, "kernels": build()}  # fmt: skip
-            if not self.config.quiet:
-                log.info("fused CPU kernels: %.1f ms per step against %.1f ms for the eager "
-                         "layers (%s); training runs the %s", choice.ms["fused"],
-                         choice.ms["eager"], "measured on this machine before"
-                         if choice.cached else "measured now",
-                         "fused kernels" if name == "fused" else "eager layers")  # fmt: skip
-        return nets[name]
-
-    def earlier_path(self) -> str | None:
-        """The CPU path this run directory's config.json says the run trained with, if it
-        was measured (a resumed run), else None."""
-        try:
-            chosen = read_config(self.run_dir).get("environment", {}).get("cpu_path", {})
-        except CheckpointError:  # a new run: no config.json yet
-            return None
-        path = chosen.get("path") if isinstance(chosen, dict) else None
-        return path if path in ("fused", "eager") else None
-
-    # -- verbs ------------------------------------------------------------------------
-
-    def sgd_step(
-        self, x: torch.Tensor, y: torch.Tensor, scale: float,
-        forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """One optimizer step on (x, y), through ``forward`` (default: the network); adds to
-        the epoch's sums and returns (summed loss, number correct), on the device."""
-        with autocast(self.device, self.precision):
-            logits = (forward or self.net)(x)  # (b, classes)
-            loss_sum = F.cross_entropy(
-                logits, y, reduction="sum", label_smoothing=self.config.label_smoothing
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss_sum * scale).backward()  # type: ignore[no-untyped-call]
-        self.optimizer.step()
-        loss_sum, correct = loss_sum.detach(), (logits.argmax(dim=1) == y).sum()
+    def batch_step(self, index: torch.Tensor, count: int, forward: Forward | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Gather (and augment) the examples ``index`` of a global batch of ``count``, take
+        :func:`train_step` on them, and add to the epoch's sums."""
+        x, y = self.train_batches.gather(index)
+        if self.augmentations:  # a function of (seed, step, rank): resumed runs draw the same
+            seed = augment_seed(self.config.seed, self.state.step, self.world.rank)
+            x = augment(x, self.augmentations, torch.Generator(self.device).manual_seed(seed))
+        # the mean over the global batch; DDP averages gradients over the world, so scale
+        loss_sum, correct = train_step(forward or self.net, self.optimizer, x, y,
+                                       self.world.size / count, self.precision,
+                                       self.config.label_smoothing)  # fmt: skip
         self.state.loss_sum += loss_sum
         self.state.correct += correct
         return loss_sum, correct
-
-    def train_step(self, index: torch.Tensor, global_count: int) -> torch.Tensor:
-        """One SGD step on the examples ``index``; returns this process's summed loss of it."""
-        loss_sum = self.step(index, global_count)
-        if self.scheduler is not None:
-            self.scheduler.step()
-        return loss_sum
-
-    def eager_step(self, index: torch.Tensor, global_count: int) -> torch.Tensor:
-        """The step without graphs: gather (and augment) the batch, then ``sgd_step``."""
-        # The mean over the global batch; DDP averages gradients over the world, so scale.
-        scale = self.world.size / global_count
-        x, y = self.train_batches.gather(index)
-        if self.augmentations:
-            x = augment(x, self.augmentations, self.augment_generator())
-        return self.sgd_step(x, y, scale)[0]
-
-    def augment_generator(self) -> torch.Generator:
-        """The random source of this step's augmentation: a function of (seed, step, rank)
-        alone, so a resumed run draws what the uninterrupted one would have."""
-        seed = (self.config.seed * 1_000_003 + self.state.step) * 1024 + self.world.rank
-        return torch.Generator(self.device).manual_seed(seed)
-
-    def graph_step(
-        self, index: torch.Tensor, scale: float,
-        forward: Callable[[torch.Tensor], torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """The step a CUDA graph records: gather the batch ``index``, then ``sgd_step``."""
-        return self.sgd_step(*self.train_batches.gather(index), scale, forward)
 
     def global_sums(self) -> tuple[float, float, int]:
         """(loss sum, correct, seen) of the epoch so far, over all ranks."""
@@ -364,42 +260,39 @@ class Run:
     def train_epoch(self, stop: StopOnSignal, progress: bool) -> None:
         """Train the rest of the current epoch; metrics stay on the device between points."""
         self.model.train()
-        epoch, n = self.state.epoch, self.train_batches.num_examples
+        n, size = self.train_batches.num_examples, self.config.batch_size
         num_batches = len(self.train_batches)
         every = max(1, num_batches // POINTS_PER_EPOCH)  # the book divides by zero below 5
         check_every = 1 if self.device.type == "cpu" else every  # reading a CPU value is free
-        if self.step.prepare() and not self.config.quiet:  # timed apart from training
-            log.info("captured the training step as a CUDA graph in %.2f s",
-                     self.step.capture_seconds)  # fmt: skip
-        start = time.perf_counter()
-        batches = self.train_batches.indices(
-            epoch, self.state.batch, self.world.rank, self.world.size
-        )
-        with tqdm(total=num_batches, initial=self.state.batch, desc=f"epoch {epoch + 1}",
-                  disable=not progress, leave=False) as bar:  # fmt: skip
-            done = 0  # examples trained by all ranks in this call, for the bar's rate
+        start, done = time.perf_counter(), 0  # done: examples of all ranks, for the bar's rate
+        batches = self.train_batches.indices(self.state.epoch, self.state.batch, self.world.rank,
+                                             self.world.size)  # fmt: skip
+        desc = f"epoch {self.state.epoch + 1}"
+        with tqdm(total=num_batches, initial=self.state.batch, desc=desc, disable=not progress,
+                  leave=False) as bar:  # fmt: skip
             for i, index in enumerate(batches, start=self.state.batch):
-                global_count = min(self.config.batch_size, n - i * self.config.batch_size)
-                done += global_count
-                batch_loss = self.train_step(index, global_count)
-                self.state.seen += len(index)
+                count = min(size, n - i * size)
+                batch_loss = self.steps(index, count)
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                done, self.state.seen = done + count, self.state.seen + len(index)
                 self.state.batch, self.state.step = i + 1, self.state.step + 1
                 bar.update()
                 if (i + 1) % check_every == 0 and not torch.isfinite(batch_loss):
                     raise self.diverged(i, "is not a finite number")
-                if (i + 1) % every == 0 or i == num_batches - 1:
+                point = (i + 1) % every == 0 or i == num_batches - 1
+                if point:
                     loss, correct, seen = self.global_sums()
-                    if loss / seen > self.loss_limit:
+                    if loss / seen > loss_limit(len(self.classes)):
                         raise self.diverged(i, f"averages {loss / seen:.1f}")
-                    self.add_point(epoch + (i + 1) / num_batches, loss / seen, correct / seen)
+                    loss, acc = loss / seen, correct / seen
+                    self.add_point(self.state.epoch + (i + 1) / num_batches, loss, acc)
                     rate = done / (time.perf_counter() - start)
-                    bar.set_postfix(
-                        loss=f"{loss / seen:.3f}", acc=f"{correct / seen:.3f}", ex_s=f"{rate:,.0f}"
-                    )
+                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", ex_s=f"{rate:,.0f}")
                 # Under torchrun the ranks agree on a stop at the curve's points only: an
                 # all-reduce and a host read per batch would cost every step.
-                asks = not self.world.distributed or (i + 1) % every == 0 or i == num_batches - 1
-                if asks and any_rank(self.world, stop.signum is not None, self.device):
+                if (point or not self.world.distributed) and any_rank(
+                        self.world, stop.signum is not None, self.device):  # fmt: skip
                     self.state.train_seconds += time.perf_counter() - start
                     self.interrupt(stop.signum or signal.SIGTERM)
                 every_n = self.config.checkpoint_every
@@ -409,27 +302,20 @@ class Run:
 
     def evaluate(self, batches: Batches) -> float:
         """Accuracy on ``batches`` (every rank computes the same number)."""
-        classes = len(self.classes)
         with autocast(self.device, self.precision):
-            confusion = confusion_matrix(self.fast_model, batches, classes, self.config.tta)
+            confusion = confusion_matrix(self.fast_model, batches, len(self.classes),
+                                         self.config.tta)  # fmt: skip
         return accuracy(confusion)
 
     def finish_epoch(self, wall_start: float) -> dict[str, Any]:
-        loss, correct, seen = self.global_sums()
-        test_acc = self.evaluate(self.test_batches)
-        epoch_seconds = self.state.train_seconds - sum(
-            r.get("train_seconds", 0.0) for r in self.state.history
-        )
-        row = {
-            "type": "epoch", "epoch": self.state.epoch + 1, "train_loss": loss / seen,
-            "train_acc": correct / seen, "test_acc": test_acc,
-            **({"val_acc": self.evaluate(self.val_batches)} if self.val_batches else {}),
-            "examples_per_sec": seen / max(epoch_seconds, 1e-9),
-            "train_seconds": epoch_seconds, "elapsed": time.perf_counter() - wall_start,
-        }  # fmt: skip
+        """Evaluate, record the epoch's row (metrics files, the best weights), checkpoint."""
+        accuracies = {"test_acc": self.evaluate(self.test_batches)}
+        if self.val_batches:
+            accuracies["val_acc"] = self.evaluate(self.val_batches)
+        row = epoch_row(self.state, *self.global_sums(), accuracies, wall_start)
         self.state.history.append(row)
-        self.record(row)
         if self.world.is_main:
+            append_metric(self.run_dir, row)
             write_metrics_csv(self.run_dir, self.state.history)
             if self.config.keep == "best" and best_epoch(self.state.history) == row["epoch"]:
                 save_weights(self.run_dir / BEST, self.model)
@@ -440,98 +326,35 @@ class Run:
         return row
 
     def add_point(self, x: float, loss: float, acc: float) -> None:
-        self.state.points.append({"x": x, "train_loss": loss, "train_acc": acc})
-        self.record({"type": "point", **self.state.points[-1]})
+        point = {"x": x, "train_loss": loss, "train_acc": acc}
+        self.state.points.append(point)
         if self.world.is_main:
-            self.callbacks.call("on_point", self, self.state.points[-1])
+            append_metric(self.run_dir, {"type": "point", **point})
+            self.callbacks.call("on_point", self, point)
         if self.live is not None:
             self.live.update(self.state.points, self.state.history)
-
-    def record(self, row: dict[str, Any]) -> None:
-        if self.world.is_main:
-            append_metric(self.run_dir, row)
 
     def save_checkpoint(self, extra_seconds: float = 0.0) -> None:
         """Rank 0 writes the state (with the epoch's sums over all ranks); never a NaN one."""
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise self.diverged(self.state.batch - 1)
-        loss, correct, seen = all_sum(
-            self.world, self.state.loss_sum, self.state.correct,
-            torch.tensor(self.state.seen, device=self.device),
-        )  # fmt: skip
-        if not self.world.is_main:
-            return
-        state = dataclasses.replace(
-            self.state, loss_sum=loss, correct=correct, seen=int(seen.item()),
-            train_seconds=self.state.train_seconds + extra_seconds,
-        )  # fmt: skip
-        save_checkpoint(self.run_dir, self.model, self.optimizer, state, self.config.to_dict(),
-                        self.scheduler)  # fmt: skip
-
-    @property
-    def loss_limit(self) -> float:
-        """A loss this far above a uniform guess (ln classes) means the run has blown up:
-        with saturating sigmoids the loss can stay finite while the weights are ruined."""
-        return DIVERGED_FACTOR * math.log(len(self.classes))
+        state = dataclasses.replace(self.state, train_seconds=self.state.train_seconds
+                                    + extra_seconds)  # fmt: skip
+        state.loss_sum, state.correct, seen = all_sum(
+            self.world, state.loss_sum, state.correct, torch.tensor(state.seen, device=self.device))
+        if self.world.is_main:
+            state.seen = int(seen.item())
+            save_checkpoint(self.run_dir, self.model, self.optimizer, state,
+                            self.config.to_dict(), self.scheduler)  # fmt: skip
 
     def diverged(self, batch_index: int, what: str = "is not a finite number") -> Diverged:
-        return Diverged(
-            f"training diverged: the loss {what} at epoch {self.state.epoch + 1}, step "
-            f"{batch_index + 1} (lr {self.config.lr}; a model that guesses scores "
-            f"{math.log(len(self.classes)):.2f}). {self.advice()} " + (
-                f"The last good checkpoint remains in {self.run_dir}."
-                if (self.run_dir / CHECKPOINT).exists() else "No checkpoint had been written yet."
-            )
-        )  # fmt: skip
-
-    def advice(self) -> str:
-        """What to change, from the values the run diverged with (always finite)."""
-        lr, decay = self.config.lr, self.config.weight_decay
-        tip = f"Try a lower learning rate, e.g. --lr {max(lr / 10, 1e-300):g}."
-        if decay * lr >= 1:  # each step would overshoot zero: the weights grow and flip
-            tip += (f" --weight-decay {decay:g} times --lr is {decay * lr:g}, at least 1 per "
-                    "step: lower the weight decay too.")  # fmt: skip
-        return tip
+        return diverged(what, self.state.epoch + 1, batch_index + 1, len(self.classes),
+                        self.config.lr, self.config.weight_decay, self.run_dir)  # fmt: skip
 
     def interrupt(self, signum: int) -> None:
+        """Checkpoint, then stop with the signal's exit code and how to resume."""
         self.save_checkpoint()
-        name = signal.Signals(signum).name
-        where = f"at epoch {self.state.epoch + 1}, step {self.state.batch}"
-        if self.state.batch == 0 and self.state.epoch > 0:  # between epochs
-            where = f"after epoch {self.state.epoch}"
-        raise Interrupted(
-            f"{name}: stopped {where}; checkpoint saved. Resume with: cnnlab train --resume "
-            f"{self.run_dir}",
-            signum,
-        )
-
-    def save_outputs(self) -> None:
-        """The trained model, its sidecar and the book's figure (rank 0)."""
-        if not self.world.is_main:
-            return
-        kept = self.state.history[-1]
-        if self.config.keep == "best":
-            kept = self.state.history[best_epoch(self.state.history) - 1]
-            self.model.load_state_dict(load_weights(self.run_dir / BEST))
-        save_model(self.run_dir, self.model, {
-            "model": self.config.model,
-            **model_source(self.config.model),
-            "model_options": self.parts.model_options,
-            "dataset": self.parts.dataset,
-            "classes": list(self.classes),
-            "tta": self.config.tta,  # evaluation and prediction average image and mirror
-            "preprocessing": preprocessing(self.parts),
-            **({"dataset_split": self.parts.about_data["split"]}
-               if "split" in self.parts.about_data else {}),
-            "final": kept,  # the metrics of the epoch whose weights these are
-            "keep": self.config.keep,
-            "epochs_trained": len(self.state.history),
-        })  # fmt: skip
-        from cnnlab.viz.curves import plot_curves  # matplotlib: only once a run has curves
-
-        plot_curves(self.state.points, self.state.history).savefig(
-            self.run_dir / CURVES, dpi=150
-        )
+        raise interrupted(signum, self.state.epoch, self.state.batch, self.run_dir)
 
 
 def prepare_run_dir(
@@ -648,25 +471,50 @@ def _train_in(
     device = resolve_device(config.device, world.local_rank)
     run = Run(config, build_parts(config, device, run_dir if resume else None, world), run_dir,
               world, device)  # fmt: skip
-    if world.is_main:  # TensorBoard is the first callback; the others run where it does
-        board = [TensorBoardLog(run_dir)] if config.tensorboard else []
-        run.callbacks = Callbacks([*board, *hooks.items])
-    talk = world.is_main and not config.quiet
     if world.is_main:
-        env = {**environment(run.device, world.size), "precision": run.precision,
-               **({"cpu_path": run.cpu_path} if run.cpu_path else {})}  # fmt: skip
-        write_config(run_dir, config.to_dict(), env)
-        # metrics.jsonl restarts from what the checkpoint knows: no rows are counted twice
-        rows = sorted(
-            [{"type": "point", **p} for p in run.state.points] + run.state.history,
-            key=lambda r: (r["x"], 0) if r["type"] == "point" else (r["epoch"], 1),
-        )
-        write_metrics(run_dir, rows)
+        start_files(run, hooks)
+    talk = world.is_main and not config.quiet
     if resume and talk:
         log.info("resuming %s at epoch %d, step %d", run_dir, run.state.epoch + 1, run.state.batch)
-    progress = talk and sys.stderr.isatty()
-    wall_start = time.perf_counter()
-    asked_to_stop = False  # by a callback
+    asked_to_stop = train_epochs(run, progress=talk and sys.stderr.isatty())
+    if talk:
+        say_why_stopped(run, asked_to_stop)
+    if world.is_main:
+        save_outputs(run_dir, run.model, config, run.parts, run.state)
+    history = run.state.history
+    examples = run.train_batches.num_examples * len(history)
+    result = TrainResult(run_dir, history, examples / run.state.train_seconds, str(run.device),
+                         run.steps.capture_seconds)  # fmt: skip
+    run.callbacks.call("on_train_end", run, result)
+    if world.is_main:
+        final = result.final
+        log.info("loss %.3f, train acc %.3f, test acc %.3f", final["train_loss"],
+                 final["train_acc"], final["test_acc"])  # fmt: skip
+        log.info("%.1f examples/sec on %s", result.examples_per_sec, run.device)
+        log.info("run saved to %s", run_dir)
+    return result
+
+
+def start_files(run: Run, hooks: Callbacks) -> None:
+    """Rank 0: the run's callbacks (TensorBoard first), config.json, and metrics.jsonl
+    restarted from what the checkpoint knows (no row counted twice)."""
+    board = [TensorBoardLog(run.run_dir)] if run.config.tensorboard else []
+    run.callbacks = Callbacks([*board, *hooks.items])
+    env = {**environment(run.device, run.world.size), "precision": run.precision,
+           **({"cpu_path": run.cpu_path} if run.cpu_path else {})}  # fmt: skip
+    write_config(run.run_dir, run.config.to_dict(), env)
+    rows = sorted(
+        [{"type": "point", **p} for p in run.state.points] + run.state.history,
+        key=lambda r: (r["x"], 0) if r["type"] == "point" else (r["epoch"], 1),
+    )
+    write_metrics(run.run_dir, rows)
+
+
+def train_epochs(run: Run, progress: bool) -> bool:
+    """The epochs left, until early stopping; True if a callback asked to stop."""
+    config, world, talk = run.config, run.world, run.world.is_main and not run.config.quiet
+    capture_graphs(run)
+    wall_start, asked_to_stop = time.perf_counter(), False
     with StopOnSignal() as stop:
         while (run.state.epoch < config.epochs and not asked_to_stop
                and not stops_early(run.state.history, config.early_stop)):  # fmt: skip
@@ -683,26 +531,17 @@ def _train_in(
                     row["epoch"], config.epochs, row["train_loss"], row["train_acc"], val,
                     row["test_acc"], row["examples_per_sec"], row["elapsed"],
                 )  # fmt: skip
-    history = run.state.history
-    if talk and asked_to_stop and run.state.epoch < config.epochs:
+    return asked_to_stop
+
+
+def say_why_stopped(run: Run, asked_to_stop: bool) -> None:
+    """A line for a run that stopped before its last epoch: a callback, or early stopping."""
+    epoch, epochs, history = run.state.epoch, run.config.epochs, run.state.history
+    if asked_to_stop and epoch < epochs:
         log.info("stopped after epoch %d: a callback asked to (cnnlab train --resume %s "
-                 "--epochs %d goes on)", run.state.epoch, run_dir, config.epochs)  # fmt: skip
-    elif talk and run.state.epoch < config.epochs:
+                 "--epochs %d goes on)", epoch, run.run_dir, epochs)  # fmt: skip
+    elif epoch < epochs:
         best = best_epoch(history)
         log.info("early stop after epoch %d: val acc has not improved for %d epochs "
-                 "(best %.4f, epoch %d)", run.state.epoch, config.early_stop,
+                 "(best %.4f, epoch %d)", epoch, run.config.early_stop,
                  history[best - 1]["val_acc"], best)  # fmt: skip
-    run.save_outputs()
-    examples = run.train_batches.num_examples * len(history)
-    result = TrainResult(run_dir, history, examples / run.state.train_seconds, str(run.device),
-                         run.step.capture_seconds)  # fmt: skip
-    run.callbacks.call("on_train_end", run, result)
-    if world.is_main:
-        final = result.final
-        log.info(
-            "loss %.3f, train acc %.3f, test acc %.3f",
-            final["train_loss"], final["train_acc"], final["test_acc"],
-        )  # fmt: skip
-        log.info("%.1f examples/sec on %s", result.examples_per_sec, run.device)
-        log.info("run saved to %s", run_dir)
-    return result

@@ -1,0 +1,73 @@
+"""Which network a run trains through on a CPU: the model's own layers, or its blocks as
+cnnlab's fused kernels (accel.cpu), forced by --fast/--no-fast or chosen by timing a few
+steps of each (accel.choice)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.accel.choice import faster
+from cnnlab.accel.cpu import build, fuse_blocks
+from cnnlab.data import Batches
+from cnnlab.device import autocast
+from cnnlab.errors import CheckpointError
+from cnnlab.logs import log
+from cnnlab.models import pool_before_activation
+from cnnlab.rundir import read_config
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.distributed import World, broadcast_text
+
+
+def choose_forward(config: TrainConfig, model: nn.Module, batches: Batches, world: World,
+                   run_dir: Path, precision: str) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
+    """What runs ``model``'s forward (max pooling before the activation), and which CPU
+    path that is and why (config.json's ``cpu_path``; empty off the CPU): its layers, or
+    its blocks fused where --fast forces them or, by default, where a few timed steps on
+    the first batch of ``batches`` find them faster. A resumed run keeps its path."""
+    eager = pool_before_activation(model)
+    device = next(model.parameters()).device
+    if config.fast is False or device.type != "cpu":
+        return eager, {}  # --no-fast: the kernels are not even built
+    fused = fuse_blocks(model)
+    if fused is model:
+        return eager, {}
+    nets = {"fused": pool_before_activation(fused), "eager": eager}
+    if config.fast:
+        return nets["fused"], {"path": "fused", "why": "--fast"}
+    earlier = earlier_path(run_dir)
+    if earlier is not None:  # a resumed run keeps its path: the same bits as unbroken
+        return nets[earlier], {"path": earlier, "why": "this run's earlier choice"}
+    x, y = batches.gather(torch.arange(min(config.batch_size, batches.num_examples)))
+
+    def step(net: nn.Module) -> None:
+        with autocast(device, precision):
+            loss = F.cross_entropy(net(x), y, reduction="sum")
+        loss.backward()  # type: ignore[no-untyped-call]
+
+    choice = faster(nets, model, x, step, build()) if world.is_main else None
+    name = broadcast_text(world, choice.name if choice else "")
+    if choice is None:
+        return nets[name], {}
+    if not config.quiet:
+        log.info("fused CPU kernels: %.1f ms per step against %.1f ms for the eager layers "
+                 "(%s); training runs the %s", choice.ms["fused"], choice.ms["eager"],
+                 "measured on this machine before" if choice.cached else "measured now",
+                 "fused kernels" if name == "fused" else "eager layers")  # fmt: skip
+    return nets[name], {"path": name, "why": "measured", "ms_per_step": choice.ms,
+                        "measured_before": choice.cached, "kernels": build()}  # fmt: skip
+
+
+def earlier_path(run_dir: Path) -> str | None:
+    """The CPU path this run directory's config.json says the run trained with, if it
+    was measured (a resumed run), else None."""
+    try:
+        chosen = read_config(run_dir).get("environment", {}).get("cpu_path", {})
+    except CheckpointError:  # a new run: no config.json yet
+        return None
+    path = chosen.get("path") if isinstance(chosen, dict) else None
+    return path if path in ("fused", "eager") else None
