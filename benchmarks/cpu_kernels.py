@@ -64,8 +64,10 @@ def machine() -> dict[str, Any]:
         peak, lanes = lib.cnnlab_peak_fma, lib.cnnlab_peak_lanes()
         peak.argtypes, peak.restype = [ctypes.c_long, ctypes.c_int], ctypes.c_float
         threads, steps = torch.get_num_threads(), 5_000_000
-        rate = {t: 12 * lanes * 2 * steps * t / median_ms(lambda t=t: peak(steps, t), 1, 5) / 1e6
-                for t in (1, threads)}  # fmt: skip
+        rate = {
+            t: 12 * lanes * 2 * steps * t / median_ms(lambda t=t: peak(steps, t), 1, 5) / 1e6
+            for t in (1, threads)
+        }
     big = torch.ones(64 * 2**20)  # 256 MB
     out = torch.empty_like(big)
     copy_ms = median_ms(lambda: out.copy_(big), 3, 5)
@@ -102,8 +104,9 @@ def blocks(peak: float, act: int, pool: int) -> dict[str, Any]:
         forwards = {
             "fused": partial(BlockFunction.apply, x, w, b, pad, act, pool),
             "eager": lambda x=xl, w=wl, b=b, pad=pad: pooling(
-                activation(F.conv2d(x, w, b, padding=pad)), 2),
-        }  # fmt: skip
+                activation(F.conv2d(x, w, b, padding=pad)), 2
+            ),
+        }
         passes = 3 if needs_input_grad else 2  # backward: weight (and input) gradient
         for kind, forward in forwards.items():
             with torch.no_grad():
@@ -118,8 +121,12 @@ def blocks(peak: float, act: int, pool: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--isa", choices=list(ISAS), default="native",
-                        help="the instruction set to build the kernels for")  # fmt: skip
+    parser.add_argument(
+        "--isa",
+        choices=list(ISAS),
+        default="native",
+        help="the instruction set to build the kernels for",
+    )
     use_isa(parser.parse_args().isa)
     torch.set_flush_denormal(True)
     if library() is None:
@@ -127,11 +134,16 @@ def main() -> None:
     limits = machine()
     peak = limits[f"peak_gflops_{torch.get_num_threads()}_threads"]
     report = {
-        "benchmark": "cpu_kernels", "isa": isa(), "batch": BATCH,
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "machine": limits,
-        "sigmoid_avg": blocks(peak, 0, 0), "relu_max": blocks(peak, 1, 1),
-    }  # fmt: skip
+        "benchmark": "cpu_kernels",
+        "isa": isa(),
+        "batch": BATCH,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": limits,
+        "sigmoid_avg": blocks(peak, 0, 0),
+        "relu_max": blocks(peak, 1, 1),
+    }
     print(json.dumps(report, indent=2))
 
 

@@ -59,8 +59,10 @@ def fresh_model(seed: int) -> torch.nn.Module:
 def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     with torch.inference_mode():
-        correct = sum((model(xb).argmax(1) == yb).sum() for xb, yb in zip(
-            x.split(2000), y.split(2000), strict=True))  # fmt: skip
+        correct = sum(
+            (model(xb).argmax(1) == yb).sum()
+            for xb, yb in zip(x.split(2000), y.split(2000), strict=True)
+        )
         return float(correct) / len(y)
 
 
@@ -70,8 +72,13 @@ def run_book(
     """d2l's train_ch6: DataLoader(4 workers), float() of every batch's metrics on the host."""
     torch.set_flush_denormal(False)
     model = fresh_model(seed).to(device)
-    loader = DataLoader(TensorDataset(data["x_train"], data["y_train"]), BATCH, shuffle=True,
-                        num_workers=4, generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    loader = DataLoader(
+        TensorDataset(data["x_train"], data["y_train"]),
+        BATCH,
+        shuffle=True,
+        num_workers=4,
+        generator=torch.Generator().manual_seed(seed),
+    )
     test_loader = DataLoader(TensorDataset(data["x_test"], data["y_test"]), BATCH, num_workers=4)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     train_seconds, start = 0.0, time.perf_counter()
@@ -135,14 +142,27 @@ def run_plain(
 
 
 def run_cnnlab(
-    epochs: int, seed: int, data_dir: str | None, device: str = "cpu", compile: bool = False,
+    epochs: int,
+    seed: int,
+    data_dir: str | None,
+    device: str = "cpu",
+    compile: bool = False,
     fast: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = train(TrainConfig(epochs=epochs, seed=seed, device=device, data_dir=data_dir,
-                                   out_dir=str(Path(tmp) / "run"), quiet=True,
-                                   compile=compile, fast=fast))  # fmt: skip
+        result = train(
+            TrainConfig(
+                epochs=epochs,
+                seed=seed,
+                device=device,
+                data_dir=data_dir,
+                out_dir=str(Path(tmp) / "run"),
+                quiet=True,
+                compile=compile,
+                fast=fast,
+            )
+        )
         wall = time.perf_counter() - start
     train_seconds = 60_000 * epochs / result.examples_per_sec
     row = summary(60_000 * epochs, train_seconds, wall, result.final["test_acc"])
@@ -195,14 +215,20 @@ def main(device: str = "cpu") -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each variant, in turns")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
-        "--only", choices=["book", "plain", "cnnlab", "cnnlab-eager", "cnnlab-compile"],
+        "--only",
+        choices=["book", "plain", "cnnlab", "cnnlab-eager", "cnnlab-compile"],
         action="append",
     )
-    parser.add_argument("--profile-steps", type=int, default=20,
-                        help="steps to profile (CPU; 0: no profile)")  # fmt: skip
+    parser.add_argument(
+        "--profile-steps", type=int, default=20, help="steps to profile (CPU; 0: no profile)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--isa", choices=list(TORCH_LEVELS), default="native",
-                        help="the instruction set of the kernels and of PyTorch's own")  # fmt: skip
+    parser.add_argument(
+        "--isa",
+        choices=list(TORCH_LEVELS),
+        default="native",
+        help="the instruction set of the kernels and of PyTorch's own",
+    )
     args = parser.parse_args()
     use_isa(args.isa)
     if args.threads:
@@ -233,30 +259,43 @@ def main(device: str = "cpu") -> None:
             runs[name].append(row)
     results: dict[str, Any] = {}
     for name, rows in runs.items():
-        results[name] = rows[0] if len(rows) == 1 else {
-            key: statistics.median(row[key] for row in rows)
-            for key in ("examples_per_sec_train", "wall_seconds")
-        } | {"runs": rows}  # fmt: skip
+        results[name] = (
+            rows[0]
+            if len(rows) == 1
+            else {
+                key: statistics.median(row[key] for row in rows)
+                for key in ("examples_per_sec_train", "wall_seconds")
+            }
+            | {"runs": rows}
+        )
     report: dict[str, Any] = {
-        "benchmark": f"{device}_speed", "isa": args.isa, "epochs": epochs, "seed": args.seed,
+        "benchmark": f"{device}_speed",
+        "isa": args.isa,
+        "epochs": epochs,
+        "seed": args.seed,
         "repeats": args.repeats,
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-    }  # fmt: skip
+    }
     if device == "cuda":
         report["gpu"] = torch.cuda.get_device_name()
     report["results"] = results
     if device == "cpu" and args.profile_steps:
-        report["profile"] = {kind: profile_step(data, kind == "fused", args.profile_steps)
-                             for kind in ("plain", "fused")}  # fmt: skip
+        report["profile"] = {
+            kind: profile_step(data, kind == "fused", args.profile_steps)
+            for kind in ("plain", "fused")
+        }
     for name in ("cnnlab", "cnnlab-eager", "cnnlab-compile"):
         for base in ("book", "plain"):
             if name in results and base in results:
                 ours, theirs = results[name], results[base]
                 report[f"ratio_{name}_over_{base}"] = round(
-                    ours["examples_per_sec_train"] / theirs["examples_per_sec_train"], 2)
+                    ours["examples_per_sec_train"] / theirs["examples_per_sec_train"], 2
+                )
                 report[f"wall_ratio_{name}_over_{base}"] = round(
-                    theirs["wall_seconds"] / ours["wall_seconds"], 2)  # fmt: skip
+                    theirs["wall_seconds"] / ours["wall_seconds"], 2
+                )
     print(json.dumps(report, indent=2))
 
 

@@ -67,9 +67,15 @@ def d2l_package_fit(epochs: int, seed: int, data_dir: str | None) -> dict[str, A
     torch.set_flush_denormal(False)  # the package never flushes
     torch.manual_seed(seed)
     train_set, test_set = load_dataset("fashion-mnist", data_dir)
-    loaders = [DataLoader(TorchvisionStyle(s.images, s.labels, (28, 28)), EN["batch_size"],
-                          shuffle=shuffle, num_workers=4)
-               for s, shuffle in ((train_set, True), (test_set, False))]  # fmt: skip
+    loaders = [
+        DataLoader(
+            TorchvisionStyle(s.images, s.labels, (28, 28)),
+            EN["batch_size"],
+            shuffle=shuffle,
+            num_workers=4,
+        )
+        for s, shuffle in ((train_set, True), (test_set, False))
+    ]
     model = d2l.LeNet(lr=EN["lr"]).net
     model(next(iter(loaders[0]))[0])
     model.apply(d2l.init_cnn)
@@ -114,8 +120,10 @@ def compat_english(epochs: int, seed: int, data_dir: str | None) -> dict[str, An
     model = d2l.LeNet(lr=EN["lr"])
     model.apply_init([next(iter(data.get_dataloader(True)))[0]], d2l.init_cnn)
     trainer.fit(model, data)
-    return {"examples_per_sec": trainer.train_examples / trainer.train_seconds,
-            "val_acc": model.board.data["val_acc"][-1].y}  # fmt: skip
+    return {
+        "examples_per_sec": trainer.train_examples / trainer.train_seconds,
+        "val_acc": model.board.data["val_acc"][-1].y,
+    }
 
 
 def compat_chinese(epochs: int, seed: int, data_dir: str | None) -> dict[str, Any]:
@@ -126,15 +134,25 @@ def compat_chinese(epochs: int, seed: int, data_dir: str | None) -> dict[str, An
     with contextlib.redirect_stdout(out):
         d2l.train_ch6(create_model("lenet"), train_iter, test_iter, epochs, ZH["lr"], d2l.try_gpu())
     lines = out.getvalue().splitlines()
-    return {"examples_per_sec": float(lines[-1].split()[0]),
-            "test_acc": float(lines[-2].split("test acc ")[1])}  # fmt: skip
+    return {
+        "examples_per_sec": float(lines[-1].split()[0]),
+        "test_acc": float(lines[-2].split("test acc ")[1]),
+    }
 
 
 def cnnlab_train(recipe: dict[str, Any]) -> Callable[[int, int, str | None], dict[str, Any]]:
     def run(epochs: int, seed: int, data_dir: str | None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
-            result = train(TrainConfig(epochs=epochs, seed=seed, data_dir=data_dir, quiet=True,
-                                       out_dir=str(Path(tmp) / "run"), **recipe))  # fmt: skip
+            result = train(
+                TrainConfig(
+                    epochs=epochs,
+                    seed=seed,
+                    data_dir=data_dir,
+                    quiet=True,
+                    out_dir=str(Path(tmp) / "run"),
+                    **recipe,
+                )
+            )
         return {"examples_per_sec": result.examples_per_sec, "test_acc": result.final["test_acc"]}
 
     return run
@@ -167,16 +185,28 @@ def main() -> None:
         finally:
             os.chdir(here)
     rate = {name: statistics.median(r["examples_per_sec"] for r in rs) for name, rs in runs.items()}
-    print(json.dumps({
-        "epochs": args.epochs, "repeats": args.repeats, "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "examples_per_sec_median": {k: round(v) for k, v in rate.items()},
-        "runs": runs,
-        "en_compat_over_cnnlab_train": round(rate["en_compat"] / rate["en_cnnlab_train"], 3),
-        "en_compat_over_d2l_package_loop":
-            round(rate["en_compat"] / rate["en_d2l_package_loop"], 3),
-        "zh_compat_over_cnnlab_train": round(rate["zh_compat"] / rate["zh_cnnlab_train"], 3),
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "epochs": args.epochs,
+                "repeats": args.repeats,
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "examples_per_sec_median": {k: round(v) for k, v in rate.items()},
+                "runs": runs,
+                "en_compat_over_cnnlab_train": round(
+                    rate["en_compat"] / rate["en_cnnlab_train"], 3
+                ),
+                "en_compat_over_d2l_package_loop": round(
+                    rate["en_compat"] / rate["en_d2l_package_loop"], 3
+                ),
+                "zh_compat_over_cnnlab_train": round(
+                    rate["zh_compat"] / rate["zh_cnnlab_train"], 3
+                ),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ from playwright.sync_api import sync_playwright
 from cnnlab.training import TrainConfig, train
 from cnnlab.viz.explorer import explore_run
 
-NEXT = "(() => { const t = performance.now(); document.getElementById('next').click(); " \
-       "return performance.now() - t; })()"  # fmt: skip
+NEXT = (
+    "(() => { const t = performance.now(); document.getElementById('next').click(); "
+    "return performance.now() - t; })()"
+)
 
 
 def main() -> None:
@@ -38,8 +40,9 @@ def main() -> None:
         size = page_file.stat().st_size
         first, more = [], []
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"),
-                                        args=["--no-sandbox"])  # fmt: skip
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium"), args=["--no-sandbox"]
+            )
             for _ in range(args.repeats):
                 page = browser.new_page()  # a fresh page each time: nothing cached
                 page.goto(page_file.as_uri() + "#index=0")
@@ -49,13 +52,18 @@ def main() -> None:
                 page.close()
             version = browser.version
             browser.close()
-    print(json.dumps({
-        "chromium": version,
-        "page_bytes": size,
-        "first_prediction_ms_median": round(statistics.median(first), 1),
-        "first_prediction_ms_max": round(max(first), 1),
-        "next_image_ms_median": round(statistics.median(more), 2),
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "chromium": version,
+                "page_bytes": size,
+                "first_prediction_ms_median": round(statistics.median(first), 1),
+                "first_prediction_ms_max": round(max(first), 1),
+                "next_image_ms_median": round(statistics.median(more), 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -54,10 +54,13 @@ def kernels(step: Callable[[], object], steps: int, top: int) -> list[dict[str, 
     rows = [e for e in events if e.device_time_total > 0 and str(e.device_type).endswith("CUDA")]
     rows.sort(key=lambda e: e.device_time_total, reverse=True)
     return [
-        {"kernel": e.key[:90], "us_per_step": round(e.device_time_total / steps, 2),
-         "calls_per_step": round(e.count / steps, 2)}
+        {
+            "kernel": e.key[:90],
+            "us_per_step": round(e.device_time_total / steps, 2),
+            "calls_per_step": round(e.count / steps, 2),
+        }
         for e in rows[:top]
-    ]  # fmt: skip
+    ]
 
 
 def main() -> None:
@@ -74,22 +77,30 @@ def main() -> None:
             device="cuda", data_dir=args.data_dir, quiet=True, compile=args.compile
         )
         device = resolve_device(config.device)
-        run = Run(config, build_parts(config, device), Path(tmp), World(), device)
+        run = Run(config, build_parts(config, device), Path(tmp), World())
         assert run.graph_lengths, "the book's recipe on CUDA is graphed"
-        run.steps.capture(run.graph_lengths, run.model, run.fast_model, run.optimizer,
-                          (run.state.loss_sum, run.state.correct))
+        run.steps.capture(
+            run.graph_lengths,
+            run.model,
+            run.fast_model,
+            run.optimizer,
+            (run.state.loss_sum, run.state.correct),
+        )
         index = next(run.train_batches.indices(0))
         graphed = lambda: run.steps(index, config.batch_size)  # noqa: E731
         eager = lambda: run.batch_step(index, config.batch_size)  # noqa: E731
         for step in (graphed, eager):  # warm up both
             timed(step, 10)
         report = {
-            "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "batch": config.batch_size, "capture_seconds": round(run.steps.capture_seconds, 3),
-            "graphed": timed(graphed, args.steps), "eager": timed(eager, args.steps),
+            "gpu": torch.cuda.get_device_name(),
+            "torch": torch.__version__,
+            "batch": config.batch_size,
+            "capture_seconds": round(run.steps.capture_seconds, 3),
+            "graphed": timed(graphed, args.steps),
+            "eager": timed(eager, args.steps),
             "graphed_kernels": kernels(graphed, 20, args.top),
             "eager_kernels": kernels(eager, 20, args.top),
-        }  # fmt: skip
+        }
     print(json.dumps(report, indent=1))
 
 

@@ -41,35 +41,78 @@ def fwd_bwd_ms(
 def cases() -> list[dict[str, Any]]:
     """Each op and size: its inputs and (cnnlab fn, torch fn, reference fn or None)."""
     r = torch.randn
-    avg, mx = (lambda x: ops.avg_pool2d(x, 2), lambda x: F.avg_pool2d(x, 2), None), (
-        lambda x: ops.max_pool2d(x, 2), lambda x: F.max_pool2d(x, 2), None)  # fmt: skip
-    conv = lambda **kw: (lambda x, w, b: ops.conv2d(x, w, b, **kw),  # noqa: E731
-                         lambda x, w, b: F.conv2d(x, w, b, **kw))  # fmt: skip
+    avg, mx = (
+        (lambda x: ops.avg_pool2d(x, 2), lambda x: F.avg_pool2d(x, 2), None),
+        (lambda x: ops.max_pool2d(x, 2), lambda x: F.max_pool2d(x, 2), None),
+    )
+    conv = lambda **kw: (  # noqa: E731
+        lambda x, w, b: ops.conv2d(x, w, b, **kw),
+        lambda x, w, b: F.conv2d(x, w, b, **kw),
+    )
     corr_torch = lambda x, k: F.conv2d(x[None, None], k[None, None])[0, 0]  # noqa: E731
     return [
-        {"op": "corr2d", "size": "28x28, 5x5 kernel", "inputs": [r(28, 28), r(5, 5)],
-         "fns": (ops.corr2d, corr_torch, ops.corr2d_reference)},
-        {"op": "corr2d", "size": "224x224, 5x5 kernel", "inputs": [r(224, 224), r(5, 5)],
-         "fns": (ops.corr2d, corr_torch, ops.corr2d_reference), "reference_repeats": 1},
-        {"op": "conv2d", "size": "LeNet conv1: 256x1x28x28, 6x1x5x5, padding 2",
-         "inputs": [r(256, 1, 28, 28), r(6, 1, 5, 5), r(6)], "fns": (*conv(padding=2), None)},
-        {"op": "conv2d", "size": "LeNet conv2: 256x6x14x14, 16x6x5x5",
-         "inputs": [r(256, 6, 14, 14), r(16, 6, 5, 5), r(16)], "fns": (*conv(), None)},
-        {"op": "conv2d", "size": "8x3x224x224, 16x3x5x5, stride 2, padding 2",
-         "inputs": [r(8, 3, 224, 224), r(16, 3, 5, 5), r(16)],
-         "fns": (*conv(stride=2, padding=2), None)},
-        {"op": "avg_pool2d", "size": "LeNet pool1: 256x6x28x28, 2x2",
-         "inputs": [r(256, 6, 28, 28)], "fns": avg},
-        {"op": "avg_pool2d", "size": "LeNet pool2: 256x16x10x10, 2x2",
-         "inputs": [r(256, 16, 10, 10)], "fns": avg},
-        {"op": "max_pool2d", "size": "LeNet pool1: 256x6x28x28, 2x2",
-         "inputs": [r(256, 6, 28, 28)], "fns": mx},
-        {"op": "max_pool2d", "size": "LeNet pool2: 256x16x10x10, 2x2",
-         "inputs": [r(256, 16, 10, 10)], "fns": mx},
-        {"op": "max_pool2d", "size": "8x16x224x224, 3x3, stride 2, padding 1",
-         "inputs": [r(8, 16, 224, 224)],
-         "fns": (lambda x: ops.max_pool2d(x, 3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1), None)},
-    ]  # fmt: skip
+        {
+            "op": "corr2d",
+            "size": "28x28, 5x5 kernel",
+            "inputs": [r(28, 28), r(5, 5)],
+            "fns": (ops.corr2d, corr_torch, ops.corr2d_reference),
+        },
+        {
+            "op": "corr2d",
+            "size": "224x224, 5x5 kernel",
+            "inputs": [r(224, 224), r(5, 5)],
+            "fns": (ops.corr2d, corr_torch, ops.corr2d_reference),
+            "reference_repeats": 1,
+        },
+        {
+            "op": "conv2d",
+            "size": "LeNet conv1: 256x1x28x28, 6x1x5x5, padding 2",
+            "inputs": [r(256, 1, 28, 28), r(6, 1, 5, 5), r(6)],
+            "fns": (*conv(padding=2), None),
+        },
+        {
+            "op": "conv2d",
+            "size": "LeNet conv2: 256x6x14x14, 16x6x5x5",
+            "inputs": [r(256, 6, 14, 14), r(16, 6, 5, 5), r(16)],
+            "fns": (*conv(), None),
+        },
+        {
+            "op": "conv2d",
+            "size": "8x3x224x224, 16x3x5x5, stride 2, padding 2",
+            "inputs": [r(8, 3, 224, 224), r(16, 3, 5, 5), r(16)],
+            "fns": (*conv(stride=2, padding=2), None),
+        },
+        {
+            "op": "avg_pool2d",
+            "size": "LeNet pool1: 256x6x28x28, 2x2",
+            "inputs": [r(256, 6, 28, 28)],
+            "fns": avg,
+        },
+        {
+            "op": "avg_pool2d",
+            "size": "LeNet pool2: 256x16x10x10, 2x2",
+            "inputs": [r(256, 16, 10, 10)],
+            "fns": avg,
+        },
+        {
+            "op": "max_pool2d",
+            "size": "LeNet pool1: 256x6x28x28, 2x2",
+            "inputs": [r(256, 6, 28, 28)],
+            "fns": mx,
+        },
+        {
+            "op": "max_pool2d",
+            "size": "LeNet pool2: 256x16x10x10, 2x2",
+            "inputs": [r(256, 16, 10, 10)],
+            "fns": mx,
+        },
+        {
+            "op": "max_pool2d",
+            "size": "8x16x224x224, 3x3, stride 2, padding 1",
+            "inputs": [r(8, 16, 224, 224)],
+            "fns": (lambda x: ops.max_pool2d(x, 3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1), None),
+        },
+    ]
 
 
 def main() -> None:
@@ -90,8 +133,11 @@ def main() -> None:
             row["reference_ms"] = round(fwd_bwd_ms(reference, case["inputs"], repeats), 1)
             row["reference_over_cnnlab"] = round(row["reference_ms"] / row["cnnlab_ms"], 1)
         rows.append(row)
-    meta = {"threads": torch.get_num_threads(), "torch": torch.__version__,
-            "timing": "forward + backward, median ms"}  # fmt: skip
+    meta = {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "timing": "forward + backward, median ms",
+    }
     print(json.dumps({**meta, "ops": rows}, indent=1))
 
 

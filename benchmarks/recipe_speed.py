@@ -30,10 +30,16 @@ from isa import TORCH_LEVELS, use_isa
 from cnnlab import TrainConfig, train
 
 
-def run(recipe: str, epochs: int | None, seed: int, fast: bool, data_dir: str | None
-        ) -> dict[str, Any]:  # fmt: skip
-    options: dict[str, Any] = {"recipe": recipe, "seed": seed, "fast": fast, "quiet": True,
-                               "data_dir": data_dir}  # fmt: skip
+def run(
+    recipe: str, epochs: int | None, seed: int, fast: bool, data_dir: str | None
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "recipe": recipe,
+        "seed": seed,
+        "fast": fast,
+        "quiet": True,
+        "data_dir": data_dir,
+    }
     if epochs:
         options["epochs"] = epochs
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,8 +60,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--isa", choices=list(TORCH_LEVELS), default="native",
-                        help="the instruction set of the kernels and of PyTorch's own")  # fmt: skip
+    parser.add_argument(
+        "--isa",
+        choices=list(TORCH_LEVELS),
+        default="native",
+        help="the instruction set of the kernels and of PyTorch's own",
+    )
     args = parser.parse_args()
     use_isa(args.isa)
     logging.getLogger("cnnlab").setLevel(logging.WARNING)
@@ -71,22 +81,36 @@ def main() -> None:
     for name, rows in runs.items():
         summary[name] = {
             "median_epoch_seconds": round(
-                statistics.median(s for r in rows for s in r["epoch_seconds"]), 3),
+                statistics.median(s for r in rows for s in r["epoch_seconds"]), 3
+            ),
             "median_wall_seconds": round(statistics.median(r["wall_seconds"] for r in rows), 2),
             "mean_test_acc": round(statistics.mean(accuracy[name].values()), 4),
             "test_acc_by_seed": accuracy[name],
         }
     fused, eager = summary["fused"], summary["eager"]
-    print(json.dumps({
-        "benchmark": "recipe_speed", "isa": args.isa, "recipe": args.recipe, "epochs": args.epochs,
-        "seeds": args.seeds, "repeats": args.repeats, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "summary": summary,
-        "epoch_ratio_fused_over_eager": round(
-            eager["median_epoch_seconds"] / fused["median_epoch_seconds"], 2),
-        "wall_ratio_fused_over_eager": round(
-            eager["median_wall_seconds"] / fused["median_wall_seconds"], 2),
-        "runs": runs,
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "recipe_speed",
+                "isa": args.isa,
+                "recipe": args.recipe,
+                "epochs": args.epochs,
+                "seeds": args.seeds,
+                "repeats": args.repeats,
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "summary": summary,
+                "epoch_ratio_fused_over_eager": round(
+                    eager["median_epoch_seconds"] / fused["median_epoch_seconds"], 2
+                ),
+                "wall_ratio_fused_over_eager": round(
+                    eager["median_wall_seconds"] / fused["median_wall_seconds"], 2
+                ),
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,25 +28,36 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = train(TrainConfig(
-            epochs=args.epochs, seed=args.seed, device=args.device, data_dir=args.data_dir,
-            out_dir=str(Path(tmp) / "run"), quiet=True,
-        ))  # fmt: skip
+        result = train(
+            TrainConfig(
+                epochs=args.epochs,
+                seed=args.seed,
+                device=args.device,
+                data_dir=args.data_dir,
+                out_dir=str(Path(tmp) / "run"),
+                quiet=True,
+            )
+        )
         wall = time.perf_counter() - start
     final = result.final
-    print(json.dumps({
-        "benchmark": "train_throughput",
-        "recipe": "book (lenet, fashion-mnist, batch 256, sgd lr 0.9)",
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "device": result.device,
-        "threads": torch.get_num_threads(),
-        "examples_per_sec": round(result.examples_per_sec, 1),
-        "wall_seconds": round(wall, 2),
-        "final_train_loss": round(final["train_loss"], 4),
-        "final_train_acc": round(final["train_acc"], 4),
-        "final_test_acc": round(final["test_acc"], 4),
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_throughput",
+                "recipe": "book (lenet, fashion-mnist, batch 256, sgd lr 0.9)",
+                "epochs": args.epochs,
+                "seed": args.seed,
+                "device": result.device,
+                "threads": torch.get_num_threads(),
+                "examples_per_sec": round(result.examples_per_sec, 1),
+                "wall_seconds": round(wall, 2),
+                "final_train_loss": round(final["train_loss"], 4),
+                "final_train_acc": round(final["train_acc"], 4),
+                "final_test_acc": round(final["test_acc"], 4),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,14 +23,24 @@ def run_cnnlab(
 ) -> subprocess.CompletedProcess[str]:
     """``cnnlab ARGS`` in a new process of this interpreter, waited for, its output as text
     (``env`` adds to this process's environment)."""
-    return subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def start_cnnlab(*args: str) -> subprocess.Popen[str]:
     """``cnnlab ARGS`` started in a new process and not waited for (to signal or kill it)."""
-    return subprocess.Popen([sys.executable, "-m", "cnnlab", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def idx_bytes(array: np.ndarray, type_byte: int = 0x08) -> bytes:
@@ -87,8 +97,15 @@ def tiny_run(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> tuple[Pat
     from cnnlab.training import TrainConfig, train
 
     _, directory = tiny_dataset
-    config = TrainConfig(dataset="tiny", data_dir=str(directory), epochs=2, batch_size=32,
-                         device="cpu", out_dir=str(tmp_path / "run"), quiet=True)  # fmt: skip
+    config = TrainConfig(
+        dataset="tiny",
+        data_dir=str(directory),
+        epochs=2,
+        batch_size=32,
+        device="cpu",
+        out_dir=str(tmp_path / "run"),
+        quiet=True,
+    )
     return train(config).run_dir, directory
 
 

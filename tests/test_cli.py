@@ -77,8 +77,26 @@ def test_train_eval_predict_in_process(
 ) -> None:
     _, directory = tiny_dataset
     run = tmp_path / "run"
-    assert main(["train", "--dataset", "tiny", "--data-dir", str(directory), "--epochs", "2",
-                 "--batch-size", "32", "--out-dir", str(run), "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "tiny",
+                "--data-dir",
+                str(directory),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "32",
+                "--out-dir",
+                str(run),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "epoch 2/2:" in out
     assert "examples/sec on cpu" in out and ", train acc " in out
@@ -92,8 +110,20 @@ def test_train_eval_predict_in_process(
         f'recipe = "best"\nepochs = 3\nbatch-size = 32\ndata_dir = "{directory}"\n'
         'dataset = "tiny"\ndevice = "cpu"\nquiet = true\n'
     )
-    assert main(["train", "--config", str(tmp_path / "run.toml"), "--epochs", "1",
-                 "--out-dir", str(tmp_path / "best")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(tmp_path / "run.toml"),
+                "--epochs",
+                "1",
+                "--out-dir",
+                str(tmp_path / "best"),
+            ]
+        )
+        == 0
+    )
     config = json.loads((tmp_path / "best" / "config.json").read_text())
     best = TrainConfig.from_dict({"recipe": "best"})
     assert (config["epochs"], config["batch_size"]) == (1, 32)
@@ -103,8 +133,16 @@ def test_train_eval_predict_in_process(
     Image.fromarray(np.full((50, 40, 3), 200, np.uint8)).save(tmp_path / "photo.jpg")
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "digit.png")
     (tmp_path / "notes.png").write_text("not an image")
-    code = main(["predict", str(run), str(tmp_path / "photo.jpg"), str(tmp_path / "notes.png"),
-                 str(tmp_path / "digit.png"), "--invert"])  # fmt: skip
+    code = main(
+        [
+            "predict",
+            str(run),
+            str(tmp_path / "photo.jpg"),
+            str(tmp_path / "notes.png"),
+            str(tmp_path / "digit.png"),
+            "--invert",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1
     assert "notes.png: not a readable image" in captured.err
@@ -114,9 +152,11 @@ def test_train_eval_predict_in_process(
 
 
 def test_os_errors_are_one_line_with_the_fix(
-    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tiny_dataset: tuple[ds.Dataset, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     """A full disk while checkpointing: one line naming the file and the fix, the run's
     earlier files untouched."""
     import errno
@@ -129,8 +169,22 @@ def test_os_errors_are_one_line_with_the_fix(
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "x"))
 
     monkeypatch.setattr(checkpoint, "atomic_write_bytes", full)
-    code = main(["train", "--dataset", "tiny", "--data-dir", str(directory), "--epochs", "1",
-                 "--device", "cpu", "--quiet", "--out-dir", str(tmp_path / "run")])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(directory),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert "No space left on device (the disk is full: free some space" in err
@@ -141,8 +195,21 @@ def test_a_model_too_big_for_memory_is_refused(
     tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, directory = tiny_dataset
-    code = main(["train", "--dataset", "tiny", "--data-dir", str(directory), "--device", "cpu",
-                 "--model-options", "channels=100000,100000", "--out-dir", str(tmp_path / "r")])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(directory),
+            "--device",
+            "cpu",
+            "--model-options",
+            "channels=100000,100000",
+            "--out-dir",
+            str(tmp_path / "r"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "does not fit in memory" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
@@ -150,14 +217,30 @@ def test_a_model_too_big_for_memory_is_refused(
 
 @pytest.mark.parametrize("kind", ["dangling", "looping"])
 def test_an_out_dir_symlink_to_nowhere_is_one_line(
-    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tiny_dataset: tuple[ds.Dataset, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     kind: str,
-) -> None:  # fmt: skip
+) -> None:
     _, directory = tiny_dataset
     link = tmp_path / "out"
     link.symlink_to(tmp_path / "nowhere" if kind == "dangling" else link)
-    code = main(["train", "--dataset", "tiny", "--data-dir", str(directory), "--epochs", "1",
-                 "--device", "cpu", "--quiet", "--out-dir", str(link)])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(directory),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out-dir",
+            str(link),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert f"cannot create {link}: it is a symbolic link to nowhere" in err
@@ -171,11 +254,28 @@ def test_a_closed_pipe_does_not_end_a_training_run(tmp_path: Path) -> None:
     write_dataset(tmp_path / "data")
     run = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", "train", "--dataset", "idx", "--data-dir",
-         str(tmp_path / "data"), "--epochs", "3", "--batch-size", "16", "--lr", "0.1",
-         "--out-dir", str(run)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cnnlab",
+            "train",
+            "--dataset",
+            "idx",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.1",
+            "--out-dir",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None and process.stderr is not None
     first = process.stdout.readline()
     process.stdout.close()  # as head -1 does

@@ -20,7 +20,7 @@ def test_each_demo_prints_the_chapters_numbers(name: str) -> None:
         "padding-stride": "kernel (3, 5), padding (0, 1), stride (3, 4): conv2d gives 2x2, the formula 2x2",
         "channels": "[104., 120.]",
         "pooling": "[13., 15.]",
-    }[name]  # fmt: skip
+    }[name]
     assert expected in text
     if name == "channels":
         assert "[192., 224.]" in text and "equals the general routine: True" in text

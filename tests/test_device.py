@@ -59,8 +59,7 @@ def test_train_leaves_the_process_as_it_found_it(
 
     _, directory = tiny_dataset
     threads = torch.get_num_threads()
-    config = dict(dataset="tiny", data_dir=str(directory), batch_size=32, device="cpu",
-                  quiet=True)  # fmt: skip
+    config = dict(dataset="tiny", data_dir=str(directory), batch_size=32, device="cpu", quiet=True)
     train(TrainConfig(epochs=1, out_dir=str(tmp_path / "ok"), **config))  # type: ignore[arg-type]
     assert subnormal_survives()
     assert torch.get_num_threads() == threads

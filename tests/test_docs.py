@@ -47,8 +47,9 @@ def test_the_pages_show_short_commands() -> None:
     assert len(COMMANDS) >= 10, COMMANDS  # the extraction itself works
 
 
-@pytest.mark.parametrize(("page", "command", "output"), COMMANDS,
-                         ids=[f"{p}: {c}" for p, c, _ in COMMANDS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("page", "command", "output"), COMMANDS, ids=[f"{p}: {c}" for p, c, _ in COMMANDS]
+)
 def test_a_shown_command_runs_as_shown(
     page: str, command: str, output: str | None, tmp_path: Path
 ) -> None:

@@ -29,11 +29,25 @@ def test_onnx_matches_pytorch_and_carries_its_preprocessing(run: tuple[Path, Pat
     torch.testing.assert_close(torch.from_numpy(logits), model(x).detach(), rtol=1e-4, atol=1e-5)
 
 
-def test_torchscript_reloads_with_its_metadata(run: tuple[Path, Path], tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_torchscript_reloads_with_its_metadata(
+    run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir, data = run
-    assert main(["export", str(run_dir), "--format", "torchscript", "-o", str(tmp_path / "m.pt"),
-                 "--data-dir", str(data)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                str(run_dir),
+                "--format",
+                "torchscript",
+                "-o",
+                str(tmp_path / "m.pt"),
+                "--data-dir",
+                str(data),
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     extra = {"cnnlab.json": ""}
     loaded = torch.jit.load(str(tmp_path / "m.pt"), _extra_files=extra)
@@ -70,13 +84,30 @@ def test_export_onto_a_full_disk_fails_in_one_line_and_leaves_no_file(
     run_dir, data = run
     full = tmp_path / "full"
     full.mkdir()
-    export_cmd = [sys.executable, "-m", "cnnlab", "export", str(run_dir), "--format", fmt,
-                  "-o", str(full / "model.bin"), "--data-dir", str(data)]  # fmt: skip
+    export_cmd = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "export",
+        str(run_dir),
+        "--format",
+        fmt,
+        "-o",
+        str(full / "model.bin"),
+        "--data-dir",
+        str(data),
+    ]
     # export, then list what is left on the small filesystem, inside the same namespace
-    script = (f'mount -t tmpfs -o size=64k tmpfs {full} || exit 99; "$@"; status=$?; '
-              f"echo LISTING; ls -A {full}; exit $status")  # fmt: skip
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *export_cmd],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    script = (
+        f'mount -t tmpfs -o size=64k tmpfs {full} || exit 99; "$@"; status=$?; '
+        f"echo LISTING; ls -A {full}; exit $status"
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", *export_cmd],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if done.returncode == 99:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     assert done.returncode == 1, done.stderr

@@ -35,8 +35,19 @@ def test_one_epoch_then_eval_and_predict(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # the book's sigmoid LeNet barely moves in its first epoch (test acc ~0.1-0.3); the
     # ReLU/max-pooling variant reaches 0.74 in one (measured 2026-12-02, seed 0)
-    result = run("train", "--epochs", "1", "--model", "lenet-relu-max", "--lr", "0.1",
-                 "--out-dir", str(out), "--data-dir", str(REAL_DATA))  # fmt: skip
+    result = run(
+        "train",
+        "--epochs",
+        "1",
+        "--model",
+        "lenet-relu-max",
+        "--lr",
+        "0.1",
+        "--out-dir",
+        str(out),
+        "--data-dir",
+        str(REAL_DATA),
+    )
     assert result.returncode == 0, result.stderr
     assert "examples/sec on cpu" in result.stdout
     final = json.loads((out / "model.json").read_text())["final"]
@@ -57,8 +68,10 @@ def test_example_trains_and_reports(tmp_path: Path) -> None:
     example = Path(__file__).parents[1] / "examples" / "train_and_report.py"
     result = subprocess.run(
         [sys.executable, str(example), "--epochs", "1", "--out-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert f"report: {tmp_path / 'run' / 'report.html'}" in result.stdout
     assert "feature maps of test #1: Pullover" in (tmp_path / "run" / "report.html").read_text()

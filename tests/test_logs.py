@@ -15,9 +15,12 @@ def test_shown_escapes_control_characters() -> None:
 
 
 def test_a_subclass_of_the_kernel_shell_is_a_notebook(
-    monkeypatch: pytest.MonkeyPatch, displayed: list[bytes], tmp_path: Path,
-    tiny_dataset: tuple[ds.Dataset, Path], capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+    monkeypatch: pytest.MonkeyPatch,
+    displayed: list[bytes],
+    tmp_path: Path,
+    tiny_dataset: tuple[ds.Dataset, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """Colab's shell (google.colab._shell.Shell) and Spyder's subclass ipykernel's."""
     IPython = pytest.importorskip("IPython")
     zmqshell = pytest.importorskip("ipykernel.zmqshell")
@@ -31,8 +34,14 @@ def test_a_subclass_of_the_kernel_shell_is_a_notebook(
     monkeypatch.setattr(IPython, "get_ipython", lambda: Shell.__new__(Shell))
     assert in_notebook()
     _, directory = tiny_dataset
-    config = TrainConfig(dataset="tiny", data_dir=str(directory), epochs=2, batch_size=32,
-                         device="cpu", out_dir=str(tmp_path / "run"))  # fmt: skip
+    config = TrainConfig(
+        dataset="tiny",
+        data_dir=str(directory),
+        epochs=2,
+        batch_size=32,
+        device="cpu",
+        out_dir=str(tmp_path / "run"),
+    )
     train(config)
     assert len(displayed) >= 2 and all(png[:4] == b"\x89PNG" for png in displayed)
     monkeypatch.chdir(tmp_path)

@@ -88,8 +88,12 @@ def test_a_pipe_a_device_and_a_directory_are_refused_at_once(tmp_path: Path) -> 
         "    try: load_image(Path(p), (28, 28))\n"
         "    except DataError as e: print(e)\n"
     )  # in a process of its own: the old behaviour never returns
-    done = subprocess.run([sys.executable, "-c", program, str(fifo), "/dev/zero", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", program, str(fifo), "/dev/zero", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.stdout.splitlines() == [
         f"{fifo}: not a regular file (a pipe, a device or a socket); give the path of an image file",
         "/dev/zero: not a regular file (a pipe, a device or a socket); give the path of an image file",
@@ -100,11 +104,16 @@ def test_a_pipe_a_device_and_a_directory_are_refused_at_once(tmp_path: Path) -> 
 def test_a_run_without_a_model_yet_says_so(tmp_path: Path) -> None:
     """A run in its first epoch (config.json, no model.json) was 'not a run directory?'."""
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(CheckpointError, match=f"{tmp_path} has no trained model yet: the run is still training, or stopped before it finished"):
+    with pytest.raises(
+        CheckpointError,
+        match=f"{tmp_path} has no trained model yet: the run is still training, or stopped before it finished",
+    ):
         load_model(tmp_path)
 
 
-def test_a_model_being_published_is_read_again_not_called_changed(run: Path, tmp_path: Path) -> None:
+def test_a_model_being_published_is_read_again_not_called_changed(
+    run: Path, tmp_path: Path
+) -> None:
     """New weights land a moment before their sidecar: read once more, not 'changed'."""
     import shutil
     import threading
@@ -125,12 +134,31 @@ def test_a_model_being_published_is_read_again_not_called_changed(run: Path, tmp
         torch.testing.assert_close(value, state[key])
 
 
-def test_eval_finds_an_idx_runs_data_where_it_trained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_finds_an_idx_runs_data_where_it_trained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tests.conftest import write_dataset
 
     write_dataset(tmp_path / "data", n_train=32, n_test=16)
-    assert main(["train", "--dataset", "idx", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
-                 "--batch-size", "16", "--quiet", "--out-dir", str(tmp_path / "run")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "idx",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--quiet",
+                "--out-dir",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "run")]) == 0  # no --data-dir: the run's own
     assert "test acc" in capsys.readouterr().out
@@ -182,12 +210,16 @@ def test_load_predicts_tensors_arrays_pil_images_and_files_alike(
     ]
     for other in alike:
         assert [p.label for p in other] == [p.label for p in batch]
-        assert np.allclose([p.probability for p in other], [p.probability for p in batch], atol=1e-6)
+        assert np.allclose(
+            [p.probability for p in other], [p.probability for p in batch], atol=1e-6
+        )
     # `cnnlab predict` says the same of the same images saved as PNG
     assert main(["predict", str(run_dir), *map(str, paths), "--top", "2"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    expected = [f"{path}: " + ", ".join(f"{name} {q:.3f}" for name, q in p.ranked[:2])
-                for path, p in zip(paths, batch, strict=True)]  # fmt: skip
+    expected = [
+        f"{path}: " + ", ".join(f"{name} {q:.3f}" for name, q in p.ranked[:2])
+        for path, p in zip(paths, batch, strict=True)
+    ]
     assert printed == expected
     for bad in (torch.zeros(2, 3, 28, 28), np.zeros((2, 2, 2, 2, 2)), 7):
         with pytest.raises(DataError, match="cannot classify"):

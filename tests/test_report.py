@@ -14,9 +14,15 @@ from cnnlab.report import CSP, KINDS
 from tests.viz.browser import require_chromium
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Appended to a copy of the page: after load, record every image's decoded size.
 PROBE = """<script>window.addEventListener("load", () => {
   document.body.setAttribute("data-probe", JSON.stringify(
@@ -30,8 +36,22 @@ def test_every_viz_kind(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
         assert main(["viz", kind, str(run), "--data-dir", str(data)]) == 0
         assert (run / f"{kind}.png").read_bytes()[:4] == b"\x89PNG"
     out = tmp_path / "maps.svg"
-    assert main(["viz", "feature-maps", str(run), "--index", "3", "--out", str(out),
-                 "--data-dir", str(data)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "viz",
+                "feature-maps",
+                str(run),
+                "--index",
+                "3",
+                "--out",
+                str(out),
+                "--data-dir",
+                str(data),
+            ]
+        )
+        == 0
+    )
     assert out.read_text().lstrip().startswith("<?xml")
 
 
@@ -60,10 +80,19 @@ def test_report_in_a_real_browser(tiny_run: tuple[Path, Path], tmp_path: Path) -
     probe.write_text(unguarded.replace("</body>", PROBE + "</body>"))
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
     result = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, *profile, "--enable-logging=stderr", "--v=0",
-         "--dump-dom", probe.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            *profile,
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert ":CONSOLE" not in result.stderr, "the page logged to the console"
     decoded = json.loads(
@@ -74,8 +103,16 @@ def test_report_in_a_real_browser(tiny_run: tuple[Path, Path], tmp_path: Path) -
 
     shot = tmp_path / "report.png"
     subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, *profile, "--window-size=1280,2400",
-         f"--screenshot={shot}", (run / "report.html").as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            *profile,
+            "--window-size=1280,2400",
+            f"--screenshot={shot}",
+            (run / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 10_000

@@ -46,14 +46,16 @@ batch_size = [128]
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("[bases]\nepochs = 1", "unknown sections \\['bases'\\]"),
-     ("[[run]]\nname = 'a'\nepoch = 3", "run 'a': unknown config keys \\['epoch'\\]"),
-     ("[[run]]\nname = 'a'\nlr = -1", "run 'a': lr must be a positive finite number"),
-     ("[grid]\nlr = []", "every \\[grid\\] entry must be a non-empty list"),
-     ("[base]\nepochs = 1", "no runs"),
-     ("[[run]]\nname = 'a'\n[[run]]\nname = 'a'", "two runs have the same name"),
-     ("[[run]\n", "not a readable TOML file")],
-)  # fmt: skip
+    [
+        ("[bases]\nepochs = 1", "unknown sections \\['bases'\\]"),
+        ("[[run]]\nname = 'a'\nepoch = 3", "run 'a': unknown config keys \\['epoch'\\]"),
+        ("[[run]]\nname = 'a'\nlr = -1", "run 'a': lr must be a positive finite number"),
+        ("[grid]\nlr = []", "every \\[grid\\] entry must be a non-empty list"),
+        ("[base]\nepochs = 1", "no runs"),
+        ("[[run]]\nname = 'a'\n[[run]]\nname = 'a'", "two runs have the same name"),
+        ("[[run]\n", "not a readable TOML file"),
+    ],
+)
 def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_sweep(write(tmp_path, text))
@@ -114,11 +116,19 @@ def test_a_grid_over_the_limit_is_refused_before_it_is_listed(tmp_path: Path) ->
 
     big = write(tmp_path, "[grid]\n" + "\n".join(f"k{i} = {list(range(10))}" for i in range(10)))
     start = time.perf_counter()
-    with pytest.raises(ConfigError, match=r"10,000,000,000 variants .* a grid of 10 x 10 x .* more than 200; .* --max-variants 10000000000"):
+    with pytest.raises(
+        ConfigError,
+        match=r"10,000,000,000 variants .* a grid of 10 x 10 x .* more than 200; .* --max-variants 10000000000",
+    ):
         load_sweep(big)
     assert time.perf_counter() - start < 1
-    grid = write(tmp_path, "[base]\nepochs = 1\n[grid]\nseed = " + str(list(range(100))) +
-                 "\nlr = " + str([0.1 * (i + 1) for i in range(100)]))  # fmt: skip
+    grid = write(
+        tmp_path,
+        "[base]\nepochs = 1\n[grid]\nseed = "
+        + str(list(range(100)))
+        + "\nlr = "
+        + str([0.1 * (i + 1) for i in range(100)]),
+    )
     with pytest.raises(ConfigError, match="10,000 variants"):
         load_sweep(grid)
     assert len(load_sweep(grid, max_variants=10_000)) == 10_000
@@ -134,7 +144,9 @@ def test_sigint_stops_the_sweep_within_one_variant_and_writes_its_table(tmp_path
     import time
 
     write_dataset(tmp_path / "data", n_train=96, n_test=32)
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 [base]
 dataset = "idx"
 data_dir = "{tmp_path / "data"}"
@@ -143,11 +155,16 @@ checkpoint_every = 1
 [grid]
 seed = [0, 1, 2]
 epochs = [400]
-""")  # fmt: skip
+""",
+    )
     out = tmp_path / "sweep"
-    sweep = subprocess.Popen([sys.executable, "-m", "cnnlab", "sweep", str(path), "--out-dir",
-                              str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)  # fmt: skip
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "sweep", str(path), "--out-dir", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     first = out / "seed-0-epochs-400" / "checkpoint.safetensors"
     deadline = time.monotonic() + 120
     while not first.exists() and time.monotonic() < deadline:
@@ -160,7 +177,9 @@ epochs = [400]
     assert sweep.returncode == 130, stderr
     assert "SIGINT: the sweep stopped with 0 of 3 variants finished" in stderr
     table = (out / "sweep.md").read_text()
-    assert re.search(r"\| seed=0 epochs=400 \| lenet \| failed: SIGINT: stopped (at|after) epoch \d+", table)
+    assert re.search(
+        r"\| seed=0 epochs=400 \| lenet \| failed: SIGINT: stopped (at|after) epoch \d+", table
+    )
     assert "checkpoint saved. Resume with: cnnlab train --resume" in table
     assert table.count("not run (stopped)") == 2
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["seed-0-epochs-400"]
@@ -169,8 +188,15 @@ epochs = [400]
 def test_the_table_shows_validation_accuracy_and_says_which_column_to_choose_by() -> None:
     from cnnlab.sweep import markdown_table
 
-    row = {"run": "a", "model": "lenet", "parameters": 61706, "epochs": 2, "wall_seconds": 9.0,
-           "train_acc": 0.8, "test_acc": 0.79}  # fmt: skip
+    row = {
+        "run": "a",
+        "model": "lenet",
+        "parameters": 61706,
+        "epochs": 2,
+        "wall_seconds": 9.0,
+        "train_acc": 0.8,
+        "test_acc": 0.79,
+    }
     plain = markdown_table([row])
     assert "val_acc" not in plain.splitlines()[0]
     assert "tunes on the test set: give the runs --val-size N" in plain

@@ -20,17 +20,20 @@ if TYPE_CHECKING:
     from cnnlab.training import TrainConfig, TrainResult, load_model, train
     from cnnlab.training.lr_find import lr_find
 
-__getattr__ = lazy_names("cnnlab", {
-    "load_dataset": "cnnlab.data",
-    "create_model": "cnnlab.models",
-    "list_models": "cnnlab.models",
-    "load": "cnnlab.predict",
-    "TrainConfig": "cnnlab.training",
-    "TrainResult": "cnnlab.training",
-    "load_model": "cnnlab.training",
-    "lr_find": "cnnlab.training.lr_find",
-    "train": "cnnlab.training",
-})
+__getattr__ = lazy_names(
+    "cnnlab",
+    {
+        "load_dataset": "cnnlab.data",
+        "create_model": "cnnlab.models",
+        "list_models": "cnnlab.models",
+        "load": "cnnlab.predict",
+        "TrainConfig": "cnnlab.training",
+        "TrainResult": "cnnlab.training",
+        "load_model": "cnnlab.training",
+        "lr_find": "cnnlab.training.lr_find",
+        "train": "cnnlab.training",
+    },
+)
 
 __all__ = [
     "CheckpointError",

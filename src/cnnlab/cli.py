@@ -27,15 +27,19 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     from cnnlab.training.config import RECIPES
 
     parser.add_argument(
-        "--recipe", choices=list(RECIPES), default=argparse.SUPPRESS,
+        "--recipe",
+        choices=list(RECIPES),
+        default=argparse.SUPPRESS,
         help="starting point for every flag below: book (the chapter's, default) or best "
         "(a tuned 81k-parameter LeNet variant, 0.932 mean test accuracy; see the README)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--config", type=Path, metavar="FILE.toml",
-        help="TOML file of flags by field name (e.g. lr = 0.1, recipe = \"best\"); flags given "
+        "--config",
+        type=Path,
+        metavar="FILE.toml",
+        help='TOML file of flags by field name (e.g. lr = 0.1, recipe = "best"); flags given '
         "on the command line win over it, and it wins over the recipe",
-    )  # fmt: skip
+    )
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         help = f"{f.metadata['help']} (default: {f.default})".replace("%", "%%")
@@ -68,8 +72,10 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
         values = load_toml(args.config, "config file")
         from_file = {k.replace("-", "_"): v for k, v in values.items()}
         if "resume" in from_file:
-            raise ConfigError(f"{args.config}: resume is not a key a config file can set; "
-                              "give --resume RUN on the command line")
+            raise ConfigError(
+                f"{args.config}: resume is not a key a config file can set; "
+                "give --resume RUN on the command line"
+            )
         try:
             TrainConfig.from_dict(from_file)
         except (ConfigError, TypeError) as e:
@@ -105,8 +111,13 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         log.info("%s", result.how)
     else:
         log.info("suggested lr %.3g: %s", result.suggestion, result.how)
-    log.info("tried %d learning rates from %.3g to %.3g; the curve is in %s",
-             len(result.lrs), result.lrs[0], result.lrs[-1], result.out_dir / PLOT)  # fmt: skip
+    log.info(
+        "tried %d learning rates from %.3g to %.3g; the curve is in %s",
+        len(result.lrs),
+        result.lrs[0],
+        result.lrs[-1],
+        result.out_dir / PLOT,
+    )
     return 0
 
 
@@ -119,8 +130,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "onnx" and difference is None:
         log.info("not checked: onnxruntime is not installed (%s)", ONNX_EXTRA)
     elif args.format == "onnx":
-        log.info("onnxruntime against PyTorch on 256 test images: max |logit difference| %.2e",
-                 difference)  # fmt: skip
+        log.info(
+            "onnxruntime against PyTorch on 256 test images: max |logit difference| %.2e",
+            difference,
+        )
     return 0
 
 
@@ -131,9 +144,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     result = evaluate_saved_run(args.run_dir, args.data_dir, resolve_device(args.device))
     meta, classes, confusion = result.meta, result.classes, result.confusion
-    log.info("test acc %.4f on %d %s test images%s", accuracy(confusion), len(result.test.labels),
-             meta["dataset"], ", each averaged with its mirror (the run's --tta)"
-             if meta.get("tta", False) else "")  # fmt: skip
+    log.info(
+        "test acc %.4f on %d %s test images%s",
+        accuracy(confusion),
+        len(result.test.labels),
+        meta["dataset"],
+        ", each averaged with its mirror (the run's --tta)" if meta.get("tta", False) else "",
+    )
     log.info("%-14s %8s %8s", "class", "images", "acc")
     for name, total, acc in zip(
         classes, confusion.sum(dim=1), per_class_accuracy(confusion), strict=True
@@ -182,8 +199,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             what = (inspect.getdoc(registered(name)) or "").split("\n")[0]
         lines.append(f"{name:<16}{params:>10,}{macs:>12,}  {what}")
-    log.info("%s\nOptions of any of them: cnnlab train --model NAME --model-options 'KEY=VALUE "
-             "...'; see cnnlab summary --model NAME.", "\n".join(lines))  # fmt: skip
+    log.info(
+        "%s\nOptions of any of them: cnnlab train --model NAME --model-options 'KEY=VALUE "
+        "...'; see cnnlab summary --model NAME.",
+        "\n".join(lines),
+    )
     return 0
 
 
@@ -285,10 +305,16 @@ def cmd_animate(args: argparse.Namespace) -> int:
     channels = _dims(args.channels, "--channels")
     try:
         animation = animate(
-            args.kind, _dims(args.input, "--input"), _dims(args.kernel, "--kernel"),
-            _dims(args.padding, "--padding"), _dims(args.stride, "--stride"),
-            _dims(args.dilation, "--dilation"), channels, args.pool, args.values,
-        )  # fmt: skip
+            args.kind,
+            _dims(args.input, "--input"),
+            _dims(args.kernel, "--kernel"),
+            _dims(args.padding, "--padding"),
+            _dims(args.stride, "--stride"),
+            _dims(args.dilation, "--dilation"),
+            channels,
+            args.pool,
+            args.values,
+        )
     except ValueError as e:
         raise ConfigError(str(e)) from None
     atomic_write_bytes(args.out, animation.to_bytes(fmt))
@@ -419,8 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify PNG/JPEG images with a trained run")
     p.add_argument("run_dir", type=Path)
     p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--invert", action="store_true",
-                   help="invert the images (for dark objects on a light background)")  # fmt: skip
+    p.add_argument(
+        "--invert",
+        action="store_true",
+        help="invert the images (for dark objects on a light background)",
+    )
     p.add_argument("--top", type=int, default=3, help="how many classes to show")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
@@ -429,14 +458,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("viz", help="write one figure of a trained run as PNG or SVG")
     p.add_argument("kind", choices=KINDS)
-    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
-                   help="the run; `runs` overlays several")  # fmt: skip
+    p.add_argument(
+        "run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="the run; `runs` overlays several"
+    )
     p.add_argument("--out", type=Path, help="output file (default: RUN_DIR/KIND.FORMAT)")
     p.add_argument("--format", choices=["png", "svg"], default="png")
-    p.add_argument("--index", type=int, action="append", default=[],
-                   help="test image index for feature-maps/activations (repeatable)")  # fmt: skip
-    p.add_argument("--image", type=Path, action="append", default=[],
-                   help="image file for feature-maps/activations (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--index",
+        type=int,
+        action="append",
+        default=[],
+        help="test image index for feature-maps/activations (repeatable)",
+    )
+    p.add_argument(
+        "--image",
+        type=Path,
+        action="append",
+        default=[],
+        help="image file for feature-maps/activations (repeatable)",
+    )
     p.add_argument("--invert", action="store_true", help="invert --image files")
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     _add_offline_flag(p)
@@ -452,8 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explore", help="an in-browser explorer of a trained run (one HTML file)")
     p.add_argument("run_dir", type=Path)
     p.add_argument("-o", "--out", type=Path, help="file to write (default: RUN/explorer.html)")
-    p.add_argument("--images", type=int, default=300,
-                   help="test images to embed, the first N (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--images",
+        type=int,
+        default=300,
+        help="test images to embed, the first N (default: %(default)s)",
+    )
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     _add_offline_flag(p)
     p.set_defaults(func=cmd_explore)
@@ -466,14 +510,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="3x3", help="input size (default: %(default)s)")
     p.add_argument("--kernel", default="2x2", help="kernel or window (default: %(default)s)")
     p.add_argument("--padding", default="0", help="padding on each side (default: %(default)s)")
-    p.add_argument("--stride", default="1", help="stride (default: %(default)s, as the book's "
-                   "examples)")  # fmt: skip
+    p.add_argument(
+        "--stride", default="1", help="stride (default: %(default)s, as the book's examples)"
+    )
     p.add_argument("--dilation", default="1", help="dilation (default: %(default)s)")
-    p.add_argument("--channels", default="2x1", help="channels and conv1x1: C_INxC_OUT, each "
-                   "1..4 (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--channels",
+        default="2x1",
+        help="channels and conv1x1: C_INxC_OUT, each 1..4 (default: %(default)s)",
+    )
     p.add_argument("--pool", choices=["max", "avg"], default="max")
-    p.add_argument("--values", action=argparse.BooleanOptionalAction, default=None,
-                   help="numbers in the cells (default: for inputs up to 6x6)")  # fmt: skip
+    p.add_argument(
+        "--values",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="numbers in the cells (default: for inputs up to 6x6)",
+    )
     p.set_defaults(func=cmd_animate)
 
     p = sub.add_parser("summary", help="layer-by-layer table of a model")
@@ -485,35 +537,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser(
-        "shape", help="output size (and receptive field) of convolution and pooling layers",
+        "shape",
+        help="output size (and receptive field) of convolution and pooling layers",
         description="Sizes are N or HxW. One layer from --kernel/--stride/--padding/--dilation "
         "prints its output size; --layer (repeatable, like conv,k=5,p=2 or pool,k=2) prints a "
         "table for a stack.",
-    )  # fmt: skip
+    )
     p.add_argument("--input", required=True, help="input size, like 28x28")
     p.add_argument("--kernel", default="1", help="kernel size (default: %(default)s)")
     p.add_argument("--stride", default="1", help="stride (default: %(default)s)")
     p.add_argument("--padding", default="0", help="padding on each side (default: %(default)s)")
     p.add_argument("--dilation", default="1", help="dilation (default: %(default)s)")
-    p.add_argument("--layer", action="append", default=[],
-                   help="a layer: conv|pool,k=K[,s=S][,p=P][,d=D] (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--layer",
+        action="append",
+        default=[],
+        help="a layer: conv|pool,k=K[,s=S][,p=P][,d=D] (repeatable)",
+    )
     p.set_defaults(func=cmd_shape)
 
     p = sub.add_parser("sweep", help="train several variants and compare them in one table")
     p.add_argument("file", type=Path, help="TOML file of runs ([base], [[run]], [grid])")
-    p.add_argument("--out-dir", type=Path,
-                   help="where the runs and table go (default: runs/sweep-FILE-TIME)")  # fmt: skip
+    p.add_argument(
+        "--out-dir", type=Path, help="where the runs and table go (default: runs/sweep-FILE-TIME)"
+    )
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (default: %(default)s)")
-    p.add_argument("--max-variants", type=int,
-                   help="refuse a file of more variants than this (default: 200)")  # fmt: skip
+    p.add_argument(
+        "--max-variants", type=int, help="refuse a file of more variants than this (default: 200)"
+    )
     p.set_defaults(func=cmd_sweep)
 
     from cnnlab.demos import DEMOS, TARGETS
 
     p = sub.add_parser("demo", help="the chapter's demonstrations, printed (and drawn)")
     p.add_argument("name", choices=list(DEMOS))
-    p.add_argument("--out", type=Path,
-                   help="picture of edges, kernels (default: ./NAME.png)")  # fmt: skip
+    p.add_argument("--out", type=Path, help="picture of edges, kernels (default: ./NAME.png)")
     p.add_argument("--kernel", choices=list(TARGETS), help="learn-kernel: the kernel to learn")
     p.add_argument("--steps", type=int, help="learn-kernel: gradient steps")
     p.add_argument("--lr", type=float, help="learn-kernel: learning rate")
@@ -526,8 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["status", "verify", "download"])
     p.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS))
     p.add_argument("--data-dir", help="directory to check, or to download into")
-    p.add_argument("--mirror", action="append",
-                   help="base URL to use instead of the official mirrors (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--mirror",
+        action="append",
+        help="base URL to use instead of the official mirrors (repeatable)",
+    )
     p.set_defaults(func=cmd_data)
     return parser
 
@@ -560,13 +621,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as e:  # a full disk, a read-only or vanished directory, ...
         where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e} ({OS_ADVICE.get(e.errno or 0, 'see above')}); "
-              "files written before it (the last checkpoint among them) are whole",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {where}{e.strerror or e} ({OS_ADVICE.get(e.errno or 0, 'see above')}); "
+            "files written before it (the last checkpoint among them) are whole",
+            file=sys.stderr,
+        )
         return 1
     except MemoryError:
-        print("error: out of memory: choose a smaller --batch-size or --model-options",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "error: out of memory: choose a smaller --batch-size or --model-options",
+            file=sys.stderr,
+        )
         return 1
     return code
 

@@ -36,18 +36,25 @@ def edges() -> Demo:
     diagonal = torch.eye(8)
     y, y_t, y_diag = (ops.corr2d(image, k) for image in (EDGE_IMAGE, EDGE_IMAGE.t(), diagonal))
     lines = [
-        f"X =\n{EDGE_IMAGE}", f"K = {k}",
+        f"X =\n{EDGE_IMAGE}",
+        f"K = {k}",
         f"corr2d(X, K): 1 where white turns black, -1 where black turns white\n{y}",
         f"corr2d(X.T, K): K only sees vertical edges\n{y_t}",
         "corr2d(X.T, K.T): the transposed kernel finds them again\n"
         f"{ops.corr2d(EDGE_IMAGE.t(), k.t())}",
         f"a diagonal line, corr2d(eye(8), K): both of its sides\n{y_diag}",
-    ]  # fmt: skip
+    ]
     figure = plot_panels(
-        [("X", EDGE_IMAGE), ("corr2d(X, K)", y), ("X.T", EDGE_IMAGE.t()),
-         ("corr2d(X.T, K)", y_t), ("eye(8)", diagonal), ("corr2d(eye, K)", y_diag)],
+        [
+            ("X", EDGE_IMAGE),
+            ("corr2d(X, K)", y),
+            ("X.T", EDGE_IMAGE.t()),
+            ("corr2d(X.T, K)", y_t),
+            ("eye(8)", diagonal),
+            ("corr2d(eye, K)", y_diag),
+        ],
         "edge detection with K = [[1, -1]]",
-    )  # fmt: skip
+    )
     return Demo("\n\n".join(lines), figure)
 
 
@@ -96,10 +103,13 @@ def kernels(index: int = 0, data_dir: str | Path | None = None) -> Demo:
         raise ValueError(f"index must be in [0, {len(test.labels)}), got {index}")
     image = torch.from_numpy(test.images[index]).float() / 255
     chosen = {
-        "vertical edge": ops.vertical_edge(), "horizontal edge": ops.horizontal_edge(),
-        "diagonal edge": ops.diagonal_edge(), "edge at 45 deg": ops.edge_at_angle(45),
-        "2nd derivative": ops.second_derivative(), "box blur 5x5": ops.box_blur(5),
-    }  # fmt: skip
+        "vertical edge": ops.vertical_edge(),
+        "horizontal edge": ops.horizontal_edge(),
+        "diagonal edge": ops.diagonal_edge(),
+        "edge at 45 deg": ops.edge_at_angle(45),
+        "2nd derivative": ops.second_derivative(),
+        "box blur 5x5": ops.box_blur(5),
+    }
     panels = [(f"test image {index}", image)]
     lines = [f"Fashion-MNIST test image {index}, 28x28, pixels in [0, 1]"]
     for name, k in chosen.items():
@@ -167,9 +177,13 @@ def pooling() -> Demo:
 
 
 DEMOS: dict[str, Callable[..., Demo]] = {
-    "edges": edges, "learn-kernel": learn_kernel, "kernels": kernels,
-    "padding-stride": padding_stride, "channels": channels, "pooling": pooling,
-}  # fmt: skip
+    "edges": edges,
+    "learn-kernel": learn_kernel,
+    "kernels": kernels,
+    "padding-stride": padding_stride,
+    "channels": channels,
+    "pooling": pooling,
+}
 
 
 def run_demo(name: str, **options: Any) -> Demo:

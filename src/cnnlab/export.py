@@ -32,13 +32,15 @@ def describe(meta: dict[str, Any]) -> dict[str, str]:
         "output": "logits (batch, classes); softmax gives the class probabilities",
         "tta": (
             "average the probabilities of each image and its left-right mirror"
-            if meta.get("tta") else "none"
+            if meta.get("tta")
+            else "none"
         ),
     }
 
 
-def export(run_dir: Path, fmt: str, out: Path, data_dir: str | None = None,
-           check_images: int = 256) -> float | None:  # fmt: skip
+def export(
+    run_dir: Path, fmt: str, out: Path, data_dir: str | None = None, check_images: int = 256
+) -> float | None:
     """Write the model of ``run_dir`` to ``out`` as ``fmt``; for ONNX, return the largest
     difference from PyTorch's logits on the first ``check_images`` test images (None when
     onnxruntime is not installed)."""
@@ -62,9 +64,14 @@ def export(run_dir: Path, fmt: str, out: Path, data_dir: str | None = None,
         raise ConfigError(f"ONNX export needs the onnx extra: {ONNX_EXTRA}") from None
     try:
         program = torch.onnx.export(
-            model, (example,), input_names=["image"], output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False,
-        )  # fmt: skip
+            model,
+            (example,),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            dynamo=True,
+            verbose=False,
+        )
     except Exception as e:  # the exporter raises many kinds; say which model failed
         raise CnnlabError(f"ONNX export of {meta['model']} failed: {e}") from e
     assert program is not None
@@ -75,8 +82,13 @@ def export(run_dir: Path, fmt: str, out: Path, data_dir: str | None = None,
     return check_onnx(out, model, meta, data_dir_of(run_dir, data_dir), check_images)
 
 
-def check_onnx(path: Path, model: torch.nn.Module, meta: dict[str, Any],
-               data_dir: str | Path | None, count: int) -> float | None:  # fmt: skip
+def check_onnx(
+    path: Path,
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    data_dir: str | Path | None,
+    count: int,
+) -> float | None:
     """The largest |logit difference| between onnxruntime and PyTorch on test images."""
     try:
         import onnxruntime

@@ -43,8 +43,11 @@ def stdout_gone() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError):  # no file descriptor to replace (a notebook's stream)
         return
-    print("note: standard output was closed (its reader has gone); cnnlab goes on without "
-          "printing to it", file=sys.stderr)  # fmt: skip
+    print(
+        "note: standard output was closed (its reader has gone); cnnlab goes on without "
+        "printing to it",
+        file=sys.stderr,
+    )
 
 
 def in_notebook() -> bool:

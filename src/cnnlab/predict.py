@@ -61,8 +61,10 @@ def _check_regular(path: Path) -> None:
     if stat.S_ISDIR(mode):
         raise DataError(f"{path}: is a directory; give the image files in it")
     if not stat.S_ISREG(mode):
-        raise DataError(f"{path}: not a regular file (a pipe, a device or a socket); give "
-                        "the path of an image file")  # fmt: skip
+        raise DataError(
+            f"{path}: not a regular file (a pipe, a device or a socket); give "
+            "the path of an image file"
+        )
 
 
 def _say_what_is_lost(path: Path, image: Image.Image, size: tuple[int, int]) -> None:
@@ -73,9 +75,15 @@ def _say_what_is_lost(path: Path, image: Image.Image, size: tuple[int, int]) -> 
         log.warning("%s: %d frames; the first is classified", shown(path), frames)
     width, height = image.size
     if max(width * size[0], height * size[1]) > SQUEEZE * min(width * size[0], height * size[1]):
-        log.warning("%s: %dx%d is squeezed into %dx%d (its proportions are not kept); crop it "
-                    "around the object for a fairer prediction", shown(path), width, height,
-                    size[1], size[0])  # fmt: skip
+        log.warning(
+            "%s: %dx%d is squeezed into %dx%d (its proportions are not kept); crop it "
+            "around the object for a fairer prediction",
+            shown(path),
+            width,
+            height,
+            size[1],
+            size[0],
+        )
 
 
 class Prediction(NamedTuple):
@@ -118,8 +126,10 @@ class Classifier:
             elif isinstance(item, torch.Tensor | np.ndarray):
                 parts.append(self._array_batch(torch.as_tensor(item), invert).cpu())
             else:
-                raise DataError(f"cannot classify a {type(item).__name__}: give tensors, "
-                                "numpy arrays, PIL images or image file paths")  # fmt: skip
+                raise DataError(
+                    f"cannot classify a {type(item).__name__}: give tensors, "
+                    "numpy arrays, PIL images or image file paths"
+                )
         if not parts:
             raise DataError("no images to classify")
         return torch.cat(parts).to(self.device)
@@ -156,8 +166,10 @@ class Classifier:
         predictions = []
         for row in self.probabilities(images, invert):
             values, indices = row.sort(descending=True)
-            ranked = [(self.classes[i], float(v))
-                      for v, i in zip(values.tolist(), indices.tolist(), strict=True)]  # fmt: skip
+            ranked = [
+                (self.classes[i], float(v))
+                for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+            ]
             predictions.append(Prediction(ranked[0][0], ranked[0][1], ranked))
         return predictions
 

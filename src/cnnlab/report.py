@@ -38,9 +38,16 @@ from cnnlab.viz import (
 )
 
 KINDS = (
-    "curves", "runs", "confusion", "confusion-normalized", "per-class", "mistakes",
-    "kernels", "feature-maps", "activations",
-)  # fmt: skip
+    "curves",
+    "runs",
+    "confusion",
+    "confusion-normalized",
+    "per-class",
+    "mistakes",
+    "kernels",
+    "feature-maps",
+    "activations",
+)
 PAIR = ("Pullover", "Coat")  # the chapter's "pullover and coat" comparison
 
 
@@ -190,24 +197,34 @@ def render_report(view: RunView, explorer: str | None = None) -> str:
     )
     sections = [
         ("Training curves", _img(make_figure(view, "curves"), "training curves")),
-        ("Confusion matrix", '<div class="row"><div>'
-         + _img(make_figure(view, "confusion"), "confusion matrix, counts") + "</div><div>"
-         + _img(make_figure(view, "confusion-normalized"), "confusion matrix, row-normalised")
-         + "</div></div>"),
+        (
+            "Confusion matrix",
+            '<div class="row"><div>'
+            + _img(make_figure(view, "confusion"), "confusion matrix, counts")
+            + "</div><div>"
+            + _img(make_figure(view, "confusion-normalized"), "confusion matrix, row-normalised")
+            + "</div></div>",
+        ),
         ("Per-class accuracy", _img(make_figure(view, "per-class"), "per-class accuracy")),
         ("Most confidently wrong", _img(make_figure(view, "mistakes"), "mistakes")),
         ("First-layer kernels", _img(make_figure(view, "kernels"), "conv1 kernels")),
         ("Feature maps", feature_maps),
-        ("Two inputs side by side",
-         _img(make_figure(view, "activations", chosen), "activations of two inputs")),
-    ]  # fmt: skip
+        (
+            "Two inputs side by side",
+            _img(make_figure(view, "activations", chosen), "activations of two inputs"),
+        ),
+    ]
     body = "".join(f"<h2>{title}</h2>{content}" for title, content in sections)
     if explorer:
-        link = (f'<p id="explorer"><a href="{html.escape(explorer)}">Explore the network in '
-                "your browser</a>: every layer's output for a test image or your drawing</p>")
+        link = (
+            f'<p id="explorer"><a href="{html.escape(explorer)}">Explore the network in '
+            "your browser</a>: every layer's output for a test image or your drawing</p>"
+        )
     else:
-        link = (f'<p class="muted">Run <code>cnnlab explore {html.escape(str(view.run_dir))}'
-                "</code> for an in-browser explorer of this network.</p>")
+        link = (
+            f'<p class="muted">Run <code>cnnlab explore {html.escape(str(view.run_dir))}'
+            "</code> for an in-browser explorer of this network.</p>"
+        )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">

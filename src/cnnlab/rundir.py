@@ -170,8 +170,10 @@ def _check_sidecar(path: Path, meta: dict[str, Any], model: nn.Module) -> None:
     preprocessing = meta.get("preprocessing")
     shape = preprocessing.get("input_shape") if isinstance(preprocessing, dict) else None
     classes = meta.get("classes")
-    if not isinstance(shape, list) or len(shape) != 3 or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 3
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
     ):
         raise CheckpointError(f"{path}: preprocessing.input_shape must be [C, H, W], got {shape!r}")
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):

@@ -92,8 +92,10 @@ def load_sweep(path: Path, max_variants: int = MAX_VARIANTS) -> list[SweepRun]:
     runs = []
     for name, entry in named:
         if "resume" in {**base, **entry}:
-            raise ConfigError(f"{path}: run {name!r}: a sweep starts new runs; resume is not "
-                              "a key it can set (resume a run with cnnlab train --resume)")
+            raise ConfigError(
+                f"{path}: run {name!r}: a sweep starts new runs; resume is not "
+                "a key it can set (resume a run with cnnlab train --resume)"
+            )
         try:
             runs.append(SweepRun(name, TrainConfig.from_dict({**base, **entry})))
         except (ConfigError, TypeError) as e:
@@ -124,8 +126,16 @@ def run_sweep(runs: Sequence[SweepRun], out_dir: Path, jobs: int = 1) -> list[di
             return {"run": run.name, "model": run.config.model, "error": "not run (stopped)"}
         run_dir = out_dir / _slug(run.name)
         flags = run.config.to_flags(("out_dir", "quiet"))
-        command = [sys.executable, "-m", "cnnlab", "train", *flags,
-                   "--out-dir", str(run_dir), "--quiet"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "cnnlab",
+            "train",
+            *flags,
+            "--out-dir",
+            str(run_dir),
+            "--quiet",
+        ]
         start = time.perf_counter()
         stderr = signals.run(command, env)
         wall = time.perf_counter() - start
@@ -181,8 +191,14 @@ class _Signals(StopOnSignal):
     def run(self, command: list[str], env: dict[str, str]) -> str | None:
         """Run ``command``, passing on the signals that arrive; None, or its stderr if it
         failed."""
-        with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env=env, start_new_session=True) as process:  # fmt: skip
+        with subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        ) as process:
             passed = 0
             while True:
                 try:
@@ -199,13 +215,15 @@ def _row(run: SweepRun, run_dir: Path, wall: float) -> dict[str, Any]:
     model, meta = load_model(run_dir)
     final = meta["final"]
     return {
-        "run": run.name, "model": run.config.model,
+        "run": run.name,
+        "model": run.config.model,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "epochs": run.config.epochs, "wall_seconds": round(wall, 1),
+        "epochs": run.config.epochs,
+        "wall_seconds": round(wall, 1),
         "train_acc": round(final["train_acc"], 4),
         **({"val_acc": round(final["val_acc"], 4)} if "val_acc" in final else {}),
         "test_acc": round(final["test_acc"], 4),
-    }  # fmt: skip
+    }
 
 
 def columns(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
@@ -251,8 +269,9 @@ def write_outputs(out_dir: Path, runs: Sequence[SweepRun], rows: Sequence[dict[s
         atomic_write_bytes(out_dir / "sweep.png", figure_bytes(plot_run_comparison(histories)))
 
 
-def sweep(path: Path, out_dir: Path | None = None, jobs: int = 1,
-          max_variants: int = MAX_VARIANTS) -> list[dict[str, Any]]:  # fmt: skip
+def sweep(
+    path: Path, out_dir: Path | None = None, jobs: int = 1, max_variants: int = MAX_VARIANTS
+) -> list[dict[str, Any]]:
     """Load ``path`` and run it into ``out_dir`` (default ``runs/sweep-<file>-<time>``)."""
     runs = load_sweep(path, max_variants)
     out_dir = out_dir or Path("runs") / f"sweep-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -31,15 +31,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int, act: int,
-              pool: int) -> torch.Tensor:  # fmt: skip
+def reference(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int, act: int, pool: int
+) -> torch.Tensor:
     z = F.conv2d(x, w, b, padding=pad)
     z = torch.relu(z) if act else torch.sigmoid(z)
     return F.max_pool2d(z, 2) if pool else F.avg_pool2d(z, 2)
 
 
-def fused(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int, act: int,
-          pool: int) -> torch.Tensor:  # fmt: skip
+def fused(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int, act: int, pool: int
+) -> torch.Tensor:
     return BlockFunction.apply(x, w, b, pad, act, pool)  # type: ignore[no-untyped-call,no-any-return]
 
 
@@ -48,17 +50,23 @@ def cpu_flags() -> set[str]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return set()
-    return {flag for line in text.splitlines() if line.startswith("flags")
-            for flag in line.split(":", 1)[1].split()}  # fmt: skip
+    return {
+        flag
+        for line in text.splitlines()
+        if line.startswith("flags")
+        for flag in line.split(":", 1)[1].split()
+    }
 
 
 # The instruction sets the kernels build for that this machine runs (an AVX-512 CPU runs
 # all the x86 ones; cpu.ISAS), each with its own vector width and register blocking.
-NEEDS = {"avx2": {"avx2", "fma", "bmi2"}, "avx512": {"avx512f", "avx512bw", "avx512dq",
-                                                    "avx512vl", "avx512cd"}}  # fmt: skip
+NEEDS = {
+    "avx2": {"avx2", "fma", "bmi2"},
+    "avx512": {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"},
+}
 TARGETS = ["native", "portable"] + [
     name for name, flags in NEEDS.items() if platform.machine() == "x86_64" and flags <= cpu_flags()
-]  # fmt: skip
+]
 
 
 @contextmanager
@@ -79,31 +87,43 @@ def target(isa: str) -> Iterator[None]:
 # 16 and 32 maps take the channel-vectorised layout with AVX-512; 8, 16 and 32 with AVX2;
 # 4, 8, 16 and 32 with 4-lane vectors; the others the row-flattened one
 BLOCKS = {
-    "n": st.integers(1, 3), "c": st.integers(1, 7),
-    "o": st.one_of(st.integers(1, 9), st.just(16), st.just(32)), "k": st.integers(1, 5),
-    "pad": st.integers(0, 2), "h": st.integers(0, 12), "w": st.integers(0, 12),
-    "act": st.sampled_from([0, 1]), "pool": st.sampled_from([0, 1]),
+    "n": st.integers(1, 3),
+    "c": st.integers(1, 7),
+    "o": st.one_of(st.integers(1, 9), st.just(16), st.just(32)),
+    "k": st.integers(1, 5),
+    "pad": st.integers(0, 2),
+    "h": st.integers(0, 12),
+    "w": st.integers(0, 12),
+    "act": st.sampled_from([0, 1]),
+    "pool": st.sampled_from([0, 1]),
     "seed": st.integers(0, 2**16),
-}  # fmt: skip
+}
 
 
-def block_inputs(n: int, c: int, o: int, k: int, pad: int, h: int, w: int, seed: int
-                 ) -> list[torch.Tensor]:  # fmt: skip
+def block_inputs(
+    n: int, c: int, o: int, k: int, pad: int, h: int, w: int, seed: int
+) -> list[torch.Tensor]:
     h, w = h + max(1, k + 1 - 2 * pad), w + max(1, k + 1 - 2 * pad)  # at least a 2x2 map
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(n, c, h, w, generator=generator),
-            torch.randn(o, c, k, k, generator=generator) / k,
-            torch.randn(o, generator=generator)]  # fmt: skip
+    return [
+        torch.randn(n, c, h, w, generator=generator),
+        torch.randn(o, c, k, k, generator=generator) / k,
+        torch.randn(o, generator=generator),
+    ]
 
 
 @pytest.mark.parametrize("isa", TARGETS)
 @settings(max_examples=60, deadline=None)
 @given(**BLOCKS)
-def test_block_matches_torch_in_values_and_gradients(isa, n, c, o, k, pad, h, w, act, pool, seed) -> None:  # type: ignore[no-untyped-def]
+def test_block_matches_torch_in_values_and_gradients(
+    isa, n, c, o, k, pad, h, w, act, pool, seed
+) -> None:  # type: ignore[no-untyped-def]
     with target(isa):
-        assert_matches_torch(lambda *t: fused(*t, pad, act, pool),
-                             lambda *t: reference(*t, pad, act, pool),
-                             block_inputs(n, c, o, k, pad, h, w, seed))  # fmt: skip
+        assert_matches_torch(
+            lambda *t: fused(*t, pad, act, pool),
+            lambda *t: reference(*t, pad, act, pool),
+            block_inputs(n, c, o, k, pad, h, w, seed),
+        )
 
 
 @pytest.mark.parametrize("maps", [3, 16])
@@ -112,8 +132,11 @@ def test_max_pool_ties_send_the_gradient_where_torch_does(maps: int) -> None:
     x = torch.randn(2, 1, 6, 6)
     w, b = torch.zeros(maps, 1, 1, 1), torch.linspace(-2, 2, maps)
     for act in (0, 1):
-        assert_matches_torch(lambda *t, a=act: fused(*t, 0, a, 1),
-                             lambda *t, a=act: reference(*t, 0, a, 1), [x, w, b])  # fmt: skip
+        assert_matches_torch(
+            lambda *t, a=act: fused(*t, 0, a, 1),
+            lambda *t, a=act: reference(*t, 0, a, 1),
+            [x, w, b],
+        )
 
 
 @pytest.mark.parametrize("maps", [6, 16])
@@ -143,10 +166,16 @@ def norm_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tor
 @pytest.mark.parametrize("isa", TARGETS)
 @settings(max_examples=30, deadline=None)
 @given(
-    n=st.integers(1, 4), c=st.sampled_from([8, 16, 24]), h=st.integers(2, 13),
-    w=st.integers(2, 13), channels_last=st.booleans(), seed=st.integers(0, 2**16),
-)  # fmt: skip
-def test_norm_block_matches_torch_in_values_and_gradients(isa, n, c, h, w, channels_last, seed) -> None:  # type: ignore[no-untyped-def]
+    n=st.integers(1, 4),
+    c=st.sampled_from([8, 16, 24]),
+    h=st.integers(2, 13),
+    w=st.integers(2, 13),
+    channels_last=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_norm_block_matches_torch_in_values_and_gradients(
+    isa, n, c, h, w, channels_last, seed
+) -> None:  # type: ignore[no-untyped-def]
     """Odd sizes too: the last row or column then counts in the statistics but no window."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, c, h, w, generator=generator) * 3 + 1
@@ -179,8 +208,9 @@ def test_fused_norm_keeps_the_running_statistics_as_batch_norm_does(momentum) ->
     torch.testing.assert_close(ours.running_var, theirs.running_var)
     fused.eval()  # evaluating: the running statistics, through the layers themselves
     x = torch.randn(2, 16, 6, 6)
-    torch.testing.assert_close(fused(x), torch.relu(F.max_pool2d(ours.eval()(x), 2)),
-                               rtol=0, atol=0)  # fmt: skip
+    torch.testing.assert_close(
+        fused(x), torch.relu(F.max_pool2d(ours.eval()(x), 2)), rtol=0, atol=0
+    )
 
 
 def test_norm_results_repeat_bit_for_bit() -> None:
@@ -220,20 +250,33 @@ def test_a_norm_block_whose_working_memory_cannot_be_had_says_so() -> None:
     assert lib is not None
     shape = cpu._NormShape(0, 2, 2, 2**60)  # per-thread sums of 2**61 doubles
     nothing = ctypes.c_void_p(None)
-    assert lib.cnnlab_norm_forward(*[nothing] * 3, 1e-5, *[nothing] * 5, ctypes.byref(shape), 2) == 1
+    assert (
+        lib.cnnlab_norm_forward(*[nothing] * 3, 1e-5, *[nothing] * 5, ctypes.byref(shape), 2) == 1
+    )
     assert lib.cnnlab_norm_backward(*[nothing] * 10, ctypes.byref(shape), 2) == 1
     with pytest.raises(MemoryError, match="could not allocate"):
         cpu._checked(1)
 
 
-BEST = {"activation": "relu", "pool": "max", "kernel": 3, "channels": [8, 32, 96],
-        "dense": [128], "batch_norm": True}  # the model of --recipe best
+BEST = {
+    "activation": "relu",
+    "pool": "max",
+    "kernel": 3,
+    "channels": [8, 32, 96],
+    "dense": [128],
+    "batch_norm": True,
+}  # the model of --recipe best
 
 
-@pytest.mark.parametrize(("name", "options", "blocks", "norms"), [
-    ("lenet", {}, 2, 0), ("lenet-relu-max", {}, 2, 0), ("lenet-bn", {}, 0, 0),
-    ("lenet", BEST, 0, 3),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "options", "blocks", "norms"),
+    [
+        ("lenet", {}, 2, 0),
+        ("lenet-relu-max", {}, 2, 0),
+        ("lenet-bn", {}, 0, 0),
+        ("lenet", BEST, 0, 3),
+    ],
+)
 def test_fuse_blocks_runs_the_same_function_with_shared_weights(
     name: str, options: dict[str, object], blocks: int, norms: int
 ) -> None:
@@ -340,12 +383,14 @@ def load_in_a_new_process(cache: Path) -> subprocess.CompletedProcess[str]:
     """What a new ``cnnlab train`` does with the kernels in ``cache`` (a library loaded
     into this process stays mapped under its name, so damage is tried in fresh ones)."""
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    return subprocess.run([sys.executable, "-c", LOAD], env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", LOAD], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
-@pytest.mark.parametrize("damage", ["truncated", "foreign", "foreign-with-digest",
-                                    "other-architecture"])  # fmt: skip
+@pytest.mark.parametrize(
+    "damage", ["truncated", "foreign", "foreign-with-digest", "other-architecture"]
+)
 def test_a_damaged_cached_kernel_is_rebuilt_with_a_notice_naming_it(
     damage: str, tmp_path: Path
 ) -> None:
@@ -361,16 +406,28 @@ def test_a_damaged_cached_kernel_is_rebuilt_with_a_notice_naming_it(
         built.write_bytes(Path(sys.executable).resolve().read_bytes()[:200_000])
         if damage == "foreign-with-digest":
             foreign = Path(ctypes.util.find_library("m") or "")
-            libm = next((p for p in (Path("/lib/x86_64-linux-gnu/libm.so.6"), foreign)
-                         if p.is_file()), None)  # fmt: skip
+            libm = next(
+                (p for p in (Path("/lib/x86_64-linux-gnu/libm.so.6"), foreign) if p.is_file()), None
+            )
             if libm is None:
                 pytest.skip("no libm file to stand in for a foreign library")
             built.write_bytes(libm.read_bytes())
     else:
         if shutil.which("aarch64-linux-gnu-gcc") is None:
             pytest.skip("needs aarch64-linux-gnu-gcc to make a library of another architecture")
-        subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-shared", "-fPIC", *map(str, cpu.SOURCES),
-                        "-o", str(built)], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                "aarch64-linux-gnu-gcc",
+                "-O2",
+                "-shared",
+                "-fPIC",
+                *map(str, cpu.SOURCES),
+                "-o",
+                str(built),
+            ],
+            check=True,
+            capture_output=True,
+        )
     if damage in ("foreign-with-digest", "other-architecture"):  # past the digest check
         cpu.digest_file(built).write_text(hashlib.sha256(built.read_bytes()).hexdigest())
     second = load_in_a_new_process(tmp_path)
@@ -423,8 +480,7 @@ def test_stale_build_directories_are_removed(tmp_path: Path) -> None:
     assert not old.exists() and fresh.exists()
 
 
-def tiny_run(tmp_path: Path, model: nn.Module | None = None, lr: float = 0.5,
-             **config: object):  # type: ignore[no-untyped-def]  # fmt: skip
+def tiny_run(tmp_path: Path, model: nn.Module | None = None, lr: float = 0.5, **config: object):  # type: ignore[no-untyped-def]
     """A run of 4 batches of 16 random images; ``model`` by default the book's LeNet, the
     fused kernels forced (``fast=True``) unless ``config`` says otherwise."""
     from cnnlab.data import ImageSet
@@ -456,8 +512,10 @@ def test_training_on_a_cpu_runs_the_fused_blocks_and_no_fast_the_eager_layers(
     # the same function: the two runs' weights after 4 steps agree to float32 rounding
     for a, b in zip(fast.model.parameters(), eager.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert not all(torch.equal(a, b) for a, b in zip(
-        fast.model.parameters(), eager.model.parameters(), strict=True))  # fmt: skip
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(fast.model.parameters(), eager.model.parameters(), strict=True)
+    )
 
 
 def test_the_norm_kernel_trains_every_epoch_after_evaluating(
@@ -468,8 +526,14 @@ def test_the_norm_kernel_trains_every_epoch_after_evaluating(
     calls = []
     apply = NormFunction.apply
     monkeypatch.setattr(NormFunction, "apply", lambda *a: calls.append(1) or apply(*a))
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 2))  # fmt: skip
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 14 * 14, 2),
+    )
     run = tiny_run(tmp_path / "run", model, lr=1e-3)
     assert isinstance(run.fast_model[1], FusedNorm)
     for epoch in range(2):
@@ -524,8 +588,14 @@ def test_a_slower_eager_step_is_measured_and_the_fused_kernels_chosen(
 def test_measuring_leaves_the_weights_buffers_and_random_state_as_they_were(
     tmp_path: Path, fresh_cache: Path
 ) -> None:
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 2))  # fmt: skip
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 14 * 14, 2),
+    )
     torch.manual_seed(0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
@@ -595,8 +665,9 @@ def test_a_resumed_run_keeps_the_path_its_config_records_without_measuring(
     monkeypatch.setattr(choice, "_measure", lambda *a: pytest.fail("measured"))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "config.json").write_text(json.dumps(
-        {"environment": {"cpu_path": {"path": earlier, "why": "measured"}}}))  # fmt: skip
+    (run_dir / "config.json").write_text(
+        json.dumps({"environment": {"cpu_path": {"path": earlier, "why": "measured"}}})
+    )
     run = tiny_run(run_dir, fast=None)
     fused = any(isinstance(m, FusedBlock) for m in run.fast_model.modules())
     assert fused == (earlier == "fused")
@@ -631,13 +702,22 @@ def aarch64_driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"needs {CROSS} and {EMULATOR} (Debian: gcc-aarch64-linux-gnu qemu-user)")
     out = tmp_path_factory.mktemp("aarch64") / "block_driver"
     sources = [Path(__file__).with_name("block_driver.c"), *cpu.SOURCES]
-    subprocess.run([CROSS, "-O3", "-fopenmp", "-static", *map(str, sources), "-lm", "-o",
-                    str(out)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [CROSS, "-O3", "-fopenmp", "-static", *map(str, sources), "-lm", "-o", str(out)],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
-def emulated(driver: Path, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gy: torch.Tensor,
-             shape: tuple[int, ...]) -> list[torch.Tensor]:  # fmt: skip
+def emulated(
+    driver: Path,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor,
+    gy: torch.Tensor,
+    shape: tuple[int, ...],
+) -> list[torch.Tensor]:
     """(y, gx, gw, gb) from the aarch64 build under qemu."""
     import subprocess
 
@@ -645,8 +725,9 @@ def emulated(driver: Path, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gy
 
     header = np.array(shape, dtype=np.int64).tobytes()
     payload = b"".join(t.detach().contiguous().numpy().tobytes() for t in (x, w, b, gy))
-    done = subprocess.run([EMULATOR, str(driver)], input=header + payload,
-                          capture_output=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [EMULATOR, str(driver)], input=header + payload, capture_output=True, check=True
+    )
     values = torch.from_numpy(np.frombuffer(done.stdout, dtype=np.float32).copy())
     return list(values.split([gy.numel(), x.numel(), w.numel(), b.numel()]))
 
@@ -674,16 +755,22 @@ class Emulated(torch.autograd.Function):
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(**BLOCKS)
-def test_the_aarch64_build_matches_torch_under_qemu(aarch64_driver, n, c, o, k, pad, h, w, act, pool, seed) -> None:  # type: ignore[no-untyped-def]
+def test_the_aarch64_build_matches_torch_under_qemu(
+    aarch64_driver, n, c, o, k, pad, h, w, act, pool, seed
+) -> None:  # type: ignore[no-untyped-def]
     assert_matches_torch(
         lambda *t: Emulated.apply(*t, pad, act, pool, aarch64_driver),
-        lambda *t: reference(*t, pad, act, pool), block_inputs(n, c, o, k, pad, h, w, seed),
-    )  # fmt: skip
+        lambda *t: reference(*t, pad, act, pool),
+        block_inputs(n, c, o, k, pad, h, w, seed),
+    )
 
 
 def test_an_unknown_target_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from cnnlab.errors import ConfigError
 
     monkeypatch.setenv("CNNLAB_CPU_ISA", "sse9")
-    with pytest.raises(ConfigError, match=r"CNNLAB_CPU_ISA='sse9' is not a target .* native, avx512, avx2, portable"):
+    with pytest.raises(
+        ConfigError,
+        match=r"CNNLAB_CPU_ISA='sse9' is not a target .* native, avx512, avx2, portable",
+    ):
         cpu.library()

@@ -55,9 +55,11 @@ def test_fast_forward_fuses_only_the_books_block() -> None:
 
 @pytest.mark.parametrize("backend", ["torch", "scratch"])
 def test_graph_equals_eager(
-    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, backend: str,
+    tiny_dataset: tuple[ds.Dataset, Path],
+    tmp_path: Path,
+    backend: str,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     _, directory = tiny_dataset
     # In float32 throughout (the graphs' TF32 off): the graph of 20 examples (4 per epoch)
     # and of the last 16 follow the eager loop up to rounding (the fused block sums in

@@ -23,14 +23,19 @@ EXPECTED_DEVICE = "cuda:0" if torch.cuda.is_available() else "cpu"
 def book_lenet() -> nn.Sequential:
     """The chapter's LeNet, as the Chinese edition writes it."""
     return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
+        nn.Conv2d(1, 6, kernel_size=5, padding=2),
+        nn.Sigmoid(),
         nn.AvgPool2d(kernel_size=2, stride=2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
+        nn.Conv2d(6, 16, kernel_size=5),
+        nn.Sigmoid(),
         nn.AvgPool2d(kernel_size=2, stride=2),
         nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
-        nn.Linear(120, 84), nn.Sigmoid(),
-        nn.Linear(84, 10))  # fmt: skip
+        nn.Linear(16 * 5 * 5, 120),
+        nn.Sigmoid(),
+        nn.Linear(120, 84),
+        nn.Sigmoid(),
+        nn.Linear(84, 10),
+    )
 
 
 @pytest.fixture
@@ -131,12 +136,15 @@ def test_padding_and_strides_section() -> None:
         return Y.reshape(Y.shape[2:])
 
     X = torch.rand(size=(8, 8))
-    shapes = [comp_conv2d(conv, X).shape for conv in (
-        nn.LazyConv2d(1, kernel_size=3, padding=1),
-        nn.LazyConv2d(1, kernel_size=(5, 3), padding=(2, 1)),
-        nn.LazyConv2d(1, kernel_size=3, padding=1, stride=2),
-        nn.LazyConv2d(1, kernel_size=(3, 5), padding=(0, 1), stride=(3, 4)),
-    )]  # fmt: skip
+    shapes = [
+        comp_conv2d(conv, X).shape
+        for conv in (
+            nn.LazyConv2d(1, kernel_size=3, padding=1),
+            nn.LazyConv2d(1, kernel_size=(5, 3), padding=(2, 1)),
+            nn.LazyConv2d(1, kernel_size=3, padding=1, stride=2),
+            nn.LazyConv2d(1, kernel_size=(3, 5), padding=(0, 1), stride=(3, 4)),
+        )
+    ]
     assert shapes == [(8, 8), (8, 8), (4, 4), (2, 2)]
 
 
@@ -154,16 +162,21 @@ def test_channels_section() -> None:
         K = d2l.reshape(K, (c_o, c_i))
         return d2l.reshape(d2l.matmul(K, X), (c_o, h, w))
 
-    X = d2l.tensor([[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]],
-                    [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]])  # fmt: skip
+    X = d2l.tensor(
+        [
+            [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]],
+            [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
+        ]
+    )
     K = d2l.tensor([[[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]]])
     assert corr2d_multi_in(X, K).tolist() == [[56.0, 72.0], [104.0, 120.0]]
     K = d2l.stack((K, K + 1, K + 2), 0)
     assert K.shape == (3, 2, 2, 2)
     assert corr2d_multi_in_out(X, K).tolist() == [
-        [[56.0, 72.0], [104.0, 120.0]], [[76.0, 100.0], [148.0, 172.0]],
+        [[56.0, 72.0], [104.0, 120.0]],
+        [[76.0, 100.0], [148.0, 172.0]],
         [[96.0, 128.0], [192.0, 224.0]],
-    ]  # fmt: skip
+    ]
     X, K = d2l.normal(0, 1, (3, 3, 3)), d2l.normal(0, 1, (2, 3, 1, 1))
     Y1, Y2 = corr2d_multi_in_out_1x1(X, K), corr2d_multi_in_out(X, K)
     assert float(d2l.reduce_sum(d2l.abs(Y1 - Y2))) < 1e-6
@@ -264,7 +277,9 @@ class SyntheticData(d2l.DataModule):
         self.save_hyperparameters()
         generator = torch.Generator().manual_seed(0)
         self.y = torch.randint(0, 10, (n,), generator=generator)
-        self.X = torch.rand(n, 1, 28, 28, generator=generator) * 0.2 + self.y[:, None, None, None] / 12
+        self.X = (
+            torch.rand(n, 1, 28, 28, generator=generator) * 0.2 + self.y[:, None, None, None] / 12
+        )
 
     def get_dataloader(self, train: bool) -> torch.utils.data.DataLoader:  # type: ignore[type-arg]
         i = slice(0, self.n * 3 // 4) if train else slice(self.n * 3 // 4, None)
@@ -324,8 +339,9 @@ def test_trainer_fits_a_classifier_and_plots_its_curves(
         assert "num_gpus=1 asked for, 0 found; training on cpu" in err
 
 
-def test_trainer_uses_the_models_own_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                               ) -> None:  # fmt: skip
+def test_trainer_uses_the_models_own_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A cell that overrides a step with add_to_class changes what fit does."""
     monkeypatch.chdir(tmp_path)
     calls: list[int] = []
@@ -437,12 +453,16 @@ def test_progress_board_redraws_in_place_in_a_notebook(
 # -- the book's arguments, checked as the book's library would take them ----------------
 
 
-@pytest.mark.parametrize("resize", [32.5, "28", 0, -4, 10_000, (28,), (28, 28, 28), (28.0, 28),
-                                    True, [0, 28]])  # fmt: skip
+@pytest.mark.parametrize(
+    "resize", [32.5, "28", 0, -4, 10_000, (28,), (28, 28, 28), (28.0, 28), True, [0, 28]]
+)
 def test_a_resize_the_book_would_not_pass_is_refused_at_the_call(
     resize: object, tiny_fashion_mnist: Path
 ) -> None:
-    with pytest.raises(ValueError, match="resize must be an int or a \\(height, width\\) pair of ints from 1 to 1024"):
+    with pytest.raises(
+        ValueError,
+        match="resize must be an int or a \\(height, width\\) pair of ints from 1 to 1024",
+    ):
         d2l.load_data_fashion_mnist(8, resize=resize, data_dir=tiny_fashion_mnist)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="resize must be an int"):
         d2l.FashionMNIST(batch_size=8, resize=resize, data_dir=tiny_fashion_mnist)  # type: ignore[arg-type]
@@ -471,7 +491,10 @@ def test_a_non_finite_loss_stops_train_ch6_and_the_trainer(
     X, y = torch.rand(48, 1, 28, 28), torch.randint(0, 10, (48,))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=16)
     # the first step's loss is a number; the update with lr nan makes the second's NaN
-    with pytest.raises(Diverged, match=r"not a finite number in epoch 1, step 2 \(lr nan\)\. The learning rate itself"):
+    with pytest.raises(
+        Diverged,
+        match=r"not a finite number in epoch 1, step 2 \(lr nan\)\. The learning rate itself",
+    ):
         d2l.train_ch6(book_lenet(), loader, loader, 2, float("nan"), "cpu")
     model = d2l.LeNet(lr=float("nan"))
     data = SyntheticData()
@@ -480,14 +503,19 @@ def test_a_non_finite_loss_stops_train_ch6_and_the_trainer(
         d2l.Trainer(max_epochs=3).fit(model, data)
 
 
-ARGUMENT = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-            | st.floats(allow_subnormal=False) | st.text(max_size=4)
-            | st.lists(st.integers(-3, 40) | st.sampled_from([0.5, 28.0, 32.5]),
-                       max_size=3).map(tuple))  # fmt: skip
+ARGUMENT = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_subnormal=False)
+    | st.text(max_size=4)
+    | st.lists(st.integers(-3, 40) | st.sampled_from([0.5, 28.0, 32.5]), max_size=3).map(tuple)
+)
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(batch_size=ARGUMENT | st.integers(1, 64), resize=ARGUMENT | st.integers(1, 40))
 def test_the_loaders_take_any_argument_or_refuse_it_in_a_sentence(
     tiny_fashion_mnist: Path, batch_size: object, resize: object
@@ -497,8 +525,11 @@ def test_the_loaders_take_any_argument_or_refuse_it_in_a_sentence(
 
     for make in (
         lambda: d2l.load_data_fashion_mnist(batch_size, resize, data_dir=tiny_fashion_mnist)[0],  # type: ignore[arg-type]
-        lambda: d2l.FashionMNIST(batch_size=batch_size, resize=resize,  # type: ignore[arg-type]
-                                 data_dir=tiny_fashion_mnist).train_dataloader(),
+        lambda: d2l.FashionMNIST(
+            batch_size=batch_size,
+            resize=resize,  # type: ignore[arg-type]
+            data_dir=tiny_fashion_mnist,
+        ).train_dataloader(),
     ):
         try:
             X, y = next(iter(make()))

@@ -33,18 +33,28 @@ def dense(features: int = 4096) -> list[nn.Module]:
 def alexnet() -> nn.Sequential:
     pool = nn.MaxPool2d(3, 2)
     return nn.Sequential(
-        *conv_relu(96, 11, 4, 1), pool, *conv_relu(256, 5, padding=2), pool,
-        *conv_relu(384, 3, padding=1), *conv_relu(384, 3, padding=1),
-        *conv_relu(256, 3, padding=1), pool, nn.Flatten(), *dense(), *dense(), nn.LazyLinear(10),
-    )  # fmt: skip
+        *conv_relu(96, 11, 4, 1),
+        pool,
+        *conv_relu(256, 5, padding=2),
+        pool,
+        *conv_relu(384, 3, padding=1),
+        *conv_relu(384, 3, padding=1),
+        *conv_relu(256, 3, padding=1),
+        pool,
+        nn.Flatten(),
+        *dense(),
+        *dense(),
+        nn.LazyLinear(10),
+    )
 
 
 def vgg(arch: Sequence[tuple[int, int]]) -> nn.Sequential:
     blocks = [
-        nn.Sequential(*itertools.chain(*(conv_relu(c, 3, padding=1) for _ in range(n))),
-                      nn.MaxPool2d(2, 2))
+        nn.Sequential(
+            *itertools.chain(*(conv_relu(c, 3, padding=1) for _ in range(n))), nn.MaxPool2d(2, 2)
+        )
         for n, c in arch
-    ]  # fmt: skip
+    ]
     return nn.Sequential(*blocks, nn.Flatten(), *dense(), *dense(), nn.LazyLinear(10))
 
 
@@ -53,25 +63,37 @@ VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
 
 def nin() -> nn.Sequential:
     def block(channels: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
-        return nn.Sequential(*conv_relu(channels, kernel, stride, padding),
-                             *conv_relu(channels, 1), *conv_relu(channels, 1))  # fmt: skip
+        return nn.Sequential(
+            *conv_relu(channels, kernel, stride, padding),
+            *conv_relu(channels, 1),
+            *conv_relu(channels, 1),
+        )
 
     return nn.Sequential(
-        block(96, 11, 4, 0), nn.MaxPool2d(3, 2), block(256, 5, 1, 2), nn.MaxPool2d(3, 2),
-        block(384, 3, 1, 1), nn.MaxPool2d(3, 2), nn.Dropout(0.5), block(10, 3, 1, 1),
-        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
-    )  # fmt: skip
+        block(96, 11, 4, 0),
+        nn.MaxPool2d(3, 2),
+        block(256, 5, 1, 2),
+        nn.MaxPool2d(3, 2),
+        block(384, 3, 1, 1),
+        nn.MaxPool2d(3, 2),
+        nn.Dropout(0.5),
+        block(10, 3, 1, 1),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+    )
 
 
 class Inception(nn.Module):
     def __init__(self, c1: int, c2: tuple[int, int], c3: tuple[int, int], c4: int) -> None:
         super().__init__()
-        self.paths = nn.ModuleList([
-            nn.Sequential(*conv_relu(c1, 1)),
-            nn.Sequential(*conv_relu(c2[0], 1), *conv_relu(c2[1], 3, padding=1)),
-            nn.Sequential(*conv_relu(c3[0], 1), *conv_relu(c3[1], 5, padding=2)),
-            nn.Sequential(nn.MaxPool2d(3, 1, 1), *conv_relu(c4, 1)),
-        ])  # fmt: skip
+        self.paths = nn.ModuleList(
+            [
+                nn.Sequential(*conv_relu(c1, 1)),
+                nn.Sequential(*conv_relu(c2[0], 1), *conv_relu(c2[1], 3, padding=1)),
+                nn.Sequential(*conv_relu(c3[0], 1), *conv_relu(c3[1], 5, padding=2)),
+                nn.Sequential(nn.MaxPool2d(3, 1, 1), *conv_relu(c4, 1)),
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([path(x) for path in self.paths], dim=1)
@@ -82,36 +104,58 @@ def googlenet() -> nn.Sequential:
     return nn.Sequential(
         nn.Sequential(*conv_relu(64, 7, 2, 3), pool),
         nn.Sequential(*conv_relu(64, 1), *conv_relu(192, 3, padding=1), pool),
-        nn.Sequential(Inception(64, (96, 128), (16, 32), 32),
-                      Inception(128, (128, 192), (32, 96), 64), pool),
-        nn.Sequential(Inception(192, (96, 208), (16, 48), 64),
-                      Inception(160, (112, 224), (24, 64), 64),
-                      Inception(128, (128, 256), (24, 64), 64),
-                      Inception(112, (144, 288), (32, 64), 64),
-                      Inception(256, (160, 320), (32, 128), 128), pool),
-        nn.Sequential(Inception(256, (160, 320), (32, 128), 128),
-                      Inception(384, (192, 384), (48, 128), 128),
-                      nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten()),
+        nn.Sequential(
+            Inception(64, (96, 128), (16, 32), 32), Inception(128, (128, 192), (32, 96), 64), pool
+        ),
+        nn.Sequential(
+            Inception(192, (96, 208), (16, 48), 64),
+            Inception(160, (112, 224), (24, 64), 64),
+            Inception(128, (128, 256), (24, 64), 64),
+            Inception(112, (144, 288), (32, 64), 64),
+            Inception(256, (160, 320), (32, 128), 128),
+            pool,
+        ),
+        nn.Sequential(
+            Inception(256, (160, 320), (32, 128), 128),
+            Inception(384, (192, 384), (48, 128), 128),
+            nn.AdaptiveAvgPool2d((1, 1)),
+            nn.Flatten(),
+        ),
         nn.LazyLinear(10),
-    )  # fmt: skip
+    )
 
 
 def lenet_bn() -> nn.Sequential:
     return nn.Sequential(
-        nn.LazyConv2d(6, 5), nn.LazyBatchNorm2d(), nn.Sigmoid(), nn.AvgPool2d(2, 2),
-        nn.LazyConv2d(16, 5), nn.LazyBatchNorm2d(), nn.Sigmoid(), nn.AvgPool2d(2, 2),
-        nn.Flatten(), nn.LazyLinear(120), nn.LazyBatchNorm1d(), nn.Sigmoid(),
-        nn.LazyLinear(84), nn.LazyBatchNorm1d(), nn.Sigmoid(), nn.LazyLinear(10),
-    )  # fmt: skip
+        nn.LazyConv2d(6, 5),
+        nn.LazyBatchNorm2d(),
+        nn.Sigmoid(),
+        nn.AvgPool2d(2, 2),
+        nn.LazyConv2d(16, 5),
+        nn.LazyBatchNorm2d(),
+        nn.Sigmoid(),
+        nn.AvgPool2d(2, 2),
+        nn.Flatten(),
+        nn.LazyLinear(120),
+        nn.LazyBatchNorm1d(),
+        nn.Sigmoid(),
+        nn.LazyLinear(84),
+        nn.LazyBatchNorm1d(),
+        nn.Sigmoid(),
+        nn.LazyLinear(10),
+    )
 
 
 class Residual(nn.Module):
     def __init__(self, channels: int, stride: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.LazyConv2d(channels, 3, stride, 1), nn.LazyBatchNorm2d(), nn.ReLU(),
-            nn.LazyConv2d(channels, 3, 1, 1), nn.LazyBatchNorm2d(),
-        )  # fmt: skip
+            nn.LazyConv2d(channels, 3, stride, 1),
+            nn.LazyBatchNorm2d(),
+            nn.ReLU(),
+            nn.LazyConv2d(channels, 3, 1, 1),
+            nn.LazyBatchNorm2d(),
+        )
         self.shortcut = nn.LazyConv2d(channels, 1, stride) if stride > 1 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,14 +163,18 @@ class Residual(nn.Module):
 
 
 def stem(channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.LazyConv2d(channels, 7, 2, 3), nn.LazyBatchNorm2d(), nn.ReLU(),
-                         nn.MaxPool2d(3, 2, 1))  # fmt: skip
+    return nn.Sequential(
+        nn.LazyConv2d(channels, 7, 2, 3), nn.LazyBatchNorm2d(), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+    )
 
 
 def resnet18() -> nn.Sequential:
-    stages = [nn.Sequential(Residual(c, 1 if c == 64 else 2), Residual(c)) for c in (64, 128, 256, 512)]
-    return nn.Sequential(stem(64), *stages, nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
-                         nn.LazyLinear(10))  # fmt: skip
+    stages = [
+        nn.Sequential(Residual(c, 1 if c == 64 else 2), Residual(c)) for c in (64, 128, 256, 512)
+    ]
+    return nn.Sequential(
+        stem(64), *stages, nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.LazyLinear(10)
+    )
 
 
 class DenseBlock(nn.Module):
@@ -144,13 +192,17 @@ class DenseBlock(nn.Module):
 
 
 def transition(channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.LazyBatchNorm2d(), nn.ReLU(), nn.LazyConv2d(channels, 1),
-                         nn.AvgPool2d(2, 2))  # fmt: skip
+    return nn.Sequential(
+        nn.LazyBatchNorm2d(), nn.ReLU(), nn.LazyConv2d(channels, 1), nn.AvgPool2d(2, 2)
+    )
 
 
 def densenet() -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Sequential(nn.LazyConv2d(64, 7, 2, 3), nn.LazyBatchNorm2d(),
-                                             nn.ReLU(), nn.MaxPool2d(3, 2, 1))]  # fmt: skip
+    layers: list[nn.Module] = [
+        nn.Sequential(
+            nn.LazyConv2d(64, 7, 2, 3), nn.LazyBatchNorm2d(), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+        )
+    ]
     channels = 64
     for i in range(4):
         layers.append(DenseBlock(4, 32))
@@ -158,21 +210,29 @@ def densenet() -> nn.Sequential:
         if i < 3:
             channels //= 2
             layers.append(transition(channels))
-    return nn.Sequential(*layers, nn.LazyBatchNorm2d(), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)),
-                         nn.Flatten(), nn.LazyLinear(10))  # fmt: skip
+    return nn.Sequential(
+        *layers,
+        nn.LazyBatchNorm2d(),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+        nn.LazyLinear(10),
+    )
 
 
 def regnetx32() -> nn.Sequential:
     """The English edition's AnyNet with RegNetX-32's design: stages of d2l.ResNeXtBlock."""
+
     def stage(depth: int, channels: int) -> nn.Sequential:
         first = d2l.ResNeXtBlock(channels, 16, 1, use_1x1conv=True, strides=2)
         return nn.Sequential(first, *(d2l.ResNeXtBlock(channels, 16, 1) for _ in range(depth - 1)))
 
     return nn.Sequential(
         nn.Sequential(nn.LazyConv2d(32, 3, 2, 1), nn.LazyBatchNorm2d(), nn.ReLU()),
-        stage(4, 32), stage(6, 80),
+        stage(4, 32),
+        stage(6, 80),
         nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.LazyLinear(10)),
-    )  # fmt: skip
+    )
 
 
 def classifier(build: Callable[[], nn.Module]) -> type[d2l.Classifier]:
@@ -190,23 +250,79 @@ def classifier(build: Callable[[], nn.Module]) -> type[d2l.Classifier]:
 # section: (network, side of the printed shapes' input, first and last lines printed,
 # training image side, lr, batch size)
 SECTIONS: dict[str, tuple[Callable[[], nn.Module], int, str, str, int, float, int]] = {
-    "alexnet": (alexnet, 224, "Conv2d output shape:\t torch.Size([1, 96, 54, 54])",
-                "Linear output shape:\t torch.Size([1, 10])", 224, 0.01, 128),
-    "vgg": (lambda: vgg(VGG11), 224, "Sequential output shape:\t torch.Size([1, 64, 112, 112])",
-            "Linear output shape:\t torch.Size([1, 10])", 224, 0.05, 128),
-    "nin": (nin, 224, "Sequential output shape:\t torch.Size([1, 96, 54, 54])",
-            "Flatten output shape:\t torch.Size([1, 10])", 224, 0.1, 128),
-    "googlenet": (googlenet, 96, "Sequential output shape:\t torch.Size([1, 64, 24, 24])",
-                  "Linear output shape:\t torch.Size([1, 10])", 96, 0.1, 128),
-    "batch-norm": (lenet_bn, 28, "Conv2d output shape:\t torch.Size([1, 6, 24, 24])",
-                   "Linear output shape:\t torch.Size([1, 10])", 28, 1.0, 256),
-    "resnet": (resnet18, 224, "Sequential output shape:\t torch.Size([1, 64, 56, 56])",
-               "Linear output shape:\t torch.Size([1, 10])", 96, 0.05, 256),
-    "densenet": (densenet, 96, "Sequential output shape:\t torch.Size([1, 64, 24, 24])",
-                 "Linear output shape:\t torch.Size([1, 10])", 96, 0.1, 256),
-    "cnn-design": (regnetx32, 96, "Sequential output shape:\t torch.Size([1, 32, 48, 48])",
-                   "Sequential output shape:\t torch.Size([1, 10])", 96, 0.05, 128),
-}  # fmt: skip
+    "alexnet": (
+        alexnet,
+        224,
+        "Conv2d output shape:\t torch.Size([1, 96, 54, 54])",
+        "Linear output shape:\t torch.Size([1, 10])",
+        224,
+        0.01,
+        128,
+    ),
+    "vgg": (
+        lambda: vgg(VGG11),
+        224,
+        "Sequential output shape:\t torch.Size([1, 64, 112, 112])",
+        "Linear output shape:\t torch.Size([1, 10])",
+        224,
+        0.05,
+        128,
+    ),
+    "nin": (
+        nin,
+        224,
+        "Sequential output shape:\t torch.Size([1, 96, 54, 54])",
+        "Flatten output shape:\t torch.Size([1, 10])",
+        224,
+        0.1,
+        128,
+    ),
+    "googlenet": (
+        googlenet,
+        96,
+        "Sequential output shape:\t torch.Size([1, 64, 24, 24])",
+        "Linear output shape:\t torch.Size([1, 10])",
+        96,
+        0.1,
+        128,
+    ),
+    "batch-norm": (
+        lenet_bn,
+        28,
+        "Conv2d output shape:\t torch.Size([1, 6, 24, 24])",
+        "Linear output shape:\t torch.Size([1, 10])",
+        28,
+        1.0,
+        256,
+    ),
+    "resnet": (
+        resnet18,
+        224,
+        "Sequential output shape:\t torch.Size([1, 64, 56, 56])",
+        "Linear output shape:\t torch.Size([1, 10])",
+        96,
+        0.05,
+        256,
+    ),
+    "densenet": (
+        densenet,
+        96,
+        "Sequential output shape:\t torch.Size([1, 64, 24, 24])",
+        "Linear output shape:\t torch.Size([1, 10])",
+        96,
+        0.1,
+        256,
+    ),
+    "cnn-design": (
+        regnetx32,
+        96,
+        "Sequential output shape:\t torch.Size([1, 32, 48, 48])",
+        "Sequential output shape:\t torch.Size([1, 10])",
+        96,
+        0.05,
+        128,
+    ),
+}
 
 
 def test_resnext_block_prints_the_books_shape(capsys: pytest.CaptureFixture[str]) -> None:
@@ -245,8 +361,10 @@ def few_examples(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
     def first_few(*args: object, **kwargs: object) -> tuple[ds.ImageSet, ds.ImageSet]:
         train, test = whole(*args, **kwargs)  # type: ignore[arg-type]
-        return (ds.ImageSet(train.images[:256], train.labels[:256]),
-                ds.ImageSet(test.images[:64], test.labels[:64]))  # fmt: skip
+        return (
+            ds.ImageSet(train.images[:256], train.labels[:256]),
+            ds.ImageSet(test.images[:64], test.labels[:64]),
+        )
 
     monkeypatch.setattr(classic, "load_dataset", first_few)
     monkeypatch.setattr(oo, "load_dataset", first_few)
@@ -277,5 +395,7 @@ def test_training_cells_of_both_editions(
     model.apply_init([next(iter(data.get_dataloader(True)))[0]], d2l.init_cnn)
     trainer = d2l.Trainer(max_epochs=1, num_gpus=1)
     trainer.fit(model, data)
-    assert trainer.train_batch_idx == -(-256 // batch_size) and len(model.board.data["val_acc"]) == 1
+    assert (
+        trainer.train_batch_idx == -(-256 // batch_size) and len(model.board.data["val_acc"]) == 1
+    )
     assert (tmp_path / "progress.png").is_file()

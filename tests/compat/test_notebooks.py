@@ -73,8 +73,12 @@ class Recording(nbclient.NotebookClient):  # type: ignore[misc]
 
 def execute(cells: list[str], directory: Path) -> tuple[Any, Recording]:
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    client = Recording(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(directory)}})  # fmt: skip
+    client = Recording(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(directory)}},
+    )
     client.execute()
     return notebook, client
 
@@ -128,6 +132,7 @@ def test_english_edition_lenet_notebook(tmp_path: Path) -> None:
     assert summary[-1] == "Linear output shape:\t torch.Size([1, 10])" and len(summary) == 12
     # The book's Trainer prints nothing, it plots; cnnlab's says where it trains.
     assert text_of(notebook.cells[2]) in (
-        "", "d2l.Trainer: num_gpus=1 asked for, 0 found; training on cpu\n"
+        "",
+        "d2l.Trainer: num_gpus=1 asked for, 0 found; training on cpu\n",
     )
     assert_live_figure(notebook, client, 2)

@@ -20,8 +20,12 @@ def test_crop_shifts_each_image_by_at_most_the_padding() -> None:
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     shifts = set()
     for image, result in zip(padded, out, strict=True):
-        found = [(dy, dx) for dy in range(5) for dx in range(5)
-                 if torch.equal(image[:, dy:dy + 28, dx:dx + 28], result)]  # fmt: skip
+        found = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(image[:, dy : dy + 28, dx : dx + 28], result)
+        ]
         assert len(found) == 1
         shifts.add(found[0])
     assert len(shifts) > 10  # every example draws its own offset

@@ -20,9 +20,12 @@ def test_locate_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = complete_dir(tmp_path / "env")
     explicit = complete_dir(tmp_path / "explicit")
     dataset = ds.Dataset(
-        "tiny", ("a",), *(ds.Resource(r.filename, None) for r in write_dataset(tmp_path / "x").resources),
-        mirrors=(), system_dirs=(str(system),),
-    )  # fmt: skip
+        "tiny",
+        ("a",),
+        *(ds.Resource(r.filename, None) for r in write_dataset(tmp_path / "x").resources),
+        mirrors=(),
+        system_dirs=(str(system),),
+    )
     assert locate(dataset) == cache
     monkeypatch.setenv("CNNLAB_DATA", str(env))
     assert locate(dataset) == env
@@ -38,7 +41,8 @@ def test_explicit_dir_without_files_is_an_error(
 ) -> None:
     dataset, _ = tiny_dataset
     with pytest.raises(
-        DataError, match=r"not found in .*empty \(given by --data-dir\).*drop --data-dir and cnnlab will download"
+        DataError,
+        match=r"not found in .*empty \(given by --data-dir\).*drop --data-dir and cnnlab will download",
     ):
         locate(dataset, tmp_path / "empty")
 

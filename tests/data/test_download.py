@@ -128,7 +128,9 @@ def test_offline(tmp_path: Path) -> None:
 
 
 def test_first_use_downloads_from_cnnlab_mirrors(
-    tiny_served: tuple[str, ds.Dataset], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tiny_served: tuple[str, ds.Dataset],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, dataset = tiny_served
@@ -200,17 +202,26 @@ def test_fresh_machine_downloads_on_first_use(fashion_server: str, tmp_path: Pat
     notebook_dir = tmp_path / "notebooks"
     notebook_dir.mkdir()
     env = {**os.environ, "CNNLAB_MIRRORS": fashion_server + "/good/"}
-    done = subprocess.run(hidden_system_copy(sys.executable, "-c", LOAD), cwd=notebook_dir,
-                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        hidden_system_copy(sys.executable, "-c", LOAD),
+        cwd=notebook_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "loaded\n" and "downloading it into" in done.stderr
     cache = tmp_path / "cache" / "cnnlab" / "fashion-mnist"
-    assert sorted(p.name for p in cache.glob("*.gz")) == sorted(p.name for p in REAL_DATA.glob("*.gz"))
+    assert sorted(p.name for p in cache.glob("*.gz")) == sorted(
+        p.name for p in REAL_DATA.glob("*.gz")
+    )
     run = tmp_path / "run"
     train = [sys.executable, "-m", "cnnlab", "train", "--epochs", "1", "--out-dir", str(run)]
     shutil.rmtree(cache)
-    done = subprocess.run(hidden_system_copy(*train), env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    done = subprocess.run(
+        hidden_system_copy(*train), env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "downloading it into" in done.stderr and (run / "model.safetensors").is_file()
 
@@ -220,11 +231,21 @@ def test_fresh_machine_downloads_on_first_use(fashion_server: str, tmp_path: Pat
 def test_fresh_machine_refuses_a_tampered_mirror_and_offline(
     fashion_server: str, tmp_path: Path
 ) -> None:
-    train = [sys.executable, "-m", "cnnlab", "train", "--epochs", "1", "--out-dir", str(tmp_path / "r")]
+    train = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "train",
+        "--epochs",
+        "1",
+        "--out-dir",
+        str(tmp_path / "r"),
+    ]
     for command in ([sys.executable, "-c", LOAD], train):
         env = {**os.environ, "CNNLAB_MIRRORS": fashion_server + "/corrupt/"}
-        done = subprocess.run(hidden_system_copy(*command), env=env, capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            hidden_system_copy(*command), env=env, capture_output=True, text=True, timeout=120
+        )
         last = done.stderr.strip().splitlines()[-1]
         assert done.returncode == 1, done.stderr
         assert "could not download train-images-idx3-ubyte.gz: " in last
@@ -234,8 +255,9 @@ def test_fresh_machine_refuses_a_tampered_mirror_and_offline(
             command = [*train, "--offline"]
         else:
             env["CNNLAB_OFFLINE"] = "1"
-        done = subprocess.run(hidden_system_copy(*command), env=env, capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            hidden_system_copy(*command), env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 1 and len(Handler.requests) == asked
         assert 'cnnlab.data.download("fashion-mnist")' in done.stderr
         assert "cnnlab data download --dataset fashion-mnist" in done.stderr
@@ -249,7 +271,9 @@ def test_two_processes_at_once_download_one_verified_copy(
     env = {**os.environ, "CNNLAB_MIRRORS": fashion_server + "/slow/"}
     command = hidden_system_copy(sys.executable, "-c", LOAD)
     both = [
-        subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=120) for p in both]

@@ -30,7 +30,9 @@ def write_pictures(root: Path, per_class: int = 10, mode: str = "RGB", seed: int
             h, w = rng.integers(12, 48, size=2)
             noise = rng.normal(0, 20, size=(h, w, 3))
             pixels = np.clip(np.array(colour) * rng.uniform(0.7, 1.0) + noise, 0, 255)
-            Image.fromarray(pixels.astype(np.uint8), "RGB").convert(mode).save(root / name / f"{i}.png")
+            Image.fromarray(pixels.astype(np.uint8), "RGB").convert(mode).save(
+                root / name / f"{i}.png"
+            )
 
 
 @pytest.fixture
@@ -52,7 +54,9 @@ def test_class_folders_are_split_converted_and_the_unreadable_named(
     assert sorted(np.bincount(data.test.labels)) == [2, 2, 2]  # a fifth of each class
     assert data.skipped == ("green/notes.txt", "red/broken.png")
     err = capsys.readouterr().err
-    assert "skipped 2 of 32 files that are not readable images: green/notes.txt, red/broken.png" in err
+    assert (
+        "skipped 2 of 32 files that are not readable images: green/notes.txt, red/broken.png" in err
+    )
     red = data.train.images[data.train.labels == 2].mean(axis=(0, 2, 3))
     assert red[0] > 2 * red[1]  # the pixels are the pictures', in RGB order
 
@@ -82,11 +86,14 @@ def test_a_second_load_comes_from_the_cache_until_a_file_changes(
     assert len(decoded) == 30  # the changed folder is decoded again
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"channels": 2}, r"channels must be 1 \(grayscale\) or 3 \(RGB\), got 2"),
-    ({"channels": 3}, "--channels and --image-size convert the images of a folder dataset"),
-    ({"dataset": "folder:x", "image_size": "0x5"}, "image size must be HxW"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"channels": 2}, r"channels must be 1 \(grayscale\) or 3 \(RGB\), got 2"),
+        ({"channels": 3}, "--channels and --image-size convert the images of a folder dataset"),
+        ({"dataset": "folder:x", "image_size": "0x5"}, "image size must be HxW"),
+    ],
+)
 def test_bad_conversion_settings_are_refused(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**fields)  # type: ignore[arg-type]
@@ -104,8 +111,19 @@ def test_a_run_on_ones_own_pictures_from_training_to_export(
     pictures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    args = ["--dataset", f"folder:{pictures}", "--model", "lenet-relu-max", "--lr", "0.1",
-            "--batch-size", "8", "--device", "cpu", "--quiet"]  # fmt: skip
+    args = [
+        "--dataset",
+        f"folder:{pictures}",
+        "--model",
+        "lenet-relu-max",
+        "--lr",
+        "0.1",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert main(["train", *args, "--epochs", "2", "--out-dir", str(run)]) == 0
     assert main(["eval", str(run)]) == 0
     assert "on 6 folder:" in capsys.readouterr().out
@@ -123,8 +141,23 @@ def test_a_run_on_ones_own_pictures_from_training_to_export(
 def test_the_default_model_trains_on_a_folder(mode: str, tmp_path: Path) -> None:
     write_pictures(tmp_path / "pictures", mode=mode)
     run = tmp_path / "run"
-    assert main(["train", "--dataset", f"folder:{tmp_path / 'pictures'}", "--epochs", "2",
-                 "--device", "cpu", "--quiet", "--out-dir", str(run)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                f"folder:{tmp_path / 'pictures'}",
+                "--epochs",
+                "2",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     channels = 1 if mode == "L" else 3
     meta = json.loads((run / "model.json").read_text())
     assert meta["preprocessing"]["input_shape"] == [channels, *DEFAULT_SIZE[channels]]

@@ -42,9 +42,13 @@ def test_conv2d_is_a_drop_in_for_torch(kwargs: dict[str, Any], dtype: torch.dtyp
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
-               {"kernel_size": (2, 3), "stride": 1, "ceil_mode": True}],
-)  # fmt: skip
+    "kwargs",
+    [
+        {"kernel_size": 2},
+        {"kernel_size": 3, "stride": 2, "padding": 1},
+        {"kernel_size": (2, 3), "stride": 1, "ceil_mode": True},
+    ],
+)
 def test_pooling_layers_are_drop_ins(kwargs: dict[str, Any]) -> None:
     x = torch.randn(2, 3, 7, 9, dtype=torch.float64)
     assert_matches_torch(layers.MaxPool2d(**kwargs), nn.MaxPool2d(**kwargs), [x])

@@ -18,8 +18,13 @@ def test_lenet_is_the_books() -> None:
 
 
 # Every registered model and its parameter count, as the README documents them.
-PARAMETERS = {"lenet": 61_706, "lenet-max": 61_706, "lenet-relu": 61_706,
-              "lenet-relu-max": 61_706, "lenet-bn": 62_158}  # fmt: skip
+PARAMETERS = {
+    "lenet": 61_706,
+    "lenet-max": 61_706,
+    "lenet-relu": 61_706,
+    "lenet-relu-max": 61_706,
+    "lenet-bn": 62_158,
+}
 
 
 def test_parameter_counts_are_documented() -> None:
@@ -29,16 +34,26 @@ def test_parameter_counts_are_documented() -> None:
 
 
 def test_the_family_covers_the_exercise() -> None:
-    model = create_model("lenet", kernel=3, channels=(16, 32, 64), dense=(64,), dropout=0.2,
-                         activation="relu", pool="max", batch_norm=True)  # fmt: skip
+    model = create_model(
+        "lenet",
+        kernel=3,
+        channels=(16, 32, 64),
+        dense=(64,),
+        dropout=0.2,
+        activation="relu",
+        pool="max",
+        batch_norm=True,
+    )
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     assert sum(isinstance(m, torch.nn.Conv2d) for m in model) == 3
     with pytest.raises(ConfigError, match="3 conv blocks with kernel 5 shrink a 28x28 image"):
         create_model("lenet", channels=(6, 16, 32))
     padded = summarize(create_model("lenet", channels=(6, 16, 32), pad_all=True))
     assert [r.output_shape for r in padded if r.name == "Conv2d"] == [
-        (6, 28, 28), (16, 14, 14), (32, 7, 7)
-    ]  # fmt: skip
+        (6, 28, 28),
+        (16, 14, 14),
+        (32, 7, 7),
+    ]
     with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\), got 1.5"):
         create_model("lenet", dropout=1.5)
 
@@ -69,9 +84,13 @@ def test_bad_names_and_options() -> None:
 
 @pytest.mark.parametrize(
     ("name", "options"),
-    [("lenet-relu-max", {}), ("lenet-max", {}), ("lenet-relu-max", {"backend": "scratch"}),
-     ("lenet", {"activation": "relu", "pool": "max", "batch_norm": True, "kernel": 3})],
-)  # fmt: skip
+    [
+        ("lenet-relu-max", {}),
+        ("lenet-max", {}),
+        ("lenet-relu-max", {"backend": "scratch"}),
+        ("lenet", {"activation": "relu", "pool": "max", "batch_norm": True, "kernel": 3}),
+    ],
+)
 def test_pooling_before_the_activation_is_the_same_network(name: str, options: dict) -> None:
     torch.manual_seed(0)
     model = create_model(name, **options).double()

@@ -16,7 +16,7 @@ from cnnlab.models.registry import _REGISTRY, register_model
 from cnnlab.training import TrainConfig, train
 from tests.conftest import run_cnnlab, write_dataset
 
-NET = '''\
+NET = """\
 from torch import nn
 
 
@@ -25,7 +25,7 @@ def net(num_classes, width=6):
         nn.Conv2d(1, width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.LazyLinear(num_classes),
     )
-'''
+"""
 
 
 def test_a_model_file_trains_and_its_run_is_usable_from_anywhere(tmp_path: Path) -> None:
@@ -33,9 +33,19 @@ def test_a_model_file_trains_and_its_run_is_usable_from_anywhere(tmp_path: Path)
     write_dataset(data, n_train=96, n_test=40)
     (tmp_path / "net.py").write_text(NET)
     run = tmp_path / "run"
-    config = TrainConfig(model=str(tmp_path / "net.py") + ":net", model_options="width=4",
-                         dataset="idx", data_dir=str(data), epochs=1, batch_size=16, lr=0.1,
-                         device="cpu", fast=True, quiet=True, out_dir=str(run))  # fmt: skip
+    config = TrainConfig(
+        model=str(tmp_path / "net.py") + ":net",
+        model_options="width=4",
+        dataset="idx",
+        data_dir=str(data),
+        epochs=1,
+        batch_size=16,
+        lr=0.1,
+        device="cpu",
+        fast=True,
+        quiet=True,
+        out_dir=str(run),
+    )
     train(config)
     meta = json.loads((run / "model.json").read_text())
     assert meta["model_file"]["path"] == str(tmp_path / "net.py")
@@ -51,19 +61,24 @@ def test_a_model_file_trains_and_its_run_is_usable_from_anywhere(tmp_path: Path)
     (tmp_path / "net.py").write_text(NET.replace("width=6", "width=8"))
     done = run_cnnlab("eval", str(run), cwd=elsewhere)
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
-    assert f"the model's code {tmp_path / 'net.py'} changed since the run was trained" in done.stderr
+    assert (
+        f"the model's code {tmp_path / 'net.py'} changed since the run was trained" in done.stderr
+    )
     (tmp_path / "net.py").unlink()
     done = run_cnnlab("eval", str(run), cwd=elsewhere)
     assert done.returncode == 1 and "is gone" in done.stderr
 
 
-@pytest.mark.parametrize(("reference", "message"), [
-    ("missing.py:net", "missing.py not found"),
-    ("net.py:nothing", "defines no function 'nothing'"),
-    ("broken.py:net", "importing broken.py failed: NameError"),
-    ("no_such_module_here:net", "importing no_such_module_here failed: ModuleNotFoundError"),
-    ("net.py", "unknown model 'net.py'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ("missing.py:net", "missing.py not found"),
+        ("net.py:nothing", "defines no function 'nothing'"),
+        ("broken.py:net", "importing broken.py failed: NameError"),
+        ("no_such_module_here:net", "importing no_such_module_here failed: ModuleNotFoundError"),
+        ("net.py", "unknown model 'net.py'"),
+    ],
+)
 def test_a_bad_reference_is_one_clear_line(
     reference: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -81,8 +96,9 @@ def test_register_model_takes_any_signature(monkeypatch: pytest.MonkeyPatch) -> 
     def mlp(hidden: int = 16) -> nn.Module:  # no num_classes: it decides for itself
         return nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 
-    model = create_model("test-mlp", num_classes=10, in_channels=1, image_size=(28, 28),
-                         backend="torch", hidden=8)  # fmt: skip
+    model = create_model(
+        "test-mlp", num_classes=10, in_channels=1, image_size=(28, 28), backend="torch", hidden=8
+    )
     assert model[1].out_features == 8
     with pytest.raises(ConfigError, match="model 'test-mlp' has no option 'depth'"):
         create_model("test-mlp", depth=3)

@@ -44,8 +44,10 @@ def test_channels() -> None:
     assert corr2d_multi_in(X2, K2).tolist() == [[56, 72], [104, 120]]
     out = corr2d_multi_in_out(X2, torch.stack([K2, K2 + 1, K2 + 2]))
     assert out.tolist() == [
-        [[56, 72], [104, 120]], [[76, 100], [148, 172]], [[96, 128], [192, 224]]
-    ]  # fmt: skip
+        [[56, 72], [104, 120]],
+        [[76, 100], [148, 172]],
+        [[96, 128], [192, 224]],
+    ]
     x, k = torch.randn(3, 3, 3), torch.randn(2, 3, 1, 1)
     torch.testing.assert_close(corr2d_1x1(x, k), corr2d_multi_in_out(x, k))
 
@@ -58,8 +60,13 @@ def test_true_convolution_is_correlation_with_a_flipped_kernel() -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(h=st.integers(2, 7), w=st.integers(2, 7), kh=st.integers(1, 2), kw=st.integers(1, 2),
-       dtype=DTYPES)  # fmt: skip
+@given(
+    h=st.integers(2, 7),
+    w=st.integers(2, 7),
+    kh=st.integers(1, 2),
+    kw=st.integers(1, 2),
+    dtype=DTYPES,
+)
 def test_2d_ops_match_torch(h: int, w: int, kh: int, kw: int, dtype: torch.dtype) -> None:
     x, k = torch.randn(h, w, dtype=dtype), torch.randn(kh, kw, dtype=dtype)
     theirs = lambda x, k: F.conv2d(x[None, None], k[None, None])[0, 0]  # noqa: E731
@@ -69,11 +76,21 @@ def test_2d_ops_match_torch(h: int, w: int, kh: int, kw: int, dtype: torch.dtype
 
 @settings(max_examples=60, deadline=None)
 @given(
-    n=st.integers(1, 3), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(1, 9),
-    w=st.integers(1, 9), kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 3),
-    sw=st.integers(1, 3), ph=st.integers(0, 2), pw=st.integers(0, 2), dh=st.integers(1, 2),
-    dw=st.integers(1, 2), dtype=DTYPES,
-)  # fmt: skip
+    n=st.integers(1, 3),
+    c=st.integers(1, 3),
+    o=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    kh=st.integers(1, 3),
+    kw=st.integers(1, 3),
+    sh=st.integers(1, 3),
+    sw=st.integers(1, 3),
+    ph=st.integers(0, 2),
+    pw=st.integers(0, 2),
+    dh=st.integers(1, 2),
+    dw=st.integers(1, 2),
+    dtype=DTYPES,
+)
 def test_conv2d_matches_torch(n, c, o, h, w, kh, kw, sh, sw, ph, pw, dh, dw, dtype) -> None:  # type: ignore[no-untyped-def]
     if h + 2 * ph < dh * (kh - 1) + 1 or w + 2 * pw < dw * (kw - 1) + 1:
         return  # torch refuses these too (see test_bad_shapes)
@@ -81,9 +98,12 @@ def test_conv2d_matches_torch(n, c, o, h, w, kh, kw, sh, sw, ph, pw, dh, dw, dty
     assert_matches_torch(
         lambda x, wt, b: conv2d(x, wt, b, **args),
         lambda x, wt, b: F.conv2d(x, wt, b, **args),
-        [torch.randn(n, c, h, w, dtype=dtype), torch.randn(o, c, kh, kw, dtype=dtype),
-         torch.randn(o, dtype=dtype)],
-    )  # fmt: skip
+        [
+            torch.randn(n, c, h, w, dtype=dtype),
+            torch.randn(o, c, kh, kw, dtype=dtype),
+            torch.randn(o, dtype=dtype),
+        ],
+    )
 
 
 def test_conv2d_per_side_padding() -> None:

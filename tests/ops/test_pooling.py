@@ -23,11 +23,19 @@ def test_book_examples() -> None:
 
 @settings(max_examples=80, deadline=None)
 @given(
-    n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
-    kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
-    ph=st.integers(0, 1), pw=st.integers(0, 1), ceil=st.booleans(),
+    n=st.integers(1, 2),
+    c=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    kh=st.integers(1, 3),
+    kw=st.integers(1, 3),
+    sh=st.integers(1, 3),
+    sw=st.integers(1, 3),
+    ph=st.integers(0, 1),
+    pw=st.integers(0, 1),
+    ceil=st.booleans(),
     dtype=st.sampled_from([torch.float32, torch.float64]),
-)  # fmt: skip
+)
 def test_pooling_matches_torch(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil, dtype) -> None:  # type: ignore[no-untyped-def]
     if ph > kh // 2 or pw > kw // 2 or h + 2 * ph < kh or w + 2 * pw < kw:
         return  # torch refuses these

@@ -16,8 +16,14 @@ def test_book_examples() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(n=st.integers(1, 12), k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 2),
-       d=st.integers(1, 2), ceil=st.booleans())  # fmt: skip
+@given(
+    n=st.integers(1, 12),
+    k=st.integers(1, 4),
+    s=st.integers(1, 3),
+    p=st.integers(0, 2),
+    d=st.integers(1, 2),
+    ceil=st.booleans(),
+)
 def test_matches_the_shapes_torch_produces(
     n: int, k: int, s: int, p: int, d: int, ceil: bool
 ) -> None:

@@ -14,8 +14,15 @@ from cnnlab.training.callbacks import CallbackError
 
 
 def tiny_config(directory: Path, out: Path, **fields: Any) -> TrainConfig:
-    return TrainConfig(dataset="tiny", data_dir=str(directory), batch_size=16, device="cpu",
-                       out_dir=str(out), quiet=True, **fields)  # fmt: skip
+    return TrainConfig(
+        dataset="tiny",
+        data_dir=str(directory),
+        batch_size=16,
+        device="cpu",
+        out_dir=str(out),
+        quiet=True,
+        **fields,
+    )
 
 
 class Recorder:
@@ -43,7 +50,11 @@ def test_each_hook_sees_what_it_promises(
     assert points == [0.17, 0.33, 0.5, 0.67, 0.83, 1.0, 1.17, 1.33, 1.5, 1.67, 1.83, 2.0]
     kinds = [kind for kind, _ in recorder.calls]
     assert kinds.index("epoch") == 6 and kinds[-1] == "end"
-    assert [c for c in recorder.calls if c[0] != "point"] == [("epoch", 1), ("epoch", 2), ("end", 2)]
+    assert [c for c in recorder.calls if c[0] != "point"] == [
+        ("epoch", 1),
+        ("epoch", 2),
+        ("end", 2),
+    ]
 
 
 class StopAfter:
@@ -63,8 +74,10 @@ def test_a_callback_stops_the_run_and_resume_goes_on_bit_for_bit(
 ) -> None:
     _, directory = tiny_dataset
     whole = train(tiny_config(directory, tmp_path / "whole", epochs=5))
-    stopped = train(tiny_config(directory, tmp_path / "stopped", epochs=5),
-                    callbacks=[StopAfter(tmp_path / "mine.csv", 1)])  # fmt: skip
+    stopped = train(
+        tiny_config(directory, tmp_path / "stopped", epochs=5),
+        callbacks=[StopAfter(tmp_path / "mine.csv", 1)],
+    )
     assert len(stopped.history) == 1 and (stopped.run_dir / "model.safetensors").is_file()
     assert (tmp_path / "mine.csv").read_text().splitlines()[0].startswith("1,")
     resumed = train(TrainConfig(resume=str(stopped.run_dir), epochs=5, quiet=True))
@@ -85,7 +98,9 @@ def test_a_failing_callback_stops_the_run_naming_it_and_keeps_the_checkpoint(
 ) -> None:
     _, directory = tiny_dataset
     run = tmp_path / "run"
-    with pytest.raises(CallbackError, match=r"callback Broken.on_epoch_end raised KeyError: 'test_accuracy'"):
+    with pytest.raises(
+        CallbackError, match=r"callback Broken.on_epoch_end raised KeyError: 'test_accuracy'"
+    ):
         train(tiny_config(directory, run, epochs=3), callbacks=[Broken()])
     resumed = train(TrainConfig(resume=str(run), quiet=True))  # from the epoch-2 checkpoint
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]

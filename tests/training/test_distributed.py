@@ -17,8 +17,19 @@ from tests.conftest import start_cnnlab, write_dataset
 
 pytestmark = pytest.mark.distributed
 
-ARGS = ["--dataset", "idx", "--epochs", "2", "--batch-size", "16", "--lr", "0.3",
-        "--checkpoint-every", "10", "--quiet"]  # fmt: skip
+ARGS = [
+    "--dataset",
+    "idx",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--lr",
+    "0.3",
+    "--checkpoint-every",
+    "10",
+    "--quiet",
+]
 
 
 def train(*args: str) -> subprocess.Popen[str]:
@@ -60,8 +71,9 @@ def test_a_killed_worker_is_restarted_and_the_run_resumes(
 ) -> None:
     data, single = setup
     run = tmp_path / "run"
-    process = train("--data-dir", str(data), "--out-dir", str(run), "--nproc", "2",
-                    "--max-restarts", "1")  # fmt: skip
+    process = train(
+        "--data-dir", str(data), "--out-dir", str(run), "--nproc", "2", "--max-restarts", "1"
+    )
     deadline = time.monotonic() + 120
     while not (run / CHECKPOINT).exists():
         assert process.poll() is None and time.monotonic() < deadline
@@ -85,8 +97,17 @@ def test_nproc_from_python_trains_in_that_many_processes(
 
     data, single = setup
     run = tmp_path / "run"
-    config = TrainConfig(dataset="idx", data_dir=str(data), epochs=2, batch_size=16, lr=0.3,
-                         checkpoint_every=10, quiet=True, out_dir=str(run), nproc=2)  # fmt: skip
+    config = TrainConfig(
+        dataset="idx",
+        data_dir=str(data),
+        epochs=2,
+        batch_size=16,
+        lr=0.3,
+        checkpoint_every=10,
+        quiet=True,
+        out_dir=str(run),
+        nproc=2,
+    )
     result = train_from_python(config)
     assert result.run_dir == run and [r["epoch"] for r in result.history] == [1, 2]
     assert result.examples_per_sec > 0 and result.device == "cpu"

@@ -25,15 +25,19 @@ from cnnlab.training.trainer import prepare_run_dir
 # Subnormal floats are left out: training on a CPU flushes them to zero for the whole
 # process (see cnnlab.device), and hypothesis refuses to generate them then.
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_subnormal=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_subnormal=False)
     | st.text(max_size=8),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
     ),
     max_leaves=6,
 )
-FUZZ = settings(max_examples=60, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def a_checkpoint(directory: Path) -> None:
@@ -42,9 +46,14 @@ def a_checkpoint(directory: Path) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.rand(2, 1, 28, 28)).sum().backward()
     optimizer.step()
-    state = TrainState(epoch=1, batch=3, step=10, seen=48,
-                       history=[{"type": "epoch", "epoch": 1, "test_acc": 0.5}],
-                       points=[{"x": 0.5, "train_loss": 2.0, "train_acc": 0.2}])  # fmt: skip
+    state = TrainState(
+        epoch=1,
+        batch=3,
+        step=10,
+        seen=48,
+        history=[{"type": "epoch", "epoch": 1, "test_acc": 0.5}],
+        points=[{"x": 0.5, "train_loss": 2.0, "train_acc": 0.2}],
+    )
     save_checkpoint(directory, model, optimizer, state, TrainConfig(momentum=0.9).to_dict())
 
 
@@ -65,22 +74,36 @@ def rewrite(directory: Path, edit: Any, fresh_digest: bool) -> None:
 def ends_well(directory: Path) -> None:
     model = create_model("lenet")
     try:
-        load_checkpoint(directory, model, torch.optim.SGD(model.parameters(), lr=0.1,
-                                                          momentum=0.9))  # fmt: skip
+        load_checkpoint(directory, model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
         prepare_run_dir(TrainConfig(resume=str(directory)), World(), {"resume"})[3].release()  # type: ignore[union-attr]
     except CnnlabError as e:
         assert str(e)
 
 
-KEYS = ["format", "model", "config", "epoch", "batch", "step", "seen", "train_seconds",
-        "points", "history", "param_groups", "scheduler", "optim_scalars", "rng_numpy",
-        "rng_python"]  # fmt: skip
+KEYS = [
+    "format",
+    "model",
+    "config",
+    "epoch",
+    "batch",
+    "step",
+    "seen",
+    "train_seconds",
+    "points",
+    "history",
+    "param_groups",
+    "scheduler",
+    "optim_scalars",
+    "rng_numpy",
+    "rng_python",
+]
 
 
 @FUZZ
 @given(key=st.sampled_from(KEYS), value=JSON, delete=st.booleans(), fresh=st.booleans())
-def test_edited_checkpoint_metadata(tmp_path_factory: Any, key: str, value: Any, delete: bool,
-                                    fresh: bool) -> None:  # fmt: skip
+def test_edited_checkpoint_metadata(
+    tmp_path_factory: Any, key: str, value: Any, delete: bool, fresh: bool
+) -> None:
     directory = tmp_path_factory.mktemp("ck")
     a_checkpoint(directory)
 
@@ -95,8 +118,22 @@ def test_edited_checkpoint_metadata(tmp_path_factory: Any, key: str, value: Any,
 
 
 @FUZZ
-@given(field=st.sampled_from(["epochs", "lr", "model", "batch_size", "optimizer",
-                              "model_options", "augment", "keep", "seed"]), value=JSON)  # fmt: skip
+@given(
+    field=st.sampled_from(
+        [
+            "epochs",
+            "lr",
+            "model",
+            "batch_size",
+            "optimizer",
+            "model_options",
+            "augment",
+            "keep",
+            "seed",
+        ]
+    ),
+    value=JSON,
+)
 def test_edited_checkpoint_config(tmp_path_factory: Any, field: str, value: Any) -> None:
     directory = tmp_path_factory.mktemp("ck")
     a_checkpoint(directory)
@@ -105,10 +142,27 @@ def test_edited_checkpoint_config(tmp_path_factory: Any, field: str, value: Any)
 
 
 @FUZZ
-@given(values=st.dictionaries(st.sampled_from(["lr", "epochs", "tta", "model", "recipe",
-                                               "model_options", "val_size", "early_stop",
-                                               "keep", "augment", "device"]), JSON,
-                              max_size=4))  # fmt: skip
+@given(
+    values=st.dictionaries(
+        st.sampled_from(
+            [
+                "lr",
+                "epochs",
+                "tta",
+                "model",
+                "recipe",
+                "model_options",
+                "val_size",
+                "early_stop",
+                "keep",
+                "augment",
+                "device",
+            ]
+        ),
+        JSON,
+        max_size=4,
+    )
+)
 def test_config_values(values: dict[str, Any]) -> None:
     try:
         config = TrainConfig.from_dict(values)
@@ -129,8 +183,9 @@ def test_model_options_strings(text: str) -> None:
 def test_the_untouched_checkpoint_loads(tmp_path: Path) -> None:
     a_checkpoint(tmp_path)
     model = create_model("lenet")
-    state = load_checkpoint(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1,
-                                                             momentum=0.9))  # fmt: skip
+    state = load_checkpoint(
+        tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    )
     assert (state.epoch, state.step) == (1, 10)
 
 
@@ -157,17 +212,28 @@ def test_the_probes_of_issue_21(tmp_path: Path) -> None:
 
 
 @FUZZ
-@given(key=st.sampled_from(["model", "model_options", "classes", "preprocessing", "format",
-                            "tta", "dataset"]), value=JSON)  # fmt: skip
+@given(
+    key=st.sampled_from(
+        ["model", "model_options", "classes", "preprocessing", "format", "tta", "dataset"]
+    ),
+    value=JSON,
+)
 def test_edited_model_json(tmp_path_factory: Any, key: str, value: Any) -> None:
     from cnnlab.rundir import load_model, save_model
 
     directory = tmp_path_factory.mktemp("run")
-    save_model(directory, create_model("lenet"), {
-        "model": "lenet", "model_options": {"num_classes": 10}, "dataset": "fashion-mnist",
-        "classes": list("abcdefghij"), "tta": False,
-        "preprocessing": {"input_shape": [1, 28, 28]},
-    })  # fmt: skip
+    save_model(
+        directory,
+        create_model("lenet"),
+        {
+            "model": "lenet",
+            "model_options": {"num_classes": 10},
+            "dataset": "fashion-mnist",
+            "classes": list("abcdefghij"),
+            "tta": False,
+            "preprocessing": {"input_shape": [1, 28, 28]},
+        },
+    )
     meta = json.loads((directory / "model.json").read_text())
     meta[key] = value
     (directory / "model.json").write_text(json.dumps(meta))
@@ -177,13 +243,23 @@ def test_edited_model_json(tmp_path_factory: Any, key: str, value: Any) -> None:
         assert str(e)
 
 
-SWEEP_KEYS = st.sampled_from(["base", "run", "grid", "name", "lr", "epochs", "model",
-                              "model_options", "resume", "x"])  # fmt: skip
+SWEEP_KEYS = st.sampled_from(
+    ["base", "run", "grid", "name", "lr", "epochs", "model", "model_options", "resume", "x"]
+)
 
 
 @FUZZ
-@given(data=st.dictionaries(SWEEP_KEYS, st.recursive(JSON, lambda inner: st.lists(
-    st.dictionaries(SWEEP_KEYS, inner, max_size=3), max_size=3), max_leaves=8), max_size=3))
+@given(
+    data=st.dictionaries(
+        SWEEP_KEYS,
+        st.recursive(
+            JSON,
+            lambda inner: st.lists(st.dictionaries(SWEEP_KEYS, inner, max_size=3), max_size=3),
+            max_leaves=8,
+        ),
+        max_size=3,
+    )
+)
 def test_sweep_files(data: dict[str, Any]) -> None:
     """What a sweep file's TOML parses to, whatever it holds (tomllib parses the text)."""
     from unittest import mock

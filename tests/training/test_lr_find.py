@@ -21,8 +21,14 @@ def test_range_test_writes_its_plot_and_suggests_a_rate(
 ) -> None:
     """A real short run: a batch-norm net on 96 tiny images learns within 200 steps."""
     _, directory = tiny_dataset
-    config = TrainConfig(dataset="tiny", data_dir=str(directory), model="lenet-bn",
-                         batch_size=16, device="cpu", quiet=True)  # fmt: skip
+    config = TrainConfig(
+        dataset="tiny",
+        data_dir=str(directory),
+        model="lenet-bn",
+        batch_size=16,
+        device="cpu",
+        quiet=True,
+    )
     result = cnnlab.lr_find(config, steps=200, out_dir=tmp_path / "lr")
     assert (tmp_path / "lr" / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     assert result.lrs[0] == pytest.approx(1e-4) and result.lrs == sorted(result.lrs)
@@ -34,8 +40,21 @@ def test_range_test_writes_its_plot_and_suggests_a_rate(
     assert at >= SETTLE and min(result.losses[at:]) < result.losses[at] < result.losses[SETTLE]
 
     monkeypatch.chdir(tmp_path)  # the default output directory is a fresh one under runs/
-    code = main(["lr-find", "--dataset", "tiny", "--data-dir", str(directory), "--batch-size",
-                 "16", "--steps", "30", "--device", "cpu"])  # fmt: skip
+    code = main(
+        [
+            "lr-find",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(directory),
+            "--batch-size",
+            "16",
+            "--steps",
+            "30",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     [made] = (tmp_path / "runs").iterdir()
     assert made.name.startswith("lr-find-lenet-") and (made / "lr_find.png").exists()
@@ -87,8 +106,23 @@ def test_without_a_suggestion_the_plot_shows_only_the_curve(
 ) -> None:
     """The book's sigmoid net on random tiny data learns nothing in 20 steps."""
     _, directory = tiny_dataset
-    code = main(["lr-find", "--dataset", "tiny", "--data-dir", str(directory), "--batch-size",
-                 "16", "--steps", "20", "--device", "cpu", "--out-dir", str(tmp_path / "lr")])  # fmt: skip
+    code = main(
+        [
+            "lr-find",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(directory),
+            "--batch-size",
+            "16",
+            "--steps",
+            "20",
+            "--device",
+            "cpu",
+            "--out-dir",
+            str(tmp_path / "lr"),
+        ]
+    )
     assert code == 0
     assert "no reliable suggestion: within 20 steps" in capsys.readouterr().out
     result = LrFindResult(lrs=[1e-4, 1e-3], losses=[2.3, 2.3], suggestion=None, guess=2.3)
@@ -134,8 +168,19 @@ def test_range_refused_when_empty() -> None:
 def test_training_flags_lr_find_ignores_are_refused_not_dropped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["lr-find", "--epochs", "3", "--schedule", "cosine", "--batch-size", "64",
-                 "--out-dir", str(tmp_path / "lr")])  # fmt: skip
+    code = main(
+        [
+            "lr-find",
+            "--epochs",
+            "3",
+            "--schedule",
+            "cosine",
+            "--batch-size",
+            "64",
+            "--out-dir",
+            str(tmp_path / "lr"),
+        ]
+    )
     assert code == 1 and not (tmp_path / "lr").exists()
     err = capsys.readouterr().err
     assert "lr-find does not use --epochs, --schedule:" in err and "--batch-size" not in err

@@ -17,18 +17,25 @@ import torch
 from cnnlab.errors import CheckpointError
 from cnnlab.models import create_model
 from cnnlab.rundir import CHECKPOINT
-from cnnlab.training.checkpoint import (
-    TrainState,
-    load_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-)
+from cnnlab.training.checkpoint import TrainState, load_checkpoint, read_checkpoint, save_checkpoint
 from tests.conftest import start_cnnlab, write_dataset
 
 # --fast: the fused CPU kernels, not a measured choice between them and the eager layers,
 # which would let the reference and the resumed run differ in rounding
-ARGS = ["--dataset", "idx", "--epochs", "2", "--batch-size", "16", "--lr", "0.3",
-        "--checkpoint-every", "7", "--quiet", "--fast"]  # fmt: skip
+ARGS = [
+    "--dataset",
+    "idx",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--lr",
+    "0.3",
+    "--checkpoint-every",
+    "7",
+    "--quiet",
+    "--fast",
+]
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +79,7 @@ def metric_rows(run: Path) -> list[dict[str, object]]:
 STEPS = 2 * 2000 // 16  # optimizer steps of a whole ARGS run (2000 training examples)
 
 
-def kill_mid_run(process: subprocess.Popen[str], run: Path, target: int,
-                 steps: int = STEPS) -> int:  # fmt: skip
+def kill_mid_run(process: subprocess.Popen[str], run: Path, target: int, steps: int = STEPS) -> int:
     """SIGKILL ``process`` as soon as its checkpoint holds step ``target`` or later (saves
     are atomic, so polling the file is safe; a wall-clock delay is not: a fast machine
     finishes the run inside it); check that it died by the signal with its run unfinished
@@ -152,9 +158,24 @@ def test_sigkill_and_resume_with_momentum_a_schedule_smoothing_and_augmentation(
 ) -> None:
     """Optimizer state, the learning-rate schedule and the augmentation's random draws come
     back from the checkpoint too."""
-    args = [*ARGS, "--optimizer", "nesterov", "--schedule", "onecycle", "--weight-decay",
-            "5e-4", "--label-smoothing", "0.1", "--model-options", "dropout=0.2",
-            "--augment", "crop,flip,erase", "--val-size", "100", "--tta"]  # fmt: skip
+    args = [
+        *ARGS,
+        "--optimizer",
+        "nesterov",
+        "--schedule",
+        "onecycle",
+        "--weight-decay",
+        "5e-4",
+        "--label-smoothing",
+        "0.1",
+        "--model-options",
+        "dropout=0.2",
+        "--augment",
+        "crop,flip,erase",
+        "--val-size",
+        "100",
+        "--tta",
+    ]
     reference = tmp_path / "reference"
     code, _, err = finish(cnnlab(*args, "--data-dir", str(data), "--out-dir", str(reference)))
     assert code == 0, err
@@ -167,8 +188,20 @@ def test_sigkill_and_resume_with_momentum_a_schedule_smoothing_and_augmentation(
 
 def test_sigkill_and_resume_with_early_stop_and_keep_best(data: Path, tmp_path: Path) -> None:
     """The early stop falls on the same epoch and the same best weights are kept."""
-    args = [*ARGS[:2], *ARGS[4:], "--epochs", "12", "--val-size", "400", "--early-stop", "1",
-            "--keep", "best", "--data-dir", str(data)]  # fmt: skip
+    args = [
+        *ARGS[:2],
+        *ARGS[4:],
+        "--epochs",
+        "12",
+        "--val-size",
+        "400",
+        "--early-stop",
+        "1",
+        "--keep",
+        "best",
+        "--data-dir",
+        str(data),
+    ]
     reference = tmp_path / "reference"
     code, _, err = finish(cnnlab(*args, "--out-dir", str(reference)))
     assert code == 0, err
@@ -183,8 +216,9 @@ def test_sigkill_and_resume_with_early_stop_and_keep_best(data: Path, tmp_path: 
     assert (run / "best.safetensors").read_bytes() == (reference / "best.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize(("signum", "code"),
-                         [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_signal_checkpoints_and_resumes(
     data: Path, reference: Path, tmp_path: Path, signum: int, code: int
 ) -> None:
@@ -204,7 +238,7 @@ def test_resume_with_more_epochs_extends_a_finished_run(
 ) -> None:
     """``--resume RUN --epochs 2`` after a 1-epoch run ends where a 2-epoch run ends."""
     run = tmp_path / "run"
-    one = [*ARGS[:ARGS.index("--epochs")], "--epochs", "1", *ARGS[ARGS.index("--epochs") + 2:]]
+    one = [*ARGS[: ARGS.index("--epochs")], "--epochs", "1", *ARGS[ARGS.index("--epochs") + 2 :]]
     code, _, err = finish(cnnlab(*one, "--data-dir", str(data), "--out-dir", str(run)))
     assert code == 0, err
     assert json.loads((run / "config.json").read_text())["epochs"] == 1
@@ -239,9 +273,23 @@ def test_resume_refuses_a_flag_that_would_change_the_run(
 
 def test_resume_refuses_to_stretch_a_schedule(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    code, _, err = finish(cnnlab("--dataset", "idx", "--data-dir", str(data), "--epochs", "1",
-                                 "--batch-size", "500", "--schedule", "cosine", "--quiet",
-                                 "--out-dir", str(run)))  # fmt: skip
+    code, _, err = finish(
+        cnnlab(
+            "--dataset",
+            "idx",
+            "--data-dir",
+            str(data),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "500",
+            "--schedule",
+            "cosine",
+            "--quiet",
+            "--out-dir",
+            str(run),
+        )
+    )
     assert code == 0, err
     code, _, err = finish(cnnlab("--resume", str(run), "--epochs", "3"))
     assert code == 1 and "cosine schedule was laid out over 1 epochs" in err
@@ -298,10 +346,17 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.rand(4, 1, 28, 28)).sum().backward()
     optimizer.step()  # momentum buffers now exist
-    state = TrainState(epoch=3, batch=5, step=42, seen=80, loss_sum=torch.tensor(12.5),
-                       correct=torch.tensor(61), train_seconds=9.5,
-                       points=[{"x": 0.2, "train_loss": 2.0, "train_acc": 0.3}],
-                       history=[{"type": "epoch", "epoch": e, "test_acc": 0.5} for e in (1, 2, 3)])  # fmt: skip
+    state = TrainState(
+        epoch=3,
+        batch=5,
+        step=42,
+        seen=80,
+        loss_sum=torch.tensor(12.5),
+        correct=torch.tensor(61),
+        train_seconds=9.5,
+        points=[{"x": 0.2, "train_loss": 2.0, "train_acc": 0.3}],
+        history=[{"type": "epoch", "epoch": e, "test_acc": 0.5} for e in (1, 2, 3)],
+    )
     save_checkpoint(tmp_path, model, optimizer, state, {"model": "lenet"})
     torch.manual_seed(1)
     restored = create_model("lenet")
@@ -358,12 +413,27 @@ def test_resume_of_a_directory_without_checkpoint(tmp_path: Path) -> None:
 
 def test_runs_started_together_never_share_a_directory(data: Path, tmp_path: Path) -> None:
     """Three runs in the same second without --out-dir: three complete run directories."""
-    args = ["--dataset", "idx", "--data-dir", str(data), "--epochs", "1", "--batch-size", "64",
-            "--quiet"]  # fmt: skip
-    processes = [subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *args,
-                                   "--seed", str(seed)], cwd=tmp_path, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-                 for seed in range(3)]  # fmt: skip
+    args = [
+        "--dataset",
+        "idx",
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--quiet",
+    ]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cnnlab", "train", *args, "--seed", str(seed)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(3)
+    ]
     results = [finish(p) for p in processes]
     assert [code for code, _, _ in results] == [0, 0, 0], [err for _, _, err in results]
     runs = sorted((tmp_path / "runs").iterdir())

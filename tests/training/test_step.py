@@ -34,11 +34,24 @@ def test_a_step_follows_the_mean_loss_gradient_and_returns_the_sums() -> None:
 
 
 def test_graphs_only_for_the_books_recipe_in_one_cuda_process() -> None:
-    book = {"device": CUDA, "processes": 1, "num_examples": 60_000, "batch_size": 256,
-            "optimizer": "sgd", "schedule": "constant", "augmented": False}  # fmt: skip
+    book = {
+        "device": CUDA,
+        "processes": 1,
+        "num_examples": 60_000,
+        "batch_size": 256,
+        "optimizer": "sgd",
+        "schedule": "constant",
+        "augmented": False,
+    }
     assert graphable(**book)  # type: ignore[arg-type]
-    for change in ({"device": torch.device("cpu")}, {"processes": 2}, {"num_examples": 100},
-                   {"optimizer": "momentum"}, {"schedule": "cosine"}, {"augmented": True}):  # fmt: skip
+    for change in (
+        {"device": torch.device("cpu")},
+        {"processes": 2},
+        {"num_examples": 100},
+        {"optimizer": "momentum"},
+        {"schedule": "cosine"},
+        {"augmented": True},
+    ):
         assert not graphable(**{**book, **change}), change  # type: ignore[arg-type]
 
 

@@ -22,8 +22,15 @@ TIMING = ("elapsed", "examples_per_sec", "train_seconds")  # differ run to run
 
 
 def tiny_config(tmp_path: Path, directory: Path, **overrides: object) -> TrainConfig:
-    values = {"dataset": "tiny", "data_dir": str(directory), "epochs": 2, "batch_size": 16,
-              "device": "cpu", "out_dir": str(tmp_path / "run"), "quiet": True}  # fmt: skip
+    values = {
+        "dataset": "tiny",
+        "data_dir": str(directory),
+        "epochs": 2,
+        "batch_size": 16,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "run"),
+        "quiet": True,
+    }
     values.update(overrides)
     return TrainConfig(**values)  # type: ignore[arg-type]
 
@@ -33,9 +40,14 @@ def test_run_writes_everything(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: 
     result = train(tiny_config(tmp_path, directory))
     run = result.run_dir
     assert sorted(p.name for p in run.iterdir()) == [
-        "checkpoint.safetensors", "config.json", "curves.png", "metrics.csv", "metrics.jsonl",
-        "model.json", "model.safetensors",
-    ]  # fmt: skip
+        "checkpoint.safetensors",
+        "config.json",
+        "curves.png",
+        "metrics.csv",
+        "metrics.jsonl",
+        "model.json",
+        "model.safetensors",
+    ]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows if r["type"] == "epoch"] == [1, 2]
     # 6 batches an epoch: like the book, a curve point every max(1, 6 // 5) = 1 batches
@@ -183,11 +195,19 @@ def test_scratch_backend_trains_like_torch(
 
 @pytest.mark.parametrize(
     "options",
-    [{"optimizer": "momentum", "schedule": "cosine", "weight_decay": 5e-4},
-     {"optimizer": "nesterov", "schedule": "onecycle", "label_smoothing": 0.1},
-     {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "init": "kaiming",
-      "model": "lenet-relu-max", "model_options": "kernel=3 channels=8,16 dense=32 dropout=0.1"}],
-)  # fmt: skip
+    [
+        {"optimizer": "momentum", "schedule": "cosine", "weight_decay": 5e-4},
+        {"optimizer": "nesterov", "schedule": "onecycle", "label_smoothing": 0.1},
+        {
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "weight_decay": 0.05,
+            "init": "kaiming",
+            "model": "lenet-relu-max",
+            "model_options": "kernel=3 channels=8,16 dense=32 dropout=0.1",
+        },
+    ],
+)
 def test_training_options(
     tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, options: dict[str, object]
 ) -> None:
@@ -212,15 +232,22 @@ def test_optimizer_options_reach_the_optimizer(
     _, directory = tiny_dataset
     for name, options, expected in [
         ("sgd", {}, {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}),
-        ("momentum", {"momentum": 0.8, "weight_decay": 1e-3},
-         {"momentum": 0.8, "nesterov": False, "weight_decay": 1e-3}),
+        (
+            "momentum",
+            {"momentum": 0.8, "weight_decay": 1e-3},
+            {"momentum": 0.8, "nesterov": False, "weight_decay": 1e-3},
+        ),
         ("nesterov", {}, {"momentum": 0.9, "nesterov": True}),
-        ("adamw", {"lr": 1e-3, "weight_decay": 0.05}, {"lr": 1e-3, "weight_decay": 0.05,
-                                                        "betas": [0.9, 0.999]}),
-    ]:  # fmt: skip
+        (
+            "adamw",
+            {"lr": 1e-3, "weight_decay": 0.05},
+            {"lr": 1e-3, "weight_decay": 0.05, "betas": [0.9, 0.999]},
+        ),
+    ]:
         run = tmp_path / name
-        train(tiny_config(tmp_path, directory, optimizer=name, out_dir=str(run), epochs=1,
-                          **options))  # type: ignore[arg-type]  # fmt: skip
+        train(
+            tiny_config(tmp_path, directory, optimizer=name, out_dir=str(run), epochs=1, **options)
+        )  # type: ignore[arg-type]
         group = saved_optimizer(run)
         assert {k: group[k] for k in expected} == expected, name
 
@@ -234,8 +261,16 @@ def test_schedule_sets_the_learning_rate_at_each_step(
     cosine = saved_optimizer(tmp_path / "run")
     assert cosine["scheduler"]["last_epoch"] == 6  # type: ignore[index]
     assert cosine["lr"] == pytest.approx(0.0, abs=1e-12) and cosine["initial_lr"] == 0.5
-    train(tiny_config(tmp_path, directory, schedule="constant", lr=0.5, epochs=1,
-                      out_dir=str(tmp_path / "constant")))  # fmt: skip
+    train(
+        tiny_config(
+            tmp_path,
+            directory,
+            schedule="constant",
+            lr=0.5,
+            epochs=1,
+            out_dir=str(tmp_path / "constant"),
+        )
+    )
     assert saved_optimizer(tmp_path / "constant")["lr"] == 0.5
 
 
@@ -245,8 +280,11 @@ def test_label_smoothing_and_weight_decay_take_effect(
     _, directory = tiny_dataset
 
     def run(name: str, **options: object) -> tuple[float, float]:
-        result = train(tiny_config(tmp_path, directory, out_dir=str(tmp_path / name), lr=0.1,
-                                   epochs=1, **options))  # type: ignore[arg-type]  # fmt: skip
+        result = train(
+            tiny_config(
+                tmp_path, directory, out_dir=str(tmp_path / name), lr=0.1, epochs=1, **options
+            )
+        )  # type: ignore[arg-type]
         model, _ = load_model(result.run_dir)
         norm = sum(p.detach().pow(2).sum() for p in model.parameters()).item()
         return read_metrics(result.run_dir)[0][0]["train_loss"], norm
@@ -304,27 +342,30 @@ def test_model_options_as_a_toml_table(
 
     _, directory = tiny_dataset
     (tmp_path / "run.toml").write_text(
-        'model = "lenet-relu"\n[model_options]\nkernel = 3\nchannels = [4, 8]\n'
-        "batch_norm = true\n"
+        'model = "lenet-relu"\n[model_options]\nkernel = 3\nchannels = [4, 8]\nbatch_norm = true\n'
     )
     values = load_toml(tmp_path / "run.toml", "config file")
     result = train(tiny_config(tmp_path, directory, epochs=1, **values))
     _, meta = load_model(result.run_dir)
     assert {k: meta["model_options"][k] for k in ("kernel", "channels", "batch_norm")} == {
-        "kernel": 3, "channels": [4, 8], "batch_norm": True
-    }  # fmt: skip
+        "kernel": 3,
+        "channels": [4, 8],
+        "batch_norm": True,
+    }
     flags = TrainConfig(model_options={"kernel": 3, "channels": [4, 8]}).to_flags()
     assert flags == ["--model-options", "kernel=3 channels=4,8"]  # what torchrun workers get
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [("kernel=3 kernel=5", "model option kernel is given twice"),
-     ({"kernel": "3"}, "model option kernel takes a value like 5, got '3'"),
-     ({"channels": [4, True]}, "model option channels takes a value like (6, 16)"),
-     ({"batch_norm": 1}, "model option batch_norm takes a value like False, got 1"),
-     ({"width": 3}, "bad model option 'width = 3'")],
-)  # fmt: skip
+    [
+        ("kernel=3 kernel=5", "model option kernel is given twice"),
+        ({"kernel": "3"}, "model option kernel takes a value like 5, got '3'"),
+        ({"channels": [4, True]}, "model option channels takes a value like (6, 16)"),
+        ({"batch_norm": 1}, "model option batch_norm takes a value like False, got 1"),
+        ({"width": 3}, "bad model option 'width = 3'"),
+    ],
+)
 def test_model_options_are_checked(options: object, message: str) -> None:
     from cnnlab.models import parse_options
 
@@ -343,8 +384,9 @@ def test_bad_model_options(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
 
 def test_early_stop_and_keep_best(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
     _, directory = tiny_dataset
-    result = train(tiny_config(tmp_path, directory, epochs=30, val_size=32, early_stop=2,
-                               keep="best", lr=0.3))  # fmt: skip
+    result = train(
+        tiny_config(tmp_path, directory, epochs=30, val_size=32, early_stop=2, keep="best", lr=0.3)
+    )
     history = result.history
     val = [r["val_acc"] for r in history]
     best = val.index(max(val)) + 1
@@ -356,7 +398,9 @@ def test_early_stop_and_keep_best(tiny_dataset: tuple[ds.Dataset, Path], tmp_pat
         result.run_dir / "best.safetensors"
     ).read_bytes()
     csv = (result.run_dir / "metrics.csv").read_text().splitlines()
-    assert csv[0].startswith("epoch,train_loss,train_acc,test_acc,val_acc") and len(csv) == 1 + len(history)
+    assert csv[0].startswith("epoch,train_loss,train_acc,test_acc,val_acc") and len(csv) == 1 + len(
+        history
+    )
 
 
 @pytest.mark.parametrize("flags", [{"early_stop": 2}, {"keep": "best"}])
@@ -368,17 +412,20 @@ def test_early_stop_and_keep_best_need_a_validation_split(flags: dict[str, objec
 
 @pytest.mark.parametrize(
     ("values", "message"),
-    [({"tta": "yes"}, "tta must be true or false, got 'yes'"),
-     ({"quiet": 1}, "quiet must be true or false, got 1"),
-     ({"model": 5}, "model must be a string, got 5")],
-)  # fmt: skip
+    [
+        ({"tta": "yes"}, "tta must be true or false, got 'yes'"),
+        ({"quiet": 1}, "quiet must be true or false, got 1"),
+        ({"model": 5}, "model must be a string, got 5"),
+    ],
+)
 def test_config_values_are_strict(values: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         TrainConfig.from_dict(values)
 
 
-def test_tensorboard_events_hold_the_run(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
-                                         ) -> None:  # fmt: skip
+def test_tensorboard_events_hold_the_run(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
+) -> None:
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -413,9 +460,12 @@ def test_tensorboard_without_the_package_names_the_extra(
 
 @pytest.mark.parametrize("has_bf16", [True, False])
 def test_bf16_precision_autocasts_where_the_cpu_has_bf16_and_else_says_so(
-    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture, has_bf16: bool,
-) -> None:  # fmt: skip
+    tiny_dataset: tuple[ds.Dataset, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    has_bf16: bool,
+) -> None:
     _, directory = tiny_dataset
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: has_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
@@ -436,9 +486,13 @@ def test_bf16_precision_autocasts_where_the_cpu_has_bf16_and_else_says_so(
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["environment"]["precision"] == ("bf16" if has_bf16 else "fp32")
     notices = [r.getMessage() for r in caplog.records if "--precision" in r.getMessage()]
-    assert notices == ([] if has_bf16 else [
-        "--precision bf16: this CPU has neither AVX512-BF16 nor AMX, so this run trains in fp32"
-    ])  # fmt: skip
+    assert notices == (
+        []
+        if has_bf16
+        else [
+            "--precision bf16: this CPU has neither AVX512-BF16 nor AMX, so this run trains in fp32"
+        ]
+    )
 
 
 def test_a_toml_file_nested_too_deeply_is_a_one_line_error(tmp_path: Path) -> None:
@@ -447,7 +501,9 @@ def test_a_toml_file_nested_too_deeply_is_a_one_line_error(tmp_path: Path) -> No
 
     deep = tmp_path / "deep.toml"
     deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
-    with pytest.raises(ConfigError, match=r"deep\.toml: its tables or arrays are nested too deeply"):
+    with pytest.raises(
+        ConfigError, match=r"deep\.toml: its tables or arrays are nested too deeply"
+    ):
         load_toml(deep, "config file")
 
 
@@ -472,7 +528,9 @@ def test_sigterm_during_the_last_evaluation_stops_the_run_with_a_checkpoint(
         return evaluate(self, batches)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Run, "evaluate", evaluate_then_signal)
-    with pytest.raises(Interrupted, match="SIGTERM: stopped after epoch 2; checkpoint saved") as stopped:
+    with pytest.raises(
+        Interrupted, match="SIGTERM: stopped after epoch 2; checkpoint saved"
+    ) as stopped:
         train(tiny_config(tmp_path, directory, epochs=2))
     assert stopped.value.exit_code == 128 + signal.SIGTERM
     assert not (tmp_path / "run" / "model.safetensors").exists()
@@ -495,7 +553,9 @@ def test_a_resumed_run_removes_the_temporary_files_of_killed_writes(
     assert (run / "notes.tmp").exists()
 
 
-def test_a_thousand_conv_blocks_are_one_line_not_an_overflow(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_thousand_conv_blocks_are_one_line_not_an_overflow(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from cnnlab.cli import main
 
     channels = ",".join(["1"] * 1000)
@@ -509,7 +569,9 @@ def test_a_thousand_conv_blocks_are_one_line_not_an_overflow(capsys: pytest.Capt
 def test_importing_the_trainer_loads_no_plotting() -> None:
     """A script that only trains (or a torchrun worker) pays for no plotting library:
     matplotlib and PIL load when a run draws its curves, not when the trainer loads."""
-    code = ("import sys; from cnnlab.training import TrainConfig, train; "
-            "print([m for m in ('PIL', 'matplotlib') if m in sys.modules])")  # fmt: skip
+    code = (
+        "import sys; from cnnlab.training import TrainConfig, train; "
+        "print([m for m in ('PIL', 'matplotlib') if m in sys.modules])"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout == "[]\n", done.stderr

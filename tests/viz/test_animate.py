@@ -53,8 +53,9 @@ def test_padding_stride_dilation_positions() -> None:
     assert anim.frames[1].reads["input"][0] == (0, 2)  # padded coordinates, two to the right
     dilated = animate("conv", (5, 5), (2, 2), dilation=(2, 2))
     assert dilated.frames[0].reads["input"] == [(0, 0), (0, 2), (2, 0), (2, 2)]
-    y = ops.conv2d(torch.arange(25.0).view(1, 1, 5, 5), torch.arange(4.0).view(1, 1, 2, 2),
-                   dilation=2)  # fmt: skip
+    y = ops.conv2d(
+        torch.arange(25.0).view(1, 1, 5, 5), torch.arange(4.0).view(1, 1, 2, 2), dilation=2
+    )
     assert dilated.frames[0].caption.endswith(f"= {y[0, 0, 0, 0]:g}")
 
 
@@ -68,8 +69,9 @@ def test_gif_frames_show_each_window(tmp_path: Path) -> None:
     def has(frame: Image.Image, name: str, cell: tuple[int, int], colour: str) -> bool:
         """Whether the left border of ``cell`` of grid ``name`` is drawn in ``colour``."""
         r, c = cell
-        pixel = frame.getpixel((round(left[name] + c * anim.cell) + 1,
-                                round(top + (r + 0.5) * anim.cell)))  # fmt: skip
+        pixel = frame.getpixel(
+            (round(left[name] + c * anim.cell) + 1, round(top + (r + 0.5) * anim.cell))
+        )
         want = ImageColor.getrgb(colour)
         return max(abs(a - b) for a, b in zip(pixel, want, strict=True)) < 24
 
@@ -94,8 +96,12 @@ def test_svg_is_animated_and_well_formed(tmp_path: Path) -> None:
 
 
 def test_animate_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["animate", "conv", "--input", "3x3", "--kernel", "5x5", "-o",
-                 str(tmp_path / "a.gif")]) == 1  # fmt: skip
+    assert (
+        main(
+            ["animate", "conv", "--input", "3x3", "--kernel", "5x5", "-o", str(tmp_path / "a.gif")]
+        )
+        == 1
+    )
     assert "larger than the padded input" in capsys.readouterr().err
     assert main(["animate", "conv", "-o", str(tmp_path / "a.mp4")]) == 1
     assert "write a .gif, .svg or .html file" in capsys.readouterr().err
@@ -106,12 +112,31 @@ def test_animate_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_html_plays_in_chromium(browser: Any, tmp_path: Path) -> None:
     out = tmp_path / "c.html"
-    assert main(["animate", "conv", "--input", "5x5", "--kernel", "3x3", "--padding", "1",
-                 "--stride", "2", "-o", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "animate",
+                "conv",
+                "--input",
+                "5x5",
+                "--kernel",
+                "3x3",
+                "--padding",
+                "1",
+                "--stride",
+                "2",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     errors: list[str] = []
     page = open_page(browser, out.as_uri(), errors)
-    shown = "[...document.querySelectorAll('g.frame')].findIndex(g => " \
-            "g.getAttribute('visibility') === 'visible')"  # fmt: skip
+    shown = (
+        "[...document.querySelectorAll('g.frame')].findIndex(g => "
+        "g.getAttribute('visibility') === 'visible')"
+    )
     assert page.evaluate(shown) == 0
     page.wait_for_function(f"{shown} >= 2", timeout=5000)  # it plays
     page.click("#play")  # pause

@@ -26,8 +26,12 @@ READY = "document.body.dataset.firstPredictionMs !== undefined"
 
 
 def meta_for(name: str, tta: bool = False) -> dict[str, Any]:
-    return {"model": name, "classes": [f"class{i}" for i in range(10)], "tta": tta,
-            "preprocessing": {"input_shape": [1, 28, 28]}}  # fmt: skip
+    return {
+        "model": name,
+        "classes": [f"class{i}" for i in range(10)],
+        "tta": tta,
+        "preprocessing": {"input_shape": [1, 28, 28]},
+    }
 
 
 def probabilities(model: nn.Module, pixels: np.ndarray, tta: bool = False) -> np.ndarray:
@@ -37,8 +41,9 @@ def probabilities(model: nn.Module, pixels: np.ndarray, tta: bool = False) -> np
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_matches_pytorch_in_the_browser(name: str, browser: Any,
-                                                    tmp_path: Path) -> None:  # fmt: skip
+def test_every_model_matches_pytorch_in_the_browser(
+    name: str, browser: Any, tmp_path: Path
+) -> None:
     torch.manual_seed(0)
     model = create_model(name)
     for m in model.modules():  # batch norm with statistics that are not the identity
@@ -62,8 +67,9 @@ def test_every_model_matches_pytorch_in_the_browser(name: str, browser: Any,
         # Every layer on its own, so that an error a near-uniform softmax hides still shows.
         x = torch.from_numpy((images[k] / 255).astype(np.float32)).view(1, 1, 28, 28)
         shown = [m for m in model if not isinstance(m, nn.Dropout)]
-        for n, (module, values) in enumerate(zip(shown, page.evaluate("window.cnnlab.layers()"),
-                                                 strict=True)):  # fmt: skip
+        for n, (module, values) in enumerate(
+            zip(shown, page.evaluate("window.cnnlab.layers()"), strict=True)
+        ):
             with torch.no_grad():
                 x = module(x)
             scale = max(1.0, float(x.abs().max()))
@@ -72,8 +78,9 @@ def test_every_model_matches_pytorch_in_the_browser(name: str, browser: Any,
     assert errors == []
 
 
-def test_explore_run_predicts_as_cnnlab_predict(browser: Any, tiny_run: tuple[Path, Path],
-                                               tmp_path: Path) -> None:  # fmt: skip
+def test_explore_run_predicts_as_cnnlab_predict(
+    browser: Any, tiny_run: tuple[Path, Path], tmp_path: Path
+) -> None:
     run, data = tiny_run
     assert main(["explore", str(run), "--data-dir", str(data), "--images", "20"]) == 0
     page_file = run / "explorer.html"
@@ -98,8 +105,9 @@ def test_explore_run_predicts_as_cnnlab_predict(browser: Any, tiny_run: tuple[Pa
     page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2)
     page.mouse.down()
     for t in range(1, 11):
-        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.04 * t),
-                        box["y"] + box["height"] * (0.2 + 0.06 * t))  # fmt: skip
+        page.mouse.move(
+            box["x"] + box["width"] * (0.3 + 0.04 * t), box["y"] + box["height"] * (0.2 + 0.06 * t)
+        )
     page.mouse.up()
     pixels = np.array(page.evaluate("window.cnnlab.pixels"))
     assert (pixels > 0.5).sum() > 20  # a line about 3 pixels wide
@@ -114,8 +122,11 @@ def test_explore_run_predicts_as_cnnlab_predict(browser: Any, tiny_run: tuple[Pa
     cbox = canvas.bounding_box()
     h, w = spec[second]["out"][1:]
     canvas.hover(position={"x": (6.5 / w) * cbox["width"], "y": (4.5 / h) * cbox["height"]})
-    stack = [Layer("conv", (5, 5), padding=(2, 2)), Layer("pool", (2, 2), (2, 2)),
-             Layer("conv", (5, 5))]  # fmt: skip
+    stack = [
+        Layer("conv", (5, 5), padding=(2, 2)),
+        Layer("pool", (2, 2), (2, 2)),
+        Layer("conv", (5, 5)),
+    ]
     f = trace((28, 28), stack)[-1].field_h  # square: the same per axis
     rows = [max(0, f.start + 4 * f.jump - f.size / 2), f.start + 4 * f.jump + f.size / 2]
     assert page.get_attribute("#field", "data-rows") == ",".join(f"{v:g}" for v in rows)
@@ -140,9 +151,18 @@ def test_unsupported_layer_is_named() -> None:
         model_spec(model, [1, 28, 28])
 
 
-HOSTILE = ["<img src=x onerror=\"window.pwned = 1; document.title = 'pwned'\">", "<!--",
-           "<script>window.pwned = 2</script>", "</script><script>window.pwned = 3</script>",
-           "a & b", "\u2028line", "\x1b]0;retitled\x07", "\x1b[2J", "ok", "<b>bold</b>"]
+HOSTILE = [
+    "<img src=x onerror=\"window.pwned = 1; document.title = 'pwned'\">",
+    "<!--",
+    "<script>window.pwned = 2</script>",
+    "</script><script>window.pwned = 3</script>",
+    "a & b",
+    "\u2028line",
+    "\x1b]0;retitled\x07",
+    "\x1b[2J",
+    "ok",
+    "<b>bold</b>",
+]
 
 
 def hostile_run(run: Path) -> None:
@@ -196,9 +216,29 @@ def test_an_rgb_folder_run_in_the_browser_matches_pytorch_and_cnnlab_predict(
 
     write_pictures(tmp_path / "pictures", per_class=10)
     run = tmp_path / "run"
-    assert main(["train", "--dataset", f"folder:{tmp_path / 'pictures'}", "--model",
-                 "lenet-relu-max", "--lr", "0.1", "--batch-size", "8", "--epochs", "2",
-                 "--device", "cpu", "--quiet", "--out-dir", str(run)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                f"folder:{tmp_path / 'pictures'}",
+                "--model",
+                "lenet-relu-max",
+                "--lr",
+                "0.1",
+                "--batch-size",
+                "8",
+                "--epochs",
+                "2",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert main(["explore", str(run)]) == 0
     model, meta = load_model(run)
     from cnnlab.data.folder import splits_of_run

@@ -57,8 +57,9 @@ def test_kernels_and_feature_maps() -> None:
     assert len(kernels.axes) == 6 and len(kernels.axes[0].images) == 1
     layers = conv_activations(model, torch.rand(1, 1, 28, 28))
     assert [(n, tuple(t.shape)) for n, t in layers] == [
-        ("conv1 + Sigmoid", (6, 28, 28)), ("conv2 + Sigmoid", (16, 10, 10))
-    ]  # fmt: skip
+        ("conv1 + Sigmoid", (6, 28, 28)),
+        ("conv2 + Sigmoid", (16, 10, 10)),
+    ]
     maps = plot_feature_maps(model, torch.rand(1, 28, 28), title="x")
     assert sum(len(ax.images) for ax in maps.axes) == 1 + 6 + 16
     pair = plot_activation_pair(model, [torch.rand(1, 28, 28)] * 2, ["a", "b"])

@@ -58,8 +58,15 @@ def cache_file() -> Path:
 
 def choice_key(model: nn.Module, example: torch.Tensor, build: str) -> str:
     """What the measurement depends on, hashed: a change to any part measures again."""
-    parts = [cpu_name(), str(torch.get_num_threads()), torch.__version__, build, repr(model),
-             str(tuple(example.shape)), str(example.dtype)]  # fmt: skip
+    parts = [
+        cpu_name(),
+        str(torch.get_num_threads()),
+        torch.__version__,
+        build,
+        repr(model),
+        str(tuple(example.shape)),
+        str(example.dtype),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
@@ -81,8 +88,9 @@ def _remember(key: str, ms: dict[str, float]) -> None:
         pass  # an unwritable cache measures again next time
 
 
-def _measure(candidates: dict[str, nn.Module], step: Callable[[nn.Module], None]
-             ) -> dict[str, float]:  # fmt: skip
+def _measure(
+    candidates: dict[str, nn.Module], step: Callable[[nn.Module], None]
+) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for net in candidates.values():  # warm-up: first calls allocate and build
         step(net)
@@ -98,8 +106,13 @@ def _measure(candidates: dict[str, nn.Module], step: Callable[[nn.Module], None]
     return {name: round(statistics.median(ms), 3) for name, ms in times.items()}
 
 
-def faster(candidates: dict[str, nn.Module], model: nn.Module, example: torch.Tensor,
-           step: Callable[[nn.Module], None], build: str) -> Choice:  # fmt: skip
+def faster(
+    candidates: dict[str, nn.Module],
+    model: nn.Module,
+    example: torch.Tensor,
+    step: Callable[[nn.Module], None],
+    build: str,
+) -> Choice:
     """The faster of ``candidates`` (networks over the weights of ``model``) for ``step``,
     which runs one forward and backward pass through the network it is given on a batch
     like ``example``; ``build`` names the kernels' build. Ties go to the first candidate.

@@ -43,8 +43,9 @@ POOLS = {nn.AvgPool2d: 0, nn.MaxPool2d: 1}
 
 
 class _Shape(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_long) for name in ("n", "c", "h", "w", "o", "k", "pad",
-                                                     "act", "pool")]  # fmt: skip
+    _fields_ = [
+        (name, ctypes.c_long) for name in ("n", "c", "h", "w", "o", "k", "pad", "act", "pool")
+    ]
 
 
 class _NormShape(ctypes.Structure):
@@ -68,19 +69,27 @@ def isa() -> str:
     """The instruction set to build for: ``CNNLAB_CPU_ISA``, else ``native``."""
     name = os.environ.get("CNNLAB_CPU_ISA") or "native"
     if name not in ISAS:
-        raise ConfigError(f"CNNLAB_CPU_ISA={name!r} is not a target the kernels build for: "
-                          f"choose one of {', '.join(ISAS)}, or unset it")
+        raise ConfigError(
+            f"CNNLAB_CPU_ISA={name!r} is not a target the kernels build for: "
+            f"choose one of {', '.join(ISAS)}, or unset it"
+        )
     return name
 
 
-SYMBOLS = ("cnnlab_block_forward", "cnnlab_block_backward", "cnnlab_block_kept",
-           "cnnlab_norm_forward", "cnnlab_norm_backward")  # fmt: skip
+SYMBOLS = (
+    "cnnlab_block_forward",
+    "cnnlab_block_backward",
+    "cnnlab_block_kept",
+    "cnnlab_norm_forward",
+    "cnnlab_norm_backward",
+)
 COMPILE_TIMEOUT_S = 120.0  # a compiler that takes longer is given up
 STALE_BUILD_S = 3600.0  # a build directory this old was left by a killed process
 
 
-def compile_library(sources: Sequence[Path], target: Path, flags: Sequence[str] = ("-march=native",)
-                    ) -> str | None:  # fmt: skip
+def compile_library(
+    sources: Sequence[Path], target: Path, flags: Sequence[str] = ("-march=native",)
+) -> str | None:
     """Compile ``sources`` with ``flags`` into the shared library ``target``, with its
     SHA-256 beside it (``digest_file``); None, or why it failed. Without OpenMP (Apple's
     clang) the kernels build single-threaded; where the compiler does not know
@@ -98,8 +107,16 @@ def compile_library(sources: Sequence[Path], target: Path, flags: Sequence[str] 
         out = Path(tmp) / target.name
         reason = ""
         for extra in attempts:
-            command = [compiler, "-O3", *extra, "-shared", "-fPIC", *map(str, sources),
-                       "-o", str(out)]  # fmt: skip
+            command = [
+                compiler,
+                "-O3",
+                *extra,
+                "-shared",
+                "-fPIC",
+                *map(str, sources),
+                "-o",
+                str(out),
+            ]
             try:
                 code, stderr = _run(command, deadline)
             except OSError as e:
@@ -118,8 +135,9 @@ def compile_library(sources: Sequence[Path], target: Path, flags: Sequence[str] 
 def _run(command: list[str], deadline: float) -> tuple[int, str]:
     """Run ``command`` until ``deadline``; after a second, say that the kernels are being
     built (the first CPU training run on a machine waits for it)."""
-    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True) as process:  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as process:
         try:
             _, stderr = process.communicate(timeout=1.0)
         except subprocess.TimeoutExpired:
@@ -190,8 +208,12 @@ def build() -> str:
 @cache
 def _build(name: str) -> str:
     code = b"".join(source.read_bytes() for source in (*SOURCES, HEADER))
-    key = hashlib.sha256(code + platform.machine().encode() + platform.node().encode()
-                         + " ".join(ISAS[name]).encode())  # fmt: skip
+    key = hashlib.sha256(
+        code
+        + platform.machine().encode()
+        + platform.node().encode()
+        + " ".join(ISAS[name]).encode()
+    )
     return f"{name}-{key.hexdigest()[:16]}"
 
 
@@ -202,8 +224,9 @@ def _library(name: str) -> ctypes.CDLL | None:
     if cached and digest_file(target).exists():  # without one: an older cnnlab's, rebuilt
         lib, damage = _load(target)
         if lib is None:
-            log.warning("the cached CPU kernels %s are damaged: %s; building them again",
-                        target, damage)  # fmt: skip
+            log.warning(
+                "the cached CPU kernels %s are damaged: %s; building them again", target, damage
+            )
     if lib is None:
         try:
             why = compile_library(SOURCES, target, ISAS[name]) or ""
@@ -221,8 +244,13 @@ def _library(name: str) -> ctypes.CDLL | None:
     lib.cnnlab_block_kept.argtypes = [shape]
     lib.cnnlab_block_kept.restype = ctypes.c_long
     norm = ctypes.POINTER(_NormShape)
-    lib.cnnlab_norm_forward.argtypes = [*[pointer] * 3, ctypes.c_double, *[pointer] * 5, norm,
-                                        threads]  # fmt: skip
+    lib.cnnlab_norm_forward.argtypes = [
+        *[pointer] * 3,
+        ctypes.c_double,
+        *[pointer] * 5,
+        norm,
+        threads,
+    ]
     lib.cnnlab_norm_backward.argtypes = [*[pointer] * 10, norm, threads]
     for kernel in ("block_forward", "block_backward", "norm_forward", "norm_backward"):
         getattr(lib, f"cnnlab_{kernel}").restype = ctypes.c_int  # 0, or out of memory
@@ -232,8 +260,10 @@ def _library(name: str) -> ctypes.CDLL | None:
 def _checked(status: int) -> None:
     """A kernel's status: 0, or it could not allocate its working memory."""
     if status != 0:
-        raise MemoryError("the fused CPU kernel could not allocate its working memory: use a "
-                          "smaller --batch-size, or --no-fast for PyTorch's layers")
+        raise MemoryError(
+            "the fused CPU kernel could not allocate its working memory: use a "
+            "smaller --batch-size, or --no-fast for PyTorch's layers"
+        )
 
 
 def _pointer(tensor: torch.Tensor | None) -> ctypes.c_void_p:
@@ -250,8 +280,15 @@ class BlockFunction(torch.autograd.Function):
     act 0 sigmoid, 1 ReLU and pool 0 average, 1 maximum."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                pad: int, act: int, pool: int) -> torch.Tensor:  # fmt: skip
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        pad: int,
+        act: int,
+        pool: int,
+    ) -> torch.Tensor:
         x, weight, bias = x.contiguous(), weight.contiguous(), bias.contiguous()
         n, _, h, w = x.shape
         k = weight.shape[2]
@@ -262,9 +299,17 @@ class BlockFunction(torch.autograd.Function):
         y = x.new_empty(n, weight.shape[0], ho // 2, wo // 2)
         kept = x.new_empty(n, lib.cnnlab_block_kept(ctypes.byref(shape)))  # for backward
         with torch.profiler.record_function("cnnlab::fused_block"):
-            _checked(lib.cnnlab_block_forward(
-                _pointer(x), _pointer(weight), _pointer(bias), _pointer(y), _pointer(kept),
-                ctypes.byref(shape), torch.get_num_threads()))  # fmt: skip
+            _checked(
+                lib.cnnlab_block_forward(
+                    _pointer(x),
+                    _pointer(weight),
+                    _pointer(bias),
+                    _pointer(y),
+                    _pointer(kept),
+                    ctypes.byref(shape),
+                    torch.get_num_threads(),
+                )
+            )
         ctx.save_for_backward(x, weight, kept)
         ctx.shape = shape
         return y
@@ -278,10 +323,19 @@ class BlockFunction(torch.autograd.Function):
         lib = library()
         assert lib is not None
         with torch.profiler.record_function("cnnlab::fused_block_backward"):
-            _checked(lib.cnnlab_block_backward(
-                _pointer(x), _pointer(weight), _pointer(kept), _pointer(grad), _pointer(gx),
-                _pointer(gw), _pointer(gb), ctypes.byref(ctx.shape),
-                torch.get_num_threads()))  # fmt: skip
+            _checked(
+                lib.cnnlab_block_backward(
+                    _pointer(x),
+                    _pointer(weight),
+                    _pointer(kept),
+                    _pointer(grad),
+                    _pointer(gx),
+                    _pointer(gw),
+                    _pointer(gb),
+                    ctypes.byref(ctx.shape),
+                    torch.get_num_threads(),
+                )
+            )
         return gx, gw, gb, None, None, None
 
 
@@ -300,7 +354,11 @@ class FusedBlock(nn.Module):
         if x.dtype != torch.float32 or x.device.type != "cpu" or conv.weight.dtype != torch.float32:
             return self.layers(x)  # type: ignore[no-any-return]
         y: torch.Tensor = BlockFunction.apply(  # type: ignore[no-untyped-call]
-            x, conv.weight, conv.bias, int(conv.padding[0]), *self.kinds  # type: ignore[index]
+            x,
+            conv.weight,
+            conv.bias,
+            int(conv.padding[0]),  # type: ignore[index]
+            *self.kinds,
         )
         return y
 
@@ -316,8 +374,9 @@ class NormFunction(torch.autograd.Function):
     CPU tensors; returns it (channels-last) with the batch's mean and biased variance."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                eps: float) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, ...]:
         n, c, h, w = x.shape
         rows, weight, bias = _rows(x), weight.contiguous(), bias.contiguous()
         shape = _NormShape(n, h, w, c)
@@ -327,10 +386,21 @@ class NormFunction(torch.autograd.Function):
         lib = library()
         assert lib is not None
         with torch.profiler.record_function("cnnlab::fused_norm"):
-            _checked(lib.cnnlab_norm_forward(
-                _pointer(rows), _pointer(weight), _pointer(bias), eps, _pointer(y), _pointer(arg),
-                _pointer(mean), _pointer(var), _pointer(invstd), ctypes.byref(shape),
-                torch.get_num_threads()))  # fmt: skip
+            _checked(
+                lib.cnnlab_norm_forward(
+                    _pointer(rows),
+                    _pointer(weight),
+                    _pointer(bias),
+                    eps,
+                    _pointer(y),
+                    _pointer(arg),
+                    _pointer(mean),
+                    _pointer(var),
+                    _pointer(invstd),
+                    ctypes.byref(shape),
+                    torch.get_num_threads(),
+                )
+            )
         ctx.save_for_backward(rows, weight, arg, mean, invstd, y)
         ctx.shape = shape
         ctx.mark_non_differentiable(mean, var)
@@ -344,10 +414,22 @@ class NormFunction(torch.autograd.Function):
         lib = library()
         assert lib is not None
         with torch.profiler.record_function("cnnlab::fused_norm_backward"):
-            _checked(lib.cnnlab_norm_backward(
-                _pointer(rows), _pointer(weight), _pointer(arg), _pointer(mean), _pointer(invstd),
-                _pointer(y), _pointer(gy), _pointer(gx), _pointer(gw), _pointer(gb),
-                ctypes.byref(ctx.shape), torch.get_num_threads()))  # fmt: skip
+            _checked(
+                lib.cnnlab_norm_backward(
+                    _pointer(rows),
+                    _pointer(weight),
+                    _pointer(arg),
+                    _pointer(mean),
+                    _pointer(invstd),
+                    _pointer(y),
+                    _pointer(gy),
+                    _pointer(gx),
+                    _pointer(gw),
+                    _pointer(gb),
+                    ctypes.byref(ctx.shape),
+                    torch.get_num_threads(),
+                )
+            )
         return gx.permute(0, 3, 1, 2), gw, gb, None
 
 
@@ -389,18 +471,24 @@ def fusable_norm(norm: nn.Module, act: nn.Module, pool: nn.Module) -> bool:
     if type(act) is nn.MaxPool2d and type(pool) is nn.ReLU:
         act, pool = pool, act
     return (
-        type(norm) is nn.BatchNorm2d and norm.affine and norm.num_features % 8 == 0
+        type(norm) is nn.BatchNorm2d
+        and norm.affine
+        and norm.num_features % 8 == 0
         and norm.weight.dtype == torch.float32
-        and type(act) is nn.ReLU and type(pool) is nn.MaxPool2d and _pools_2x2(pool)
-    )  # fmt: skip
+        and type(act) is nn.ReLU
+        and type(pool) is nn.MaxPool2d
+        and _pools_2x2(pool)
+    )
 
 
 def _pools_2x2(pool: nn.Module) -> bool:
     """2x2 windows, stride 2, no padding (nor ceil mode, dilation, divisor or indices)."""
     ok = (
-        pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2))
-        and pool.padding in (0, (0, 0)) and not pool.ceil_mode
-    )  # fmt: skip
+        pool.kernel_size in (2, (2, 2))
+        and pool.stride in (2, (2, 2))
+        and pool.padding in (0, (0, 0))
+        and not pool.ceil_mode
+    )
     if isinstance(pool, nn.AvgPool2d):
         return ok and pool.divisor_override is None
     return ok and pool.dilation in (1, (1, 1)) and not pool.return_indices
@@ -414,11 +502,17 @@ def fusable(conv: nn.Module, act: nn.Module, pool: nn.Module) -> bool:
         return False
     k, pad = conv.kernel_size, conv.padding
     return (
-        _pools_2x2(pool) and conv.bias is not None and conv.weight.dtype == torch.float32
-        and k[0] == k[1] and isinstance(pad, tuple) and pad[0] == pad[1]
-        and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+        _pools_2x2(pool)
+        and conv.bias is not None
+        and conv.weight.dtype == torch.float32
+        and k[0] == k[1]
+        and isinstance(pad, tuple)
+        and pad[0] == pad[1]
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
         and conv.padding_mode == "zeros"
-    )  # fmt: skip
+    )
 
 
 def fuse_blocks(model: nn.Module) -> nn.Module:

@@ -25,10 +25,14 @@ class GraphedStep:
     """
 
     def __init__(
-        self, fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-        batch_size: int, device: torch.device, net: nn.Module, optimizer: torch.optim.Optimizer,
+        self,
+        fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        batch_size: int,
+        device: torch.device,
+        net: nn.Module,
+        optimizer: torch.optim.Optimizer,
         state: Sequence[torch.Tensor] = (),
-    ) -> None:  # fmt: skip
+    ) -> None:
         """``state``: other tensors ``fn`` updates in place (restored after the warm-up too)."""
         self.index = torch.arange(batch_size, device=device)
 
@@ -68,8 +72,12 @@ def _capture(
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-    return [v for state in optimizer.state.values() for v in state.values()
-            if isinstance(v, torch.Tensor)]  # fmt: skip
+    return [
+        v
+        for state in optimizer.state.values()
+        for v in state.values()
+        if isinstance(v, torch.Tensor)
+    ]
 
 
 @contextmanager

@@ -43,14 +43,23 @@ def _starts_with_books_block(model: nn.Module) -> bool:
         return False
     conv, act, pool = model[0], model[1], model[2]
     return (
-        isinstance(conv, nn.Conv2d) and conv.in_channels == 1 and conv.bias is not None
-        and conv.kernel_size[0] == conv.kernel_size[1] and conv.kernel_size[0] % 2 == 1
-        and conv.padding == (conv.kernel_size[0] // 2,) * 2 and conv.stride == (1, 1)
-        and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
-        and isinstance(act, nn.Sigmoid) and isinstance(pool, nn.AvgPool2d)
-        and pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2))
-        and pool.padding in (0, (0, 0)) and not pool.ceil_mode
-    )  # fmt: skip
+        isinstance(conv, nn.Conv2d)
+        and conv.in_channels == 1
+        and conv.bias is not None
+        and conv.kernel_size[0] == conv.kernel_size[1]
+        and conv.kernel_size[0] % 2 == 1
+        and conv.padding == (conv.kernel_size[0] // 2,) * 2
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and isinstance(act, nn.Sigmoid)
+        and isinstance(pool, nn.AvgPool2d)
+        and pool.kernel_size in (2, (2, 2))
+        and pool.stride in (2, (2, 2))
+        and pool.padding in (0, (0, 0))
+        and not pool.ceil_mode
+    )
 
 
 class FirstBlock(torch.autograd.Function):
@@ -75,9 +84,15 @@ class FirstBlock(torch.autograd.Function):
         x, weight, bias = ctx.saved_tensors
         c, taps = weight.shape[0], weight[0].numel()
         partial = x.new_empty(x.shape[0], c * (taps + 1))  # per image: weight grads, bias grads
-        _backward_kernel[(x.shape[0],)](x, weight, bias, grad.contiguous(), partial,
-                                        **_sizes(x, weight),
-                                        TAPS=triton.next_power_of_2(taps))  # fmt: skip
+        _backward_kernel[(x.shape[0],)](
+            x,
+            weight,
+            bias,
+            grad.contiguous(),
+            partial,
+            **_sizes(x, weight),
+            TAPS=triton.next_power_of_2(taps),
+        )
         total = partial.sum(0)
         return None, total[: c * taps].view_as(weight), total[c * taps :]
 
@@ -86,17 +101,31 @@ def _sizes(x: torch.Tensor, weight: torch.Tensor) -> dict[str, int]:
     c, k = weight.shape[0], weight.shape[-1]
     h, w = x.shape[-2:]
     return {
-        "H": h, "W": w, "C": c, "K": k, "CP": triton.next_power_of_2(c),
+        "H": h,
+        "W": w,
+        "C": c,
+        "K": k,
+        "CP": triton.next_power_of_2(c),
         "BLOCK": triton.next_power_of_2(h * w // 4),
-    }  # fmt: skip
+    }
 
 
 if triton is not None:
 
     @triton.jit
-    def _preactivation(x_ptr, w_ptr, b_ptr, n, d: tl.constexpr, H: tl.constexpr,
-                       W: tl.constexpr, C: tl.constexpr, K: tl.constexpr, CP: tl.constexpr,
-                       BLOCK: tl.constexpr):  # fmt: skip
+    def _preactivation(
+        x_ptr,
+        w_ptr,
+        b_ptr,
+        n,
+        d: tl.constexpr,
+        H: tl.constexpr,
+        W: tl.constexpr,
+        C: tl.constexpr,
+        K: tl.constexpr,
+        CP: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
         """The conv outputs (CP, BLOCK) at offset d (0..3) inside every 2x2 pooling window."""
         pos = tl.arange(0, BLOCK)
         ch = tl.arange(0, CP)
@@ -111,9 +140,18 @@ if triton is not None:
         return z
 
     @triton.jit
-    def _forward_kernel(x_ptr, w_ptr, b_ptr, out_ptr, H: tl.constexpr, W: tl.constexpr,
-                        C: tl.constexpr, K: tl.constexpr, CP: tl.constexpr,
-                        BLOCK: tl.constexpr):  # fmt: skip
+    def _forward_kernel(
+        x_ptr,
+        w_ptr,
+        b_ptr,
+        out_ptr,
+        H: tl.constexpr,
+        W: tl.constexpr,
+        C: tl.constexpr,
+        K: tl.constexpr,
+        CP: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
         n = tl.program_id(0)
         pooled = tl.zeros([CP, BLOCK], tl.float32)
         for d in tl.static_range(4):
@@ -123,9 +161,20 @@ if triton is not None:
         tl.store(out_ptr + (n * C + ch[:, None]) * (H * W // 4) + pos[None, :], pooled * 0.25, keep)
 
     @triton.jit
-    def _backward_kernel(x_ptr, w_ptr, b_ptr, grad_ptr, partial_ptr, H: tl.constexpr,
-                         W: tl.constexpr, C: tl.constexpr, K: tl.constexpr, CP: tl.constexpr,
-                         TAPS: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    def _backward_kernel(
+        x_ptr,
+        w_ptr,
+        b_ptr,
+        grad_ptr,
+        partial_ptr,
+        H: tl.constexpr,
+        W: tl.constexpr,
+        C: tl.constexpr,
+        K: tl.constexpr,
+        CP: tl.constexpr,
+        TAPS: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
         n = tl.program_id(0)
         pos, ch, tap = tl.arange(0, BLOCK), tl.arange(0, CP), tl.arange(0, TAPS)
         valid = pos < H * W // 4
@@ -156,6 +205,9 @@ if triton is not None:
             acc += g3 * tl.load(at + W + 1, mask=row1 & col1, other=0.0)[None, :]
             dw += tl.where(tap[None, :] == k, tl.sum(acc, axis=1)[:, None], 0.0)
         row_ptr = partial_ptr + n * C * (K * K + 1)
-        tl.store(row_ptr + ch[:, None] * K * K + tap[None, :], dw,
-                 (ch < C)[:, None] & (tap < K * K)[None, :])  # fmt: skip
+        tl.store(
+            row_ptr + ch[:, None] * K * K + tap[None, :],
+            dw,
+            (ch < C)[:, None] & (tap < K * K)[None, :],
+        )
         tl.store(row_ptr + C * K * K + ch, db, ch < C)

@@ -28,6 +28,17 @@ if TYPE_CHECKING:
 __getattr__ = lazy_names("cnnlab.data", {"Batches": "batches", "epoch_order": "batches"})
 
 __all__ = [
-    "DATASETS", "FASHION_MNIST", "MNIST", "Batches", "Dataset", "ImageSet", "download",
-    "epoch_order", "get_dataset", "load_dataset", "locate", "parse_idx", "read_idx",
-]  # fmt: skip
+    "DATASETS",
+    "FASHION_MNIST",
+    "MNIST",
+    "Batches",
+    "Dataset",
+    "ImageSet",
+    "download",
+    "epoch_order",
+    "get_dataset",
+    "load_dataset",
+    "locate",
+    "parse_idx",
+    "read_idx",
+]

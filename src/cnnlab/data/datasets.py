@@ -82,12 +82,10 @@ FASHION_MNIST = Dataset(
         "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
     ),
     test_images=Resource(
-        "t10k-images-idx3-ubyte",
-        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
     ),
     test_labels=Resource(
-        "t10k-labels-idx1-ubyte",
-        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        "t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
     ),
     mirrors=(
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
@@ -227,9 +225,11 @@ def missing_files(directory: Path, dataset: Dataset) -> list[str]:
 
 
 def locate(
-    dataset: Dataset, data_dir: str | Path | None = None, root: str | Path | None = None,
+    dataset: Dataset,
+    data_dir: str | Path | None = None,
+    root: str | Path | None = None,
     fetch: bool = True,
-) -> Path:  # fmt: skip
+) -> Path:
     """The first directory holding all of ``dataset``'s files; if there is none, the
     cache directory after downloading them there (unless ``fetch`` is False or
     ``CNNLAB_OFFLINE`` is set).
@@ -258,9 +258,11 @@ def locate(
     if fetch and not offline():
         from cnnlab.data.download import download  # which imports this module
 
-        print(f"{dataset.name} is not on this machine (searched {searched}): downloading it "
-              f"into {cache_dir(dataset)} (CNNLAB_OFFLINE=1 forbids this)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{dataset.name} is not on this machine (searched {searched}): downloading it "
+            f"into {cache_dir(dataset)} (CNNLAB_OFFLINE=1 forbids this)",
+            file=sys.stderr,
+        )
         return download(dataset)
     hint = (
         ", or install Debian's package: `apt-get install dataset-fashion-mnist`"

@@ -35,9 +35,11 @@ SHOWN = 3  # skipped files named in the notice
 
 
 def load_splits(
-    dataset: str, data_dir: str | Path | None = None, channels: int = 0,
+    dataset: str,
+    data_dir: str | Path | None = None,
+    channels: int = 0,
     size: tuple[int, int] | None = None,
-) -> tuple[ImageSet, ImageSet, tuple[str, ...], dict[str, str]]:  # fmt: skip
+) -> tuple[ImageSet, ImageSet, tuple[str, ...], dict[str, str]]:
     """Any dataset by name, a folder or an IDX set: (train, test, class names, what a
     run's model.json records of it beyond its name)."""
     if is_folder(dataset):
@@ -81,8 +83,17 @@ def load_folder(dataset: str, channels: int = 0, size: tuple[int, int] | None = 
     layout, classes = _layout(root)
     files = {split: _files(directory, classes) for split, directory in layout.items()}
     stats = [(p, *_stat(p)) for listing in files.values() for _, paths in listing for p in paths]
-    key = hashlib.sha256(repr((CACHE_FORMAT, channels, size, str(root.resolve()),
-                               [(str(p.relative_to(root)), n, t) for p, n, t in stats])).encode())
+    key = hashlib.sha256(
+        repr(
+            (
+                CACHE_FORMAT,
+                channels,
+                size,
+                str(root.resolve()),
+                [(str(p.relative_to(root)), n, t) for p, n, t in stats],
+            )
+        ).encode()
+    )
     cache = user_cache() / "folders" / f"{key.hexdigest()[:32]}.npz"
     try:
         folder = _read_cache(cache)
@@ -94,17 +105,22 @@ def load_folder(dataset: str, channels: int = 0, size: tuple[int, int] | None = 
         atomic_write_bytes(cache, buffer.getvalue())
     if folder.skipped:
         names = ", ".join(folder.skipped[:SHOWN]) + (", ..." if len(folder.skipped) > SHOWN else "")
-        print(f"{dataset}: skipped {len(folder.skipped)} of {len(stats)} files that are not "
-              f"readable images: {names}", file=sys.stderr)  # fmt: skip
+        print(
+            f"{dataset}: skipped {len(folder.skipped)} of {len(stats)} files that are not "
+            f"readable images: {names}",
+            file=sys.stderr,
+        )
     return folder
 
 
 def _layout(root: Path) -> tuple[dict[str, Path], tuple[str, ...]]:
     """({split: its directory}, the class names): train and test, or all; the classes are
     the training folder's (a test folder may lack some)."""
+
     def classes_in(directory: Path) -> tuple[str, ...]:
-        return tuple(sorted(p.name for p in directory.iterdir()
-                            if p.is_dir() and not p.name.startswith(".")))  # fmt: skip
+        return tuple(
+            sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+        )
 
     if (root / "train").is_dir():
         if not (root / "test").is_dir():
@@ -119,8 +135,10 @@ def _layout(root: Path) -> tuple[dict[str, Path], tuple[str, ...]]:
     else:
         layout, classes = {"all": root}, classes_in(root)
     if len(classes) < 2:
-        raise DataError(f"{root} holds {len(classes)} class folder(s); a classifier needs at "
-                        "least 2 (one subfolder of images per class)")  # fmt: skip
+        raise DataError(
+            f"{root} holds {len(classes)} class folder(s); a classifier needs at "
+            "least 2 (one subfolder of images per class)"
+        )
     return layout, classes
 
 
@@ -129,8 +147,11 @@ def _files(directory: Path, classes: tuple[str, ...]) -> list[tuple[int, list[Pa
     listing = []
     for label, name in enumerate(classes):
         folder = directory / name
-        paths = sorted(p for p in folder.iterdir() if not p.name.startswith(".")
-                       and p.is_file()) if folder.is_dir() else []  # fmt: skip
+        paths = (
+            sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+            if folder.is_dir()
+            else []
+        )
         listing.append((label, paths))
     return listing
 
@@ -141,9 +162,12 @@ def _stat(path: Path) -> tuple[int, int]:
 
 
 def _decode(
-    root: Path, files: dict[str, list[tuple[int, list[Path]]]], classes: tuple[str, ...],
-    channels: int, size: tuple[int, int] | None,
-) -> Folder:  # fmt: skip
+    root: Path,
+    files: dict[str, list[tuple[int, list[Path]]]],
+    classes: tuple[str, ...],
+    channels: int,
+    size: tuple[int, int] | None,
+) -> Folder:
     """Convert every readable file (one at a time: only the small results are kept) and
     split them."""
     skipped: list[str] = []
@@ -180,10 +204,18 @@ def _decode(
     else:
         train, test, split_text = converted["train"], converted["test"], "train/ and test/"
     if not train or not test:
-        raise DataError(f"{root}: the {'test' if train else 'training'} split holds no "
-                        "readable image")  # fmt: skip
-    return Folder(_image_set(train), _image_set(test), classes, channels, size, split_text,
-                  tuple(sorted(skipped)))  # fmt: skip
+        raise DataError(
+            f"{root}: the {'test' if train else 'training'} split holds no readable image"
+        )
+    return Folder(
+        _image_set(train),
+        _image_set(test),
+        classes,
+        channels,
+        size,
+        split_text,
+        tuple(sorted(skipped)),
+    )
 
 
 def _image_set(examples: list[tuple[int, np.ndarray]]) -> ImageSet:
@@ -209,12 +241,16 @@ def _hold_out(
 
 def _arrays(folder: Folder) -> dict[str, np.ndarray]:
     return {
-        "train_images": folder.train.images, "train_labels": folder.train.labels,
-        "test_images": folder.test.images, "test_labels": folder.test.labels,
-        "classes": np.array(folder.classes), "channels": np.array(folder.channels),
-        "size": np.array(folder.size), "split": np.array(folder.split),
+        "train_images": folder.train.images,
+        "train_labels": folder.train.labels,
+        "test_images": folder.test.images,
+        "test_labels": folder.test.labels,
+        "classes": np.array(folder.classes),
+        "channels": np.array(folder.channels),
+        "size": np.array(folder.size),
+        "split": np.array(folder.split),
         "skipped": np.array(folder.skipped, dtype=str),
-    }  # fmt: skip
+    }
 
 
 def _read_cache(path: Path) -> Folder:
@@ -222,10 +258,12 @@ def _read_cache(path: Path) -> Folder:
         return Folder(
             ImageSet(data["train_images"], data["train_labels"]),
             ImageSet(data["test_images"], data["test_labels"]),
-            tuple(str(c) for c in data["classes"]), int(data["channels"]),
-            (int(data["size"][0]), int(data["size"][1])), str(data["split"]),
+            tuple(str(c) for c in data["classes"]),
+            int(data["channels"]),
+            (int(data["size"][0]), int(data["size"][1])),
+            str(data["split"]),
             tuple(str(s) for s in data["skipped"]),
-        )  # fmt: skip
+        )
 
 
 __all__ = ["Folder", "load_folder", "load_splits", "splits_of_run"]

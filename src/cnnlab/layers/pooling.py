@@ -10,8 +10,14 @@ from cnnlab.ops.correlate import Pair
 
 
 class _Pool2d(nn.Module):
-    def __init__(self, kernel_size: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
-                 unsupported: dict[str, object]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        kernel_size: Pair,
+        stride: Pair | None,
+        padding: Pair,
+        ceil_mode: bool,
+        unsupported: dict[str, object],
+    ) -> None:
         super().__init__()
         if unsupported:
             options = ", ".join(f"{k}={v!r}" for k, v in unsupported.items())
@@ -30,9 +36,14 @@ class MaxPool2d(_Pool2d):
     """``torch.nn.MaxPool2d`` from scratch (dilation 1, no indices)."""
 
     def __init__(
-        self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
-        dilation: Pair = 1, return_indices: bool = False, ceil_mode: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        kernel_size: Pair,
+        stride: Pair | None = None,
+        padding: Pair = 0,
+        dilation: Pair = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
         unsupported: dict[str, object] = {}
         if dilation not in (1, (1, 1)):
             unsupported["dilation"] = dilation
@@ -48,10 +59,14 @@ class AvgPool2d(_Pool2d):
     """``torch.nn.AvgPool2d`` from scratch (padding counted in the divisor, as by default)."""
 
     def __init__(
-        self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
-        ceil_mode: bool = False, count_include_pad: bool = True,
+        self,
+        kernel_size: Pair,
+        stride: Pair | None = None,
+        padding: Pair = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
         divisor_override: int | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         unsupported: dict[str, object] = {}
         if not count_include_pad:
             unsupported["count_include_pad"] = False

@@ -29,11 +29,19 @@ def _choice(kind: str, value: str, table: dict[str, Any]) -> Any:
 
 @register_model("lenet")
 def lenet(
-    activation: str = "sigmoid", pool: str = "avg", num_classes: int = 10, backend: str = "torch",
-    kernel: int = 5, channels: tuple[int, ...] = (6, 16), dense: tuple[int, ...] = (120, 84),
-    batch_norm: bool = False, dropout: float = 0.0, pad_all: bool = False,
-    in_channels: int = 1, image_size: tuple[int, int] = (28, 28),
-) -> nn.Sequential:  # fmt: skip
+    activation: str = "sigmoid",
+    pool: str = "avg",
+    num_classes: int = 10,
+    backend: str = "torch",
+    kernel: int = 5,
+    channels: tuple[int, ...] = (6, 16),
+    dense: tuple[int, ...] = (120, 84),
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+    pad_all: bool = False,
+    in_channels: int = 1,
+    image_size: tuple[int, int] = (28, 28),
+) -> nn.Sequential:
     """LeNet for ``in_channels`` x ``image_size`` inputs (the dataset's: 1x28x28 for
     Fashion-MNIST); the defaults are the book's network.
 

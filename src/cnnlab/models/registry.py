@@ -143,8 +143,7 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     factory = registered(name)
     parameters = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    given = {k: v for k, v in overrides.items()
-             if takes_any or k in parameters or k not in CONTEXT}  # fmt: skip
+    given = {k: v for k, v in overrides.items() if takes_any or k in parameters or k not in CONTEXT}
     unknown = [] if takes_any else sorted(set(given) - set(parameters))
     if unknown:
         options = [k for k in model_options(name) if k not in CONTEXT]
@@ -157,8 +156,9 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     except TypeError as e:  # a required argument no one gives
         raise ConfigError(f"model {name!r} could not be built: {e}") from None
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model {name!r}: its function returned a {type(model).__name__}, "
-                          "not a torch.nn.Module")  # fmt: skip
+        raise ConfigError(
+            f"model {name!r}: its function returned a {type(model).__name__}, not a torch.nn.Module"
+        )
     return model
 
 
@@ -171,14 +171,15 @@ def referenced(reference: str) -> tuple[ModelFactory, Path]:
     """The function ``PATH.py:FUNC`` or ``package.module:FUNC`` names, and its file."""
     where, _, name = reference.rpartition(":")
     if not where or not name.isidentifier():
-        raise ConfigError(f"model {reference!r}: write PATH.py:FUNCTION or "
-                          "package.module:FUNCTION")  # fmt: skip
+        raise ConfigError(f"model {reference!r}: write PATH.py:FUNCTION or package.module:FUNCTION")
     try:
         if where.endswith(".py"):
             path = reference_file(reference)
             if not path.is_file():
-                raise ConfigError(f"model {reference!r}: {path} not found; give the path of "
-                                  "the Python file that defines the model")  # fmt: skip
+                raise ConfigError(
+                    f"model {reference!r}: {path} not found; give the path of "
+                    "the Python file that defines the model"
+                )
             digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
             spec = importlib.util.spec_from_file_location(f"cnnlab_model_{digest}", path)
             assert spec is not None and spec.loader is not None

@@ -190,9 +190,11 @@ class _RowProducts(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, weight: torch.Tensor,
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        weight: torch.Tensor,
         geometry: tuple[Pair2, Pair2, Pair2, Pair2],
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         (kh, kw), (sh, sw), (dh, dw), (ho, wo) = geometry
         span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1  # a dilated window's extent
         windows = x.unfold(1, span_h, sh).unfold(2, span_w, sw)[..., ::dh, ::dw]

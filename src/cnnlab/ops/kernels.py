@@ -70,9 +70,14 @@ def box_blur(size: int = 3) -> torch.Tensor:
 
 
 def fit_kernel(
-    x: torch.Tensor, y: torch.Tensor, shape: tuple[int, int], *, lr: float = 3e-2,
-    steps: int = 10, seed: int = 0,
-) -> tuple[torch.Tensor, list[float]]:  # fmt: skip
+    x: torch.Tensor,
+    y: torch.Tensor,
+    shape: tuple[int, int],
+    *,
+    lr: float = 3e-2,
+    steps: int = 10,
+    seed: int = 0,
+) -> tuple[torch.Tensor, list[float]]:
     """Learn the kernel that maps image ``x`` to ``y`` (both 2-D) as the book does: a conv
     layer without bias, initial kernel uniform in +-1/sqrt(kh*kw) (``nn.Conv2d``'s default),
     summed squared error, plain gradient descent.

@@ -10,9 +10,8 @@ from cnnlab.ops.shapes import conv_output_size
 
 
 def _windows(
-    x: torch.Tensor, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
-    fill: float,
-) -> torch.Tensor:  # fmt: skip
+    x: torch.Tensor, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool, fill: float
+) -> torch.Tensor:
     """The pooling windows (..., H_out, W_out, kh, kw), padding filled with ``fill``."""
     if x.dim() not in (3, 4):
         raise ValueError(f"expected (C, H, W) or (N, C, H, W), got {tuple(x.shape)}")
@@ -55,9 +54,12 @@ def _tiles(
 
 
 def max_pool2d(
-    x: torch.Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
+    x: torch.Tensor,
+    kernel_size: Pair,
+    stride: Pair | None = None,
+    padding: Pair = 0,
     ceil_mode: bool = False,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Maximum over each window, per channel; padding never wins (it is -inf).
 
     >>> max_pool2d(torch.arange(9.).view(1, 3, 3), 2, stride=1)
@@ -75,9 +77,12 @@ def max_pool2d(
 
 
 def avg_pool2d(
-    x: torch.Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
+    x: torch.Tensor,
+    kernel_size: Pair,
+    stride: Pair | None = None,
+    padding: Pair = 0,
     ceil_mode: bool = False,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Mean over each window, per channel. Like torch (count_include_pad=True), the zero
     padding counts in the divisor, but the part of a ceil_mode window past it does not.
 
@@ -115,8 +120,9 @@ def avg_pool2d_as_conv(
     if x.dim() != 4:
         raise ValueError(f"expected x (N, C, H, W), got {tuple(x.shape)}")
     n, c, h, w = x.shape
-    kernel = torch.full((1, 1, kernel_size, kernel_size), 1 / kernel_size**2, dtype=x.dtype,
-                        device=x.device)  # fmt: skip
+    kernel = torch.full(
+        (1, 1, kernel_size, kernel_size), 1 / kernel_size**2, dtype=x.dtype, device=x.device
+    )
     out = conv2d(x.reshape(n * c, 1, h, w), kernel, stride=stride or kernel_size)
     return out.reshape(n, c, *out.shape[2:])
 

@@ -21,9 +21,13 @@ def _sides(padding: Padding) -> tuple[int, int]:
 
 
 def conv_output_size(
-    n: int, kernel: int, stride: int = 1, padding: Padding = 0, dilation: int = 1,
+    n: int,
+    kernel: int,
+    stride: int = 1,
+    padding: Padding = 0,
+    dilation: int = 1,
     ceil_mode: bool = False,
-) -> int:  # fmt: skip
+) -> int:
     """Output length along one dimension: floor((n + p - d(k-1) - 1) / s) + 1.
 
     ``ceil_mode`` rounds up as pooling may, but (like torch) never starts a window
@@ -90,8 +94,10 @@ def receptive_field(layers: Sequence[tuple[int, int, int]]) -> list[Field]:
         if kernel < 1 or stride < 1 or pad < 0:
             raise ValueError(f"bad layer (kernel, stride, padding) = {(kernel, stride, pad)}")
         if max(jump * stride, size + (kernel - 1) * jump, pad * jump) > MAX_FIELD:
-            raise ValueError(f"layer {n}: the receptive field passes 2**53 pixels, past what "
-                             "any image has (and float precision); use fewer or smaller layers")
+            raise ValueError(
+                f"layer {n}: the receptive field passes 2**53 pixels, past what "
+                "any image has (and float precision); use fewer or smaller layers"
+            )
         size += (kernel - 1) * jump
         start += ((kernel - 1) / 2 - pad) * jump
         jump *= stride
@@ -112,8 +118,11 @@ class Layer:
 
     def describe(self) -> str:
         parts = [f"{self.kind} {self.kernel[0]}x{self.kernel[1]}"]
-        for name, value in (("stride", self.stride), ("padding", self.padding),
-                            ("dilation", self.dilation)):  # fmt: skip
+        for name, value in (
+            ("stride", self.stride),
+            ("padding", self.padding),
+            ("dilation", self.dilation),
+        ):
             if value != ((0, 0) if name == "padding" else (1, 1)):
                 parts.append(f"{name} {value[0]}x{value[1]}")
         return ", ".join(parts)
@@ -149,10 +158,12 @@ def trace(size: tuple[int, int], layers: Sequence[Layer]) -> list[Step]:
     steps = []
     for i, layer in enumerate(layers):
         size = (
-            conv_output_size(size[0], layer.kernel[0], layer.stride[0], layer.padding[0],
-                             layer.dilation[0]),
-            conv_output_size(size[1], layer.kernel[1], layer.stride[1], layer.padding[1],
-                             layer.dilation[1]),
-        )  # fmt: skip
+            conv_output_size(
+                size[0], layer.kernel[0], layer.stride[0], layer.padding[0], layer.dilation[0]
+            ),
+            conv_output_size(
+                size[1], layer.kernel[1], layer.stride[1], layer.padding[1], layer.dilation[1]
+            ),
+        )
         steps.append(Step(layer, size, fields[0][i], fields[1][i]))
     return steps

@@ -17,14 +17,33 @@ if TYPE_CHECKING:
     from cnnlab.training.metrics import accuracy, confusion_matrix, per_class_accuracy
     from cnnlab.training.trainer import Run, TrainResult, train
 
-__getattr__ = lazy_names("cnnlab.training", {
-    "load_model": "cnnlab.rundir", "save_model": "cnnlab.rundir", "TrainConfig": "config",
-    "Diverged": "control", "Interrupted": "control", "accuracy": "metrics",
-    "confusion_matrix": "metrics", "per_class_accuracy": "metrics", "Run": "trainer",
-    "TrainResult": "trainer", "train": "trainer",
-})  # fmt: skip
+__getattr__ = lazy_names(
+    "cnnlab.training",
+    {
+        "load_model": "cnnlab.rundir",
+        "save_model": "cnnlab.rundir",
+        "TrainConfig": "config",
+        "Diverged": "control",
+        "Interrupted": "control",
+        "accuracy": "metrics",
+        "confusion_matrix": "metrics",
+        "per_class_accuracy": "metrics",
+        "Run": "trainer",
+        "TrainResult": "trainer",
+        "train": "trainer",
+    },
+)
 
 __all__ = [
-    "Diverged", "Interrupted", "Run", "TrainConfig", "TrainResult", "accuracy",
-    "confusion_matrix", "load_model", "per_class_accuracy", "save_model", "train",
-]  # fmt: skip
+    "Diverged",
+    "Interrupted",
+    "Run",
+    "TrainConfig",
+    "TrainResult",
+    "accuracy",
+    "confusion_matrix",
+    "load_model",
+    "per_class_accuracy",
+    "save_model",
+    "train",
+]

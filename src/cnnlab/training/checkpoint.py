@@ -42,6 +42,10 @@ class TrainState:
     points: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    def sums_to(self, device: torch.device) -> None:
+        """Keep the epoch's sums on ``device`` (where the steps add to them)."""
+        self.loss_sum, self.correct = self.loss_sum.to(device), self.correct.to(device)
+
 
 def _digest(tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> str:
     """SHA-256 over every tensor's name, dtype, shape and bytes, and over the metadata
@@ -89,8 +93,13 @@ def save_checkpoint(
         "format": CHECKPOINT_FORMAT,
         "model": config["model"],
         "config": config,
-        "epoch": state.epoch, "batch": state.batch, "step": state.step, "seen": state.seen,
-        "train_seconds": state.train_seconds, "points": state.points, "history": state.history,
+        "epoch": state.epoch,
+        "batch": state.batch,
+        "step": state.step,
+        "seen": state.seen,
+        "train_seconds": state.train_seconds,
+        "points": state.points,
+        "history": state.history,
         "param_groups": optim["param_groups"],
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "optim_scalars": {
@@ -99,7 +108,7 @@ def save_checkpoint(
         },
         "rng_numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "rng_python": [python_state[0], list(python_state[1]), python_state[2]],
-    }  # fmt: skip
+    }
     meta["digest"] = _digest(tensors, meta)
     blob = save_safetensors(tensors, metadata={"cnnlab": json.dumps(meta)})
     atomic_write_bytes(run_dir / CHECKPOINT, blob)
@@ -154,8 +163,10 @@ def check_meta(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor
         if not count(meta.get(key)):
             raise bad(key, "a non-negative integer")
     seconds = meta.get("train_seconds")
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not (
-        0 <= seconds < float("inf")
+    if (
+        not isinstance(seconds, int | float)
+        or isinstance(seconds, bool)
+        or not (0 <= seconds < float("inf"))
     ):
         raise bad("train_seconds", "a non-negative number")
     for key, fields in (("points", ("x", "train_loss", "train_acc")), ("history", ("epoch",))):
@@ -173,8 +184,12 @@ def check_meta(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor
     config = meta.get("config")
     if not isinstance(config, dict) or config.get("model") != meta.get("model"):
         raise bad("config", "the run's settings, naming its model")
-    for key, kind in (("param_groups", list), ("optim_scalars", dict), ("rng_numpy", list),
-                      ("rng_python", list)):  # fmt: skip
+    for key, kind in (
+        ("param_groups", list),
+        ("optim_scalars", dict),
+        ("rng_numpy", list),
+        ("rng_python", list),
+    ):
         if not isinstance(meta.get(key), kind):
             raise bad(key, f"a {kind.__name__}")
     for name in ("rng.torch", "rng.numpy", "acc.loss_sum", "acc.correct"):
@@ -183,9 +198,11 @@ def check_meta(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor
 
 
 def load_checkpoint(
-    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-) -> TrainState:  # fmt: skip
+) -> TrainState:
     """Restore model, optimizer, schedule and RNGs from ``run_dir``; return the loop state."""
     tensors, meta = read_checkpoint(run_dir)
     try:
@@ -195,9 +212,13 @@ def load_checkpoint(
 
 
 def _restore(
-    run_dir: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Module,
-    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-) -> TrainState:  # fmt: skip
+    run_dir: Path,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+) -> TrainState:
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)
@@ -229,10 +250,16 @@ def _restore(
     version, internal, gauss = meta["rng_python"]
     random.setstate((version, tuple(internal), gauss))
     return TrainState(
-        epoch=meta["epoch"], batch=meta["batch"], step=meta["step"], seen=meta["seen"],
-        loss_sum=tensors["acc.loss_sum"], correct=tensors["acc.correct"],
-        train_seconds=meta["train_seconds"], points=meta["points"], history=meta["history"],
-    )  # fmt: skip
+        epoch=meta["epoch"],
+        batch=meta["batch"],
+        step=meta["step"],
+        seen=meta["seen"],
+        loss_sum=tensors["acc.loss_sum"],
+        correct=tensors["acc.correct"],
+        train_seconds=meta["train_seconds"],
+        points=meta["points"],
+        history=meta["history"],
+    )
 
 
 def checkpoint_config(run_dir: Path) -> tuple[dict[str, Any], int]:

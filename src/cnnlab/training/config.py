@@ -40,8 +40,9 @@ class TrainConfig:
         "torch", "conv and pooling layers: torch (torch.nn) or scratch (cnnlab.layers)"
     )
     dataset: str = _opt(
-        "fashion-mnist", "fashion-mnist, mnist, idx (any four IDX files in --data-dir), or "
-        "folder:DIR (your own images: DIR/<class>/*, or DIR/train/<class>/* and DIR/test/...)"
+        "fashion-mnist",
+        "fashion-mnist, mnist, idx (any four IDX files in --data-dir), or "
+        "folder:DIR (your own images: DIR/<class>/*, or DIR/train/<class>/* and DIR/test/...)",
     )
     data_dir: str | None = _opt(
         None, "directory holding the IDX files (default: CNNLAB_DATA, the cache, the OS package)"
@@ -78,7 +79,8 @@ class TrainConfig:
         0, "stop when val acc has not improved for this many epochs (needs --val-size); 0: never"
     )
     keep: str = _opt(
-        "last", "which epoch's weights model.safetensors holds: last, or best (by val acc; "
+        "last",
+        "which epoch's weights model.safetensors holds: last, or best (by val acc; "
         "needs --val-size)",
     )
     tta: bool = _opt(
@@ -129,7 +131,8 @@ class TrainConfig:
         "it (faster steps, seconds of compilation first)",
     )
     tensorboard: bool = _opt(
-        False, "also write TensorBoard event files into RUN/tensorboard (needs the extra: "
+        False,
+        "also write TensorBoard event files into RUN/tensorboard (needs the extra: "
         "pip install 'cnnlab[tensorboard]')",
     )
     quiet: bool = _opt(False, "no progress bar and no per-epoch lines; summary lines still print")
@@ -162,9 +165,13 @@ class TrainConfig:
         resume = self.resume
         if resume is not None and (not isinstance(resume, str) or not resume.strip()):
             raise ConfigError(f"resume must name a run directory, got {resume!r}")
-        for name, choices in (("backend", BACKENDS), ("optimizer", OPTIMIZERS),
-                              ("schedule", SCHEDULES), ("init", INITS),
-                              ("precision", PRECISIONS)):  # fmt: skip
+        for name, choices in (
+            ("backend", BACKENDS),
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("init", INITS),
+            ("precision", PRECISIONS),
+        ):
             if getattr(self, name) not in choices:
                 raise ConfigError(
                     f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
@@ -173,9 +180,7 @@ class TrainConfig:
             raise ConfigError(f"fast must be true or false, got {self.fast!r}")
         for name in ("tta", "compile", "quiet", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"{name} must be true or false, got {getattr(self, name)!r}"
-                )
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.model_options, str | dict):
             raise ConfigError(
                 "model_options must be KEY=VALUE words or a [model_options] table, got "
@@ -266,12 +271,24 @@ def format_options(options: dict[str, Any]) -> str:
 
 # What a resumed run may change: how and where it runs, and how long (the epochs).
 # Every other field defines what is trained, and stays as the run saved it.
-RESUMABLE = ("epochs", "data_dir", "device", "quiet", "checkpoint_every", "nproc",
-             "max_restarts", "fast", "compile", "tensorboard", "resume")  # fmt: skip
+RESUMABLE = (
+    "epochs",
+    "data_dir",
+    "device",
+    "quiet",
+    "checkpoint_every",
+    "nproc",
+    "max_restarts",
+    "fast",
+    "compile",
+    "tensorboard",
+    "resume",
+)
 
 
-def resumed_config(saved: TrainConfig, config: TrainConfig, asked: set[str],
-                   epochs_done: int) -> TrainConfig:  # fmt: skip
+def resumed_config(
+    saved: TrainConfig, config: TrainConfig, asked: set[str], epochs_done: int
+) -> TrainConfig:
     """The config a run saved as ``saved`` continues with when resumed by ``config``:
     the fields in ``asked`` (what the user set) that :data:`RESUMABLE` allows, taken from
     ``config``; any other asked field must keep its saved value.
@@ -311,8 +328,14 @@ def resumed_config(saved: TrainConfig, config: TrainConfig, asked: set[str],
 RECIPES: dict[str, dict[str, Any]] = {
     "book": {},
     "best": {
-        "model_options": {"activation": "relu", "pool": "max", "kernel": 3,
-                          "channels": [8, 32, 96], "dense": [128], "batch_norm": True},
+        "model_options": {
+            "activation": "relu",
+            "pool": "max",
+            "kernel": 3,
+            "channels": [8, 32, 96],
+            "dense": [128],
+            "batch_norm": True,
+        },
         "epochs": 16,
         "batch_size": 128,
         "optimizer": "nesterov",

@@ -37,8 +37,11 @@ def interrupted(signum: int, epoch: int, batch: int, run_dir: object) -> Interru
     where = f"at epoch {epoch + 1}, step {batch}"
     if batch == 0 and epoch > 0:  # between epochs
         where = f"after epoch {epoch}"
-    return Interrupted(f"{signal.Signals(signum).name}: stopped {where}; checkpoint saved. "
-                       f"Resume with: cnnlab train --resume {run_dir}", signum)  # fmt: skip
+    return Interrupted(
+        f"{signal.Signals(signum).name}: stopped {where}; checkpoint saved. "
+        f"Resume with: cnnlab train --resume {run_dir}",
+        signum,
+    )
 
 
 class StopOnSignal:

@@ -23,8 +23,14 @@ from cnnlab.training.config import TrainConfig
 from cnnlab.training.distributed import World, broadcast_text
 
 
-def choose_forward(config: TrainConfig, model: nn.Module, batches: Batches, world: World,
-                   run_dir: Path, precision: str) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
+def choose_forward(
+    config: TrainConfig,
+    model: nn.Module,
+    batches: Batches,
+    world: World,
+    run_dir: Path,
+    precision: str,
+) -> tuple[nn.Module, dict[str, Any]]:
     """What runs ``model``'s forward (max pooling before the activation), and which CPU
     path that is and why (config.json's ``cpu_path``; empty off the CPU): its layers, or
     its blocks fused where --fast forces them or, by default, where a few timed steps on
@@ -54,12 +60,21 @@ def choose_forward(config: TrainConfig, model: nn.Module, batches: Batches, worl
     if choice is None:
         return nets[name], {}
     if not config.quiet:
-        log.info("fused CPU kernels: %.1f ms per step against %.1f ms for the eager layers "
-                 "(%s); training runs the %s", choice.ms["fused"], choice.ms["eager"],
-                 "measured on this machine before" if choice.cached else "measured now",
-                 "fused kernels" if name == "fused" else "eager layers")  # fmt: skip
-    return nets[name], {"path": name, "why": "measured", "ms_per_step": choice.ms,
-                        "measured_before": choice.cached, "kernels": build()}  # fmt: skip
+        log.info(
+            "fused CPU kernels: %.1f ms per step against %.1f ms for the eager layers "
+            "(%s); training runs the %s",
+            choice.ms["fused"],
+            choice.ms["eager"],
+            "measured on this machine before" if choice.cached else "measured now",
+            "fused kernels" if name == "fused" else "eager layers",
+        )
+    return nets[name], {
+        "path": name,
+        "why": "measured",
+        "ms_per_step": choice.ms,
+        "measured_before": choice.cached,
+        "kernels": build(),
+    }
 
 
 def earlier_path(run_dir: Path) -> str | None:

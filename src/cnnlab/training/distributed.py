@@ -109,9 +109,22 @@ def free_port() -> int:
 def launch(train_args: Sequence[str], nproc: int, max_restarts: int) -> int:
     """Run ``cnnlab train train_args`` in ``nproc`` processes under torchrun; its exit code."""
     command = [
-        sys.executable, "-m", "torch.distributed.run",
-        "--nnodes", "1", "--nproc-per-node", str(nproc), "--max-restarts", str(max_restarts),
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
-        "-m", "cnnlab", "train", *train_args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(nproc),
+        "--max-restarts",
+        str(max_restarts),
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{free_port()}",
+        "-m",
+        "cnnlab",
+        "train",
+        *train_args,
+    ]
     return subprocess.call(command)

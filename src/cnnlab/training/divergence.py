@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from cnnlab.rundir import CHECKPOINT
+from cnnlab.training.config import TrainConfig
 from cnnlab.training.control import Diverged
 
 DIVERGED_FACTOR = 10  # stop when the average loss exceeds this many times ln(classes)
@@ -25,19 +26,25 @@ def advice(lr: float, weight_decay: float) -> str:
     """
     tip = f"Try a lower learning rate, e.g. --lr {max(lr / 10, 1e-300):g}."
     if weight_decay * lr >= 1:  # each step would overshoot zero: the weights grow and flip
-        tip += (f" --weight-decay {weight_decay:g} times --lr is {weight_decay * lr:g}, at "
-                "least 1 per step: lower the weight decay too.")  # fmt: skip
+        tip += (
+            f" --weight-decay {weight_decay:g} times --lr is {weight_decay * lr:g}, at "
+            "least 1 per step: lower the weight decay too."
+        )
     return tip
 
 
-def diverged(what: str, epoch: int, step: int, classes: int, lr: float, weight_decay: float,
-             run_dir: Path) -> Diverged:  # fmt: skip
+def diverged(
+    what: str, where: tuple[int, int], classes: int, config: TrainConfig, run_dir: Path
+) -> Diverged:
     """The error for a loss that ``what`` (is not a finite number, averages ...) at
-    ``epoch`` and ``step`` (1-based), saying what to try and what is left on disk."""
+    ``where`` (epoch, step; 1-based), saying what to try and what is left on disk."""
+    lr, decay = config.lr, config.weight_decay
     return Diverged(
-        f"training diverged: the loss {what} at epoch {epoch}, step {step} (lr {lr}; a model "
-        f"that guesses scores {math.log(classes):.2f}). {advice(lr, weight_decay)} " + (
+        f"training diverged: the loss {what} at epoch {where[0]}, step {where[1]} (lr {lr}; a "
+        f"model that guesses scores {math.log(classes):.2f}). {advice(lr, decay)} "
+        + (
             f"The last good checkpoint remains in {run_dir}."
-            if (run_dir / CHECKPOINT).exists() else "No checkpoint had been written yet."
+            if (run_dir / CHECKPOINT).exists()
+            else "No checkpoint had been written yet."
         )
-    )  # fmt: skip
+    )

@@ -32,9 +32,22 @@ from cnnlab.training.trainer import build_parts
 PLOT = "lr_find.png"
 # TrainConfig fields the range test has no use for: given to `cnnlab lr-find`, refused.
 IGNORED = (
-    "lr", "epochs", "schedule", "augment", "tta", "precision", "fast", "compile", "keep",
-    "early_stop", "checkpoint_every", "resume", "nproc", "max_restarts", "tensorboard",
-)  # fmt: skip
+    "lr",
+    "epochs",
+    "schedule",
+    "augment",
+    "tta",
+    "precision",
+    "fast",
+    "compile",
+    "keep",
+    "early_stop",
+    "checkpoint_every",
+    "resume",
+    "nproc",
+    "max_restarts",
+    "tensorboard",
+)
 SMOOTHING = 0.9  # weight of the past in the loss's moving average
 BLOWN_UP = 4.0  # stop once the smoothed loss exceeds this many times its minimum
 SETTLE = round(2 / (1 - SMOOTHING))  # points before the moving average has settled
@@ -63,17 +76,25 @@ class LrFindResult:
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss (smoothed)")
         if self.suggestion is not None:
-            ax.axvline(self.suggestion, color="C3", linestyle="--",
-                       label=f"suggested {self.suggestion:.3g}")  # fmt: skip
-            ax.axhline(self.guess, color="0.5", linestyle=":",
-                       label=f"guessing: {self.guess:.3g}")  # fmt: skip
+            ax.axvline(
+                self.suggestion,
+                color="C3",
+                linestyle="--",
+                label=f"suggested {self.suggestion:.3g}",
+            )
+            ax.axhline(self.guess, color="0.5", linestyle=":", label=f"guessing: {self.guess:.3g}")
             ax.legend()
         ax.grid(alpha=0.3)
         return fig
 
 
-def lr_find(config: TrainConfig, steps: int = 300, start_lr: float = 1e-4, end_lr: float = 10.0,
-            out_dir: str | Path | None = None) -> LrFindResult:  # fmt: skip
+def lr_find(
+    config: TrainConfig,
+    steps: int = 300,
+    start_lr: float = 1e-4,
+    end_lr: float = 10.0,
+    out_dir: str | Path | None = None,
+) -> LrFindResult:
     """Run the range test for ``config``'s model, data, optimizer and batch size (its
     learning rate and schedule are what is being chosen, and are ignored), and write
     ``lr_find.png`` into ``out_dir`` (default: a fresh directory under ``runs/``).
@@ -104,8 +125,9 @@ def range_test(
     suggestion read from it."""
     parts = build_parts(config, device)
     model = copy.deepcopy(parts.model).train()
-    optimizer = make_optimizer(model, config.optimizer, start_lr, config.weight_decay,
-                               config.momentum)  # fmt: skip
+    optimizer = make_optimizer(
+        model, config.optimizer, start_lr, config.weight_decay, config.momentum
+    )
     batches = Batches(parts.train_set, config.batch_size, device, True, config.seed)
     result = LrFindResult()
     average, best = 0.0, math.inf

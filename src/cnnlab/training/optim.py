@@ -13,16 +13,23 @@ Params = Iterable[nn.Parameter]
 
 
 def _sgd(with_momentum: bool, nesterov: bool = False) -> Callable[..., torch.optim.Optimizer]:
-    def make(params: Params, lr: float, weight_decay: float, momentum: float
-             ) -> torch.optim.Optimizer:  # fmt: skip
-        return torch.optim.SGD(params, lr=lr, momentum=momentum if with_momentum else 0.0,
-                               nesterov=nesterov, weight_decay=weight_decay)  # fmt: skip
+    def make(
+        params: Params, lr: float, weight_decay: float, momentum: float
+    ) -> torch.optim.Optimizer:
+        return torch.optim.SGD(
+            params,
+            lr=lr,
+            momentum=momentum if with_momentum else 0.0,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
 
     return make
 
 
-def _adamw(params: Params, lr: float, weight_decay: float, _momentum: float
-           ) -> torch.optim.Optimizer:  # fmt: skip
+def _adamw(
+    params: Params, lr: float, weight_decay: float, _momentum: float
+) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
@@ -50,8 +57,9 @@ SCHEDULES: dict[str, Callable[[int, int], float] | None] = {
 }
 
 
-def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float = 0.0,
-                   momentum: float = 0.9) -> torch.optim.Optimizer:  # fmt: skip
+def make_optimizer(
+    model: nn.Module, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
     """The optimizer ``name`` (a key of :data:`OPTIMIZERS`) over ``model``'s parameters.
 
     >>> make_optimizer(nn.Linear(2, 1), "nesterov", lr=0.1).defaults["nesterov"]

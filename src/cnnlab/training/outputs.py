@@ -36,11 +36,12 @@ def preprocessing(parts: Parts) -> dict[str, Any]:
     channels, height, width = input_shape(parts.train_set)
     own = is_folder(parts.dataset)
     return {
-        "input_shape": [channels, height, width], "grayscale": channels == 1,
+        "input_shape": [channels, height, width],
+        "grayscale": channels == 1,
         "scale": "pixel / 255",
         "background": "as in your images" if own else "dark (0), as in the dataset",
         **({"resize": "Lanczos, to the input's size"} if own else {}),
-    }  # fmt: skip
+    }
 
 
 def model_source(model: str) -> dict[str, Any]:
@@ -52,27 +53,32 @@ def model_source(model: str) -> dict[str, Any]:
     return {"model_file": {"path": str(path), "sha256": file_digest(path)}}
 
 
-def save_outputs(run_dir: Path, model: nn.Module, config: TrainConfig, parts: Parts,
-                 state: TrainState) -> None:  # fmt: skip
+def save_outputs(
+    run_dir: Path, model: nn.Module, config: TrainConfig, parts: Parts, state: TrainState
+) -> None:
     """The trained model (the best epoch's weights with ``keep = "best"``), model.json and
     curves.png."""
     kept = state.history[-1]
     if config.keep == "best":
         kept = state.history[best_epoch(state.history) - 1]
         model.load_state_dict(load_weights(run_dir / BEST))
-    save_model(run_dir, model, {
-        "model": config.model,
-        **model_source(config.model),
-        "model_options": parts.model_options,
-        "dataset": parts.dataset,
-        "classes": list(parts.classes),
-        "tta": config.tta,  # evaluation and prediction average image and mirror
-        "preprocessing": preprocessing(parts),
-        **({"dataset_split": parts.about_data["split"]} if "split" in parts.about_data else {}),
-        "final": kept,  # the metrics of the epoch whose weights these are
-        "keep": config.keep,
-        "epochs_trained": len(state.history),
-    })  # fmt: skip
+    save_model(
+        run_dir,
+        model,
+        {
+            "model": config.model,
+            **model_source(config.model),
+            "model_options": parts.model_options,
+            "dataset": parts.dataset,
+            "classes": list(parts.classes),
+            "tta": config.tta,  # evaluation and prediction average image and mirror
+            "preprocessing": preprocessing(parts),
+            **({"dataset_split": parts.about_data["split"]} if "split" in parts.about_data else {}),
+            "final": kept,  # the metrics of the epoch whose weights these are
+            "keep": config.keep,
+            "epochs_trained": len(state.history),
+        },
+    )
     from cnnlab.viz.curves import plot_curves  # matplotlib: only once a run has curves
 
     plot_curves(state.points, state.history).savefig(run_dir / CURVES, dpi=150)

@@ -29,9 +29,14 @@ Take = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
 def train_step(
-    net: Forward, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-    scale: float, precision: str = "fp32", label_smoothing: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    net: Forward,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    scale: float,
+    precision: str = "fp32",
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on the batch (x, y) through ``net``, the gradient that of the
     summed loss times ``scale`` (1 / the global batch's length: the mean); returns the
     batch's summed loss and number correct, on the device (no host synchronisation)."""
@@ -44,8 +49,15 @@ def train_step(
     return loss_sum.detach(), (logits.argmax(dim=1) == y).sum()
 
 
-def graphable(device: torch.device, processes: int, num_examples: int, batch_size: int,
-              optimizer: str, schedule: str, augmented: bool) -> bool:  # fmt: skip
+def graphable(
+    device: torch.device,
+    processes: int,
+    num_examples: int,
+    batch_size: int,
+    optimizer: str,
+    schedule: str,
+    augmented: bool,
+) -> bool:
     """Whether a run's step can be replayed from CUDA graphs: on CUDA, in one process, with
     a full batch to capture; the graph bakes in the learning rate and needs the optimizer's
     state to exist before capture, so plain SGD at a constant rate (the book's recipe), and
@@ -55,19 +67,30 @@ def graphable(device: torch.device, processes: int, num_examples: int, batch_siz
     False
     """
     return (
-        device.type == "cuda" and processes == 1 and num_examples >= batch_size
-        and optimizer == "sgd" and schedule == "constant" and not augmented
-    )  # fmt: skip
+        device.type == "cuda"
+        and processes == 1
+        and num_examples >= batch_size
+        and optimizer == "sgd"
+        and schedule == "constant"
+        and not augmented
+    )
 
 
-def graph_lengths(config: TrainConfig, device: torch.device, processes: int,
-                  num_examples: int) -> list[int]:  # fmt: skip
+def graph_lengths(
+    config: TrainConfig, device: torch.device, processes: int, num_examples: int
+) -> list[int]:
     """The batch lengths a run replays from CUDA graphs: the full batch and the epoch's
     last, smaller one, where :func:`graphable` and ``--fast`` allow; else none."""
     size = config.batch_size
-    if config.fast is False or not graphable(device, processes, num_examples, size,
-                                             config.optimizer, config.schedule,
-                                             bool(parse_augment(config.augment))):  # fmt: skip
+    if config.fast is False or not graphable(
+        device,
+        processes,
+        num_examples,
+        size,
+        config.optimizer,
+        config.schedule,
+        bool(parse_augment(config.augment)),
+    ):
         return []
     return sorted({size, num_examples % size} - {0})
 
@@ -83,9 +106,14 @@ class Steps:
         self.capture_seconds = 0.0
 
     def capture(
-        self, counts: Sequence[int], model: nn.Module, forward_model: nn.Module,
-        optimizer: torch.optim.Optimizer, state: Sequence[torch.Tensor], compile: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        counts: Sequence[int],
+        model: nn.Module,
+        forward_model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        state: Sequence[torch.Tensor],
+        compile: bool = False,
+    ) -> None:
         """Record ``take`` for each batch length in ``counts`` as a CUDA graph. ``model``
         holds the weights and ``forward_model`` runs them (it may be a view of ``model``
         with its layers reordered); ``state``: the tensors ``take`` updates in place besides

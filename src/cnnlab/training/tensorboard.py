@@ -47,8 +47,9 @@ class TensorBoardLog:
         if conv is not None:
             kernels = conv.weight.detach().float().cpu()  # (out, in, kh, kw)
             kernels = kernels[:, :1]  # the first input channel of each
-            low, high = kernels.amin(dim=(1, 2, 3), keepdim=True), kernels.amax(
-                dim=(1, 2, 3), keepdim=True
+            low, high = (
+                kernels.amin(dim=(1, 2, 3), keepdim=True),
+                kernels.amax(dim=(1, 2, 3), keepdim=True),
             )
             scaled = (kernels - low) / (high - low).clamp(min=1e-12)
             self.writer.add_images("conv1/kernels", scaled, epoch, dataformats="NCHW")
@@ -64,8 +65,9 @@ def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
     events = EventAccumulator(str(run_dir / DIRECTORY))
     events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-            for tag in events.Tags()["scalars"]}  # fmt: skip
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
 
 
 __all__ = ["DIRECTORY", "TensorBoardLog", "read_scalars"]

@@ -103,8 +103,12 @@ class Parts:
     about_data: dict[str, str] = field(default_factory=dict)  # a folder dataset's split
 
 
-def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None = None,
-                world: World = ONE_PROCESS) -> Parts:  # fmt: skip
+def build_parts(
+    config: TrainConfig,
+    device: torch.device,
+    run_dir: Path | None = None,
+    world: World = ONE_PROCESS,
+) -> Parts:
     """The data, model, optimizer and schedule ``config`` names, on ``device``; with
     ``run_dir``, restored from its checkpoint."""
     from cnnlab.data.folder import load_splits  # PIL: only when a run loads its data
@@ -116,12 +120,47 @@ def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None 
     val_set = None
     if config.val_size:
         train_set, val_set = train_set.split_validation(config.val_size)
-    torch.manual_seed(config.seed)
     options = {
         **parse_options(config.model, config.model_options),
-        "num_classes": len(classes), "in_channels": shape[0], "image_size": shape[1:],
+        "num_classes": len(classes),
+        "in_channels": shape[0],
+        "image_size": shape[1:],
         "backend": config.backend,
-    }  # fmt: skip
+    }
+    model = build_model(config, options, shape, device)
+    optimizer = make_optimizer(
+        model, config.optimizer, config.lr, config.weight_decay, config.momentum
+    )
+    steps = config.epochs * -(-len(train_set.labels) // config.batch_size)
+    scheduler = make_scheduler(optimizer, config.schedule, steps)
+    state = TrainState()
+    if run_dir is not None:
+        state = load_checkpoint(run_dir, model, optimizer, scheduler)
+        if not world.is_main:  # rank 0 carries the epoch's partial sums for everyone
+            state.loss_sum.zero_()
+            state.correct.zero_()
+            state.seen = 0
+    return Parts(
+        model,
+        optimizer,
+        train_set,
+        test_set,
+        classes,
+        val_set,
+        scheduler,
+        state,
+        config.dataset,
+        options,
+        about,
+    )
+
+
+def build_model(
+    config: TrainConfig, options: dict[str, Any], shape: tuple[int, ...], device: torch.device
+) -> nn.Module:
+    """``config``'s model built with ``options`` for inputs of ``shape``, initialised from
+    the config's seed, on ``device``."""
+    torch.manual_seed(config.seed)
     try:
         model = create_model(config.model, **options)
     except (RuntimeError, MemoryError) as e:  # e.g. channels=100000,100000
@@ -140,20 +179,7 @@ def build_parts(config: TrainConfig, device: torch.device, run_dir: Path | None 
         # Measured on 2 AVX2 cores: oneDNN runs LeNet's few-channel convolutions ~1.35x
         # faster in channels-last (see the README's speed section).
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    model.to(device)
-    optimizer = make_optimizer(model, config.optimizer, config.lr, config.weight_decay,
-                               config.momentum)  # fmt: skip
-    steps = config.epochs * -(-len(train_set.labels) // config.batch_size)
-    scheduler = make_scheduler(optimizer, config.schedule, steps)
-    state = TrainState()
-    if run_dir is not None:
-        state = load_checkpoint(run_dir, model, optimizer, scheduler)
-        if not world.is_main:  # rank 0 carries the epoch's partial sums for everyone
-            state.loss_sum.zero_()
-            state.correct.zero_()
-            state.seen = 0
-    return Parts(model, optimizer, train_set, test_set, classes, val_set, scheduler, state,
-                 config.dataset, options, about)  # fmt: skip
+    return model.to(device)
 
 
 def stops_early(history: list[dict[str, Any]], patience: int) -> bool:
@@ -165,17 +191,27 @@ def stops_early(history: list[dict[str, Any]], patience: int) -> bool:
     return bool(patience and history) and len(history) - best_epoch(history) >= patience
 
 
-def epoch_row(state: TrainState, loss: float, correct: float, seen: int,
-              accuracies: dict[str, float], wall_start: float) -> dict[str, Any]:  # fmt: skip
+def epoch_row(
+    state: TrainState,
+    loss: float,
+    correct: float,
+    seen: int,
+    accuracies: dict[str, float],
+    wall_start: float,
+) -> dict[str, Any]:
     """The metrics row of the epoch ``state`` has just trained, from its sums over all
     ranks (loss, correct, seen) and the accuracies evaluated after it."""
     seconds = state.train_seconds - sum(r.get("train_seconds", 0.0) for r in state.history)
     return {
-        "type": "epoch", "epoch": state.epoch + 1, "train_loss": loss / seen,
-        "train_acc": correct / seen, **accuracies,
-        "examples_per_sec": seen / max(seconds, 1e-9), "train_seconds": seconds,
+        "type": "epoch",
+        "epoch": state.epoch + 1,
+        "train_loss": loss / seen,
+        "train_acc": correct / seen,
+        **accuracies,
+        "examples_per_sec": seen / max(seconds, 1e-9),
+        "train_seconds": seconds,
         "elapsed": time.perf_counter() - wall_start,
-    }  # fmt: skip
+    }
 
 
 def effective_precision(precision: str, device: torch.device, is_main: bool) -> str:
@@ -192,11 +228,13 @@ def capture_graphs(run: Run) -> None:
     training, and said)."""
     if run.graph_lengths and not run.steps.graphs:
         sums = (run.state.loss_sum, run.state.correct)  # updated in place by the graph
-        run.steps.capture(run.graph_lengths, run.model, run.fast_model, run.optimizer, sums,
-                          run.config.compile)  # fmt: skip
+        run.steps.capture(
+            run.graph_lengths, run.model, run.fast_model, run.optimizer, sums, run.config.compile
+        )
         if not run.config.quiet:
-            log.info("captured the training step as a CUDA graph in %.2f s",
-                     run.steps.capture_seconds)  # fmt: skip
+            log.info(
+                "captured the training step as a CUDA graph in %.2f s", run.steps.capture_seconds
+            )
 
 
 def live_curves() -> Any:
@@ -210,43 +248,42 @@ class Run:
     """One training run: the loop's verbs, over the parts it is handed."""
 
     def __init__(
-        self, config: TrainConfig, parts: Parts, run_dir: Path, world: World = ONE_PROCESS,
-        device: torch.device | None = None,
-    ) -> None:  # fmt: skip
+        self, config: TrainConfig, parts: Parts, run_dir: Path, world: World = ONE_PROCESS
+    ) -> None:
         self.config, self.parts, self.run_dir, self.world = config, parts, run_dir, world
-        self.device = device or next(parts.model.parameters()).device
+        self.device = next(parts.model.parameters()).device  # build_parts put it there
         self.precision = effective_precision(config.precision, self.device, world.is_main)
         self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.scheduler
-        self.classes, self.state = parts.classes, parts.state
-        self.state.loss_sum, self.state.correct = (
-            self.state.loss_sum.to(self.device), self.state.correct.to(self.device))  # fmt: skip
-        self.train_batches = Batches(parts.train_set, config.batch_size, self.device, True,
-                                     config.seed)  # fmt: skip
-        self.test_batches = Batches(parts.test_set, EVAL_BATCH, self.device)
+        self.classes, self.state, device = parts.classes, parts.state, self.device
+        self.state.sums_to(device)
+        self.train_batches = Batches(parts.train_set, config.batch_size, device, True, config.seed)
+        self.test_batches = Batches(parts.test_set, EVAL_BATCH, device)
         val_set = parts.val_set
-        self.val_batches = Batches(val_set, EVAL_BATCH, self.device) if val_set else None
+        self.val_batches = Batches(val_set, EVAL_BATCH, device) if val_set else None
         self.fast_model, self.cpu_path = choose_forward(  # on a CPU maybe its blocks fused
-            config, self.model, self.train_batches, world, run_dir, self.precision)  # fmt: skip
+            config, self.model, self.train_batches, world, run_dir, self.precision
+        )
         self.net = data_parallel(self.fast_model, world, self.device)  # DDP under torchrun
         self.augmentations = parse_augment(config.augment)
         self.live = live_curves() if world.is_main and not config.quiet and in_notebook() else None
         self.callbacks = Callbacks()  # train() hands the run its own
         self.steps = Steps(self.batch_step)
-        self.graph_lengths = graph_lengths(config, self.device, world.size,
-                                           self.train_batches.num_examples)  # fmt: skip
+        self.graph_lengths = graph_lengths(
+            config, self.device, world.size, self.train_batches.num_examples
+        )
 
-    def batch_step(self, index: torch.Tensor, count: int, forward: Forward | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def batch_step(
+        self, index: torch.Tensor, count: int, forward: Forward | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Gather (and augment) the examples ``index`` of a global batch of ``count``, take
         :func:`train_step` on them, and add to the epoch's sums."""
         x, y = self.train_batches.gather(index)
         if self.augmentations:  # a function of (seed, step, rank): resumed runs draw the same
             seed = augment_seed(self.config.seed, self.state.step, self.world.rank)
             x = augment(x, self.augmentations, torch.Generator(self.device).manual_seed(seed))
-        # the mean over the global batch; DDP averages gradients over the world, so scale
-        loss_sum, correct = train_step(forward or self.net, self.optimizer, x, y,
-                                       self.world.size / count, self.precision,
-                                       self.config.label_smoothing)  # fmt: skip
+        scale = self.world.size / count  # the global batch's mean; DDP averages over the world
+        net, smoothing = forward or self.net, self.config.label_smoothing
+        loss_sum, correct = train_step(net, self.optimizer, x, y, scale, self.precision, smoothing)
         self.state.loss_sum += loss_sum
         self.state.correct += correct
         return loss_sum, correct
@@ -260,52 +297,49 @@ class Run:
     def train_epoch(self, stop: StopOnSignal, progress: bool) -> None:
         """Train the rest of the current epoch; metrics stay on the device between points."""
         self.model.train()
-        n, size = self.train_batches.num_examples, self.config.batch_size
-        num_batches = len(self.train_batches)
-        every = max(1, num_batches // POINTS_PER_EPOCH)  # the book divides by zero below 5
+        state, world = self.state, self.world
+        size, n = self.config.batch_size, len(self.train_batches)
+        every = max(1, n // POINTS_PER_EPOCH)  # the book divides by zero below 5
         check_every = 1 if self.device.type == "cpu" else every  # reading a CPU value is free
         start, done = time.perf_counter(), 0  # done: examples of all ranks, for the bar's rate
-        batches = self.train_batches.indices(self.state.epoch, self.state.batch, self.world.rank,
-                                             self.world.size)  # fmt: skip
-        desc = f"epoch {self.state.epoch + 1}"
-        with tqdm(total=num_batches, initial=self.state.batch, desc=desc, disable=not progress,
-                  leave=False) as bar:  # fmt: skip
-            for i, index in enumerate(batches, start=self.state.batch):
-                count = min(size, n - i * size)
+        batches = self.train_batches.indices(state.epoch, state.batch, world.rank, world.size)
+        shown = {"desc": f"epoch {state.epoch + 1}", "disable": not progress, "leave": False}
+        with tqdm(total=n, initial=state.batch, **shown) as bar:
+            for i, index in enumerate(batches, start=state.batch):
+                count = min(size, self.train_batches.num_examples - i * size)
                 batch_loss = self.steps(index, count)
                 if self.scheduler is not None:
                     self.scheduler.step()
-                done, self.state.seen = done + count, self.state.seen + len(index)
-                self.state.batch, self.state.step = i + 1, self.state.step + 1
+                done, state.seen = done + count, state.seen + len(index)
+                state.batch, state.step = i + 1, state.step + 1
                 bar.update()
                 if (i + 1) % check_every == 0 and not torch.isfinite(batch_loss):
                     raise self.diverged(i, "is not a finite number")
-                point = (i + 1) % every == 0 or i == num_batches - 1
+                point = (i + 1) % every == 0 or i == n - 1
                 if point:
                     loss, correct, seen = self.global_sums()
                     if loss / seen > loss_limit(len(self.classes)):
                         raise self.diverged(i, f"averages {loss / seen:.1f}")
                     loss, acc = loss / seen, correct / seen
-                    self.add_point(self.state.epoch + (i + 1) / num_batches, loss, acc)
+                    self.add_point(state.epoch + (i + 1) / n, loss, acc)
                     rate = done / (time.perf_counter() - start)
                     bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", ex_s=f"{rate:,.0f}")
                 # Under torchrun the ranks agree on a stop at the curve's points only: an
                 # all-reduce and a host read per batch would cost every step.
-                if (point or not self.world.distributed) and any_rank(
-                        self.world, stop.signum is not None, self.device):  # fmt: skip
-                    self.state.train_seconds += time.perf_counter() - start
+                asks = point or not world.distributed
+                if asks and any_rank(world, stop.signum is not None, self.device):
+                    state.train_seconds += time.perf_counter() - start
                     self.interrupt(stop.signum or signal.SIGTERM)
                 every_n = self.config.checkpoint_every
-                if every_n and self.state.step % every_n == 0 and i < num_batches - 1:
+                if every_n and state.step % every_n == 0 and i < n - 1:
                     self.save_checkpoint(extra_seconds=time.perf_counter() - start)
-        self.state.train_seconds += time.perf_counter() - start
+        state.train_seconds += time.perf_counter() - start
 
     def evaluate(self, batches: Batches) -> float:
         """Accuracy on ``batches`` (every rank computes the same number)."""
+        classes, tta = len(self.classes), self.config.tta
         with autocast(self.device, self.precision):
-            confusion = confusion_matrix(self.fast_model, batches, len(self.classes),
-                                         self.config.tta)  # fmt: skip
-        return accuracy(confusion)
+            return accuracy(confusion_matrix(self.fast_model, batches, classes, tta))
 
     def finish_epoch(self, wall_start: float) -> dict[str, Any]:
         """Evaluate, record the epoch's row (metrics files, the best weights), checkpoint."""
@@ -338,18 +372,18 @@ class Run:
         """Rank 0 writes the state (with the epoch's sums over all ranks); never a NaN one."""
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise self.diverged(self.state.batch - 1)
-        state = dataclasses.replace(self.state, train_seconds=self.state.train_seconds
-                                    + extra_seconds)  # fmt: skip
-        state.loss_sum, state.correct, seen = all_sum(
-            self.world, state.loss_sum, state.correct, torch.tensor(state.seen, device=self.device))
+        state = dataclasses.replace(self.state)  # a copy, with the sums over all ranks
+        state.train_seconds += extra_seconds
+        seen = torch.tensor(state.seen, device=self.device)
+        sums = all_sum(self.world, state.loss_sum, state.correct, seen)
+        state.loss_sum, state.correct, seen = sums
         if self.world.is_main:
-            state.seen = int(seen.item())
-            save_checkpoint(self.run_dir, self.model, self.optimizer, state,
-                            self.config.to_dict(), self.scheduler)  # fmt: skip
+            state.seen, config = int(seen.item()), self.config.to_dict()
+            save_checkpoint(self.run_dir, self.model, self.optimizer, state, config, self.scheduler)
 
     def diverged(self, batch_index: int, what: str = "is not a finite number") -> Diverged:
-        return diverged(what, self.state.epoch + 1, batch_index + 1, len(self.classes),
-                        self.config.lr, self.config.weight_decay, self.run_dir)  # fmt: skip
+        where = (self.state.epoch + 1, batch_index + 1)
+        return diverged(what, where, len(self.classes), self.config, self.run_dir)
 
     def interrupt(self, signum: int) -> None:
         """Checkpoint, then stop with the signal's exit code and how to resume."""
@@ -359,7 +393,7 @@ class Run:
 
 def prepare_run_dir(
     config: TrainConfig, world: World, asked: set[str]
-) -> tuple[TrainConfig, Path, bool, RunLock | None]:  # fmt: skip
+) -> tuple[TrainConfig, Path, bool, RunLock | None]:
     """The run directory, the config to use, whether to resume from a checkpoint, and
     (on rank 0) the lock that keeps every other process out of the directory."""
     if config.resume:
@@ -383,8 +417,11 @@ def prepare_run_dir(
             raise CheckpointError(f"{source}: its config is not valid: {e}") from e
         config = resumed_config(saved_config, config, asked, epochs_done)
         if from_start and world.is_main and not config.quiet:
-            log.info("%s stopped before its first checkpoint: training it again from the "
-                     "start, with its saved config", run_dir)  # fmt: skip
+            log.info(
+                "%s stopped before its first checkpoint: training it again from the "
+                "start, with its saved config",
+                run_dir,
+            )
         return config, run_dir, not from_start, RunLock(run_dir) if world.is_main else None
     out_dir = Path(config.out_dir) if config.out_dir else None
     if world.restarted and out_dir is not None and (out_dir / CHECKPOINT).exists():
@@ -425,8 +462,9 @@ def train(
     world = setup(device.type)
     try:
         if asked is None:
-            asked = {f.name for f in dataclasses.fields(config)
-                     if getattr(config, f.name) != f.default}  # fmt: skip
+            asked = {
+                f.name for f in dataclasses.fields(config) if getattr(config, f.name) != f.default
+            }
         with numerics(device):
             return _train(config, world, set(asked), hooks)
     finally:
@@ -443,8 +481,11 @@ def train_in_processes(config: TrainConfig) -> TrainResult:
         config = dataclasses.replace(config, out_dir=str(run_dir))
     code = launch(config.to_flags(("nproc", "max_restarts")), config.nproc, config.max_restarts)
     if code != 0:
-        raise ProcessesFailed(f"the {config.nproc} training processes failed (torchrun's exit "
-                              f"code {code}); their messages are above", code)  # fmt: skip
+        raise ProcessesFailed(
+            f"the {config.nproc} training processes failed (torchrun's exit "
+            f"code {code}); their messages are above",
+            code,
+        )
     run_dir = Path(config.resume or config.out_dir or "")
     _, history = read_metrics(run_dir)
     seconds = sum(r["train_seconds"] for r in history)
@@ -469,8 +510,8 @@ def _train_in(
     run_dir: Path, config: TrainConfig, world: World, resume: bool, hooks: Callbacks
 ) -> TrainResult:
     device = resolve_device(config.device, world.local_rank)
-    run = Run(config, build_parts(config, device, run_dir if resume else None, world), run_dir,
-              world, device)  # fmt: skip
+    parts = build_parts(config, device, run_dir if resume else None, world)
+    run = Run(config, parts, run_dir, world)
     if world.is_main:
         start_files(run, hooks)
     talk = world.is_main and not config.quiet
@@ -483,13 +524,22 @@ def _train_in(
         save_outputs(run_dir, run.model, config, run.parts, run.state)
     history = run.state.history
     examples = run.train_batches.num_examples * len(history)
-    result = TrainResult(run_dir, history, examples / run.state.train_seconds, str(run.device),
-                         run.steps.capture_seconds)  # fmt: skip
+    result = TrainResult(
+        run_dir,
+        history,
+        examples / run.state.train_seconds,
+        str(run.device),
+        run.steps.capture_seconds,
+    )
     run.callbacks.call("on_train_end", run, result)
     if world.is_main:
         final = result.final
-        log.info("loss %.3f, train acc %.3f, test acc %.3f", final["train_loss"],
-                 final["train_acc"], final["test_acc"])  # fmt: skip
+        log.info(
+            "loss %.3f, train acc %.3f, test acc %.3f",
+            final["train_loss"],
+            final["train_acc"],
+            final["test_acc"],
+        )
         log.info("%.1f examples/sec on %s", result.examples_per_sec, run.device)
         log.info("run saved to %s", run_dir)
     return result
@@ -500,8 +550,11 @@ def start_files(run: Run, hooks: Callbacks) -> None:
     restarted from what the checkpoint knows (no row counted twice)."""
     board = [TensorBoardLog(run.run_dir)] if run.config.tensorboard else []
     run.callbacks = Callbacks([*board, *hooks.items])
-    env = {**environment(run.device, run.world.size), "precision": run.precision,
-           **({"cpu_path": run.cpu_path} if run.cpu_path else {})}  # fmt: skip
+    env = {
+        **environment(run.device, run.world.size),
+        "precision": run.precision,
+        **({"cpu_path": run.cpu_path} if run.cpu_path else {}),
+    }
     write_config(run.run_dir, run.config.to_dict(), env)
     rows = sorted(
         [{"type": "point", **p} for p in run.state.points] + run.state.history,
@@ -516,8 +569,11 @@ def train_epochs(run: Run, progress: bool) -> bool:
     capture_graphs(run)
     wall_start, asked_to_stop = time.perf_counter(), False
     with StopOnSignal() as stop:
-        while (run.state.epoch < config.epochs and not asked_to_stop
-               and not stops_early(run.state.history, config.early_stop)):  # fmt: skip
+        while (
+            run.state.epoch < config.epochs
+            and not asked_to_stop
+            and not stops_early(run.state.history, config.early_stop)
+        ):
             run.train_epoch(stop, progress)
             row = run.finish_epoch(wall_start)
             wants_stop = world.is_main and run.callbacks.stop_after_epoch(run, row)
@@ -528,9 +584,15 @@ def train_epochs(run: Run, progress: bool) -> bool:
                 val = f", val acc {row['val_acc']:.3f}" if "val_acc" in row else ""
                 log.info(
                     "epoch %d/%d: loss %.3f, train acc %.3f%s, test acc %.3f, %.0f ex/s, %.1fs",
-                    row["epoch"], config.epochs, row["train_loss"], row["train_acc"], val,
-                    row["test_acc"], row["examples_per_sec"], row["elapsed"],
-                )  # fmt: skip
+                    row["epoch"],
+                    config.epochs,
+                    row["train_loss"],
+                    row["train_acc"],
+                    val,
+                    row["test_acc"],
+                    row["examples_per_sec"],
+                    row["elapsed"],
+                )
     return asked_to_stop
 
 
@@ -538,10 +600,20 @@ def say_why_stopped(run: Run, asked_to_stop: bool) -> None:
     """A line for a run that stopped before its last epoch: a callback, or early stopping."""
     epoch, epochs, history = run.state.epoch, run.config.epochs, run.state.history
     if asked_to_stop and epoch < epochs:
-        log.info("stopped after epoch %d: a callback asked to (cnnlab train --resume %s "
-                 "--epochs %d goes on)", epoch, run.run_dir, epochs)  # fmt: skip
+        log.info(
+            "stopped after epoch %d: a callback asked to (cnnlab train --resume %s "
+            "--epochs %d goes on)",
+            epoch,
+            run.run_dir,
+            epochs,
+        )
     elif epoch < epochs:
         best = best_epoch(history)
-        log.info("early stop after epoch %d: val acc has not improved for %d epochs "
-                 "(best %.4f, epoch %d)", epoch, run.config.early_stop,
-                 history[best - 1]["val_acc"], best)  # fmt: skip
+        log.info(
+            "early stop after epoch %d: val acc has not improved for %d epochs "
+            "(best %.4f, epoch %d)",
+            epoch,
+            run.config.early_stop,
+            history[best - 1]["val_acc"],
+            best,
+        )

@@ -87,17 +87,21 @@ class Animation:
         """One SVG: the grids, then one group per frame; ``animated`` adds SMIL timing so
         any browser plays it (the HTML player drives the groups itself instead)."""
         total = self.delay_ms * len(self.frames) / 1000
-        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width}" '
-                 f'height="{self.height}" viewBox="0 0 {self.width} {self.height}" '
-                 'font-family="DejaVu Sans, sans-serif">',
-                 f'<rect width="{self.width}" height="{self.height}" fill="#ffffff"/>',
-                 *map(_svg_shape, self.static)]  # fmt: skip
+        parts = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width}" '
+            f'height="{self.height}" viewBox="0 0 {self.width} {self.height}" '
+            'font-family="DejaVu Sans, sans-serif">',
+            f'<rect width="{self.width}" height="{self.height}" fill="#ffffff"/>',
+            *map(_svg_shape, self.static),
+        ]
         for i, frame in enumerate(self.frames):
             timing = ""
             if animated:
                 key = ";".join("visible" if j == i else "hidden" for j in range(len(self.frames)))
-                timing = (f'<animate attributeName="visibility" values="{key}" dur="{total}s" '
-                          'calcMode="discrete" repeatCount="indefinite"/>')  # fmt: skip
+                timing = (
+                    f'<animate attributeName="visibility" values="{key}" dur="{total}s" '
+                    'calcMode="discrete" repeatCount="indefinite"/>'
+                )
             hidden = ' visibility="hidden"' if i else ""
             body = "".join(map(_svg_shape, frame.shapes))
             parts.append(f'<g class="frame"{hidden}>{timing}{body}</g>')
@@ -162,17 +166,23 @@ show(0); start();
         raise ValueError(f"unknown animation format {fmt!r}; write .gif, .svg or .html")
 
     def _repr_html_(self) -> str:  # Jupyter: the player, isolated in its own frame
-        return (f'<iframe sandbox="allow-scripts" srcdoc="{html.escape(self.html())}" '
-                f'width="{self.width + 40}" '
-                f'height="{self.height + 90}" style="border:0"></iframe>')  # fmt: skip
+        return (
+            f'<iframe sandbox="allow-scripts" srcdoc="{html.escape(self.html())}" '
+            f'width="{self.width + 40}" '
+            f'height="{self.height + 90}" style="border:0"></iframe>'
+        )
 
 
 def _svg_shape(s: Shape) -> str:
     if isinstance(s, Rect):
-        return (f'<rect x="{s.x:g}" y="{s.y:g}" width="{s.w:g}" height="{s.h:g}" '
-                f'fill="{s.fill}" stroke="{s.stroke}" stroke-width="{s.width:g}"/>')  # fmt: skip
-    return (f'<text x="{s.x:g}" y="{s.y:g}" font-size="{s.size:g}" text-anchor="{s.anchor}" '
-            f'dominant-baseline="central" fill="{s.color}">{html.escape(s.text)}</text>')
+        return (
+            f'<rect x="{s.x:g}" y="{s.y:g}" width="{s.w:g}" height="{s.h:g}" '
+            f'fill="{s.fill}" stroke="{s.stroke}" stroke-width="{s.width:g}"/>'
+        )
+    return (
+        f'<text x="{s.x:g}" y="{s.y:g}" font-size="{s.size:g}" text-anchor="{s.anchor}" '
+        f'dominant-baseline="central" fill="{s.color}">{html.escape(s.text)}</text>'
+    )
 
 
 def _draw(draw: ImageDraw.ImageDraw, shapes: Sequence[Shape]) -> None:
@@ -184,8 +194,13 @@ def _draw(draw: ImageDraw.ImageDraw, shapes: Sequence[Shape]) -> None:
             draw.rectangle(box, fill=fill, outline=outline, width=max(1, round(s.width)))
         else:
             font = ImageFont.truetype(FONT, round(s.size))
-            draw.text((s.x, s.y), s.text, fill=s.color, font=font,
-                      anchor="mm" if s.anchor == "middle" else "lm")  # fmt: skip
+            draw.text(
+                (s.x, s.y),
+                s.text,
+                fill=s.color,
+                font=font,
+                anchor="mm" if s.anchor == "middle" else "lm",
+            )
 
 
 def _number(v: float) -> str:
@@ -227,8 +242,9 @@ def animate(
             f"{kernel}, stride {stride}, padding {padding}, dilation {dilation}"
         )
     if max(input) > MAX_SIDE:
-        raise ValueError(f"input {input[0]}x{input[1]} is too big to animate; use at most "
-                         f"{MAX_SIDE}x{MAX_SIDE}")  # fmt: skip
+        raise ValueError(
+            f"input {input[0]}x{input[1]} is too big to animate; use at most {MAX_SIDE}x{MAX_SIDE}"
+        )
     c_in, c_out = (1, 1) if kind in ("conv", "pool") else channels
     if not (1 <= c_in <= 4 and 1 <= c_out <= 4):
         raise ValueError(f"channels must be C_INxC_OUT with each 1..4, got {channels}")
@@ -238,15 +254,20 @@ def animate(
     )  # raises a ValueError naming the sizes when the kernel does not fit
     positions = out_size[0] * out_size[1]
     if positions * (c_out if kind == "channels" else 1) > MAX_FRAMES:
-        raise ValueError(f"{positions} window positions are too many frames; use a smaller "
-                         "input or a larger stride")  # fmt: skip
+        raise ValueError(
+            f"{positions} window positions are too many frames; use a smaller "
+            "input or a larger stride"
+        )
     h, w = input
     x = torch.arange(h * w, dtype=torch.float64).view(1, h, w) + torch.arange(c_in).view(-1, 1, 1)
     if kind == "conv1x1":
         k = torch.arange(c_out * c_in, dtype=torch.float64).view(c_out, c_in, 1, 1) - c_in // 2
     else:  # the book: kernel (o, c) is K + o + c
-        k = (torch.arange(kernel[0] * kernel[1], dtype=torch.float64).view(1, 1, *kernel)
-             + torch.arange(c_out).view(-1, 1, 1, 1) + torch.arange(c_in).view(1, -1, 1, 1))
+        k = (
+            torch.arange(kernel[0] * kernel[1], dtype=torch.float64).view(1, 1, *kernel)
+            + torch.arange(c_out).view(-1, 1, 1, 1)
+            + torch.arange(c_in).view(1, -1, 1, 1)
+        )
     if kind == "conv1x1":
         y = ops.corr2d_1x1(x, k)
     elif kind == "pool":
@@ -255,20 +276,36 @@ def animate(
     else:
         y = ops.conv2d(x[None], k, stride=stride, padding=padding, dilation=dilation)[0]
     # Each input channel's own correlation, for the caption of the channels sum.
-    partials = [
-        ops.conv2d(x[None, c : c + 1], k[:, c : c + 1], stride=stride, padding=padding,
-                   dilation=dilation)[0].numpy()
-        for c in range(c_in)
-    ] if kind == "channels" else []  # fmt: skip
+    partials = (
+        [
+            ops.conv2d(
+                x[None, c : c + 1],
+                k[:, c : c + 1],
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+            )[0].numpy()
+            for c in range(c_in)
+        ]
+        if kind == "channels"
+        else []
+    )
     show = values if values is not None else max(input) <= 6
     return _layout(kind, pool, x, k, y, partials, padding, stride, dilation, show)
 
 
 def _layout(
-    kind: str, pool: str, x: torch.Tensor, k: torch.Tensor, y: torch.Tensor,
-    partials: list[np.ndarray], padding: tuple[int, int], stride: tuple[int, int],
-    dilation: tuple[int, int], show: bool,
-) -> Animation:  # fmt: skip
+    kind: str,
+    pool: str,
+    x: torch.Tensor,
+    k: torch.Tensor,
+    y: torch.Tensor,
+    partials: list[np.ndarray],
+    padding: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    show: bool,
+) -> Animation:
     """Place the grids side by side (channels stacked) and build every frame's overlay."""
     cell = 34 if show else max(10, min(24, 360 // (x.shape[1] + 2 * padding[0])))
     gap, top = cell * 1.5, 52.0
@@ -276,12 +313,18 @@ def _layout(
     padded = np.pad(x.numpy(), ((0, 0), (ph, ph), (pw, pw)), constant_values=np.nan)
     c_in, c_out = x.shape[0], y.shape[0]
     inputs = [Grid(f"input channel {c}" if c_in > 1 else "input", padded[c]) for c in range(c_in)]
-    kernels = [] if kind == "pool" else [
-        Grid(f"kernel {o},{c}" if c_in * c_out > 1 else "kernel", k[o, c].numpy())
-        for o in range(c_out) for c in range(c_in)
-    ]  # fmt: skip
-    outputs = [Grid(f"output channel {o}" if c_out > 1 else "output", y[o].numpy())
-               for o in range(c_out)]  # fmt: skip
+    kernels = (
+        []
+        if kind == "pool"
+        else [
+            Grid(f"kernel {o},{c}" if c_in * c_out > 1 else "kernel", k[o, c].numpy())
+            for o in range(c_out)
+            for c in range(c_in)
+        ]
+    )
+    outputs = [
+        Grid(f"output channel {o}" if c_out > 1 else "output", y[o].numpy()) for o in range(c_out)
+    ]
     columns = [inputs, kernels, outputs] if kernels else [inputs, outputs]
     if kind == "conv1x1":  # the kernel is a C_out x C_in matrix of 1x1 weights
         kernels = [Grid("weights (out x in)", k[:, :, 0, 0].numpy())]
@@ -294,54 +337,94 @@ def _layout(
             grid.x, grid.y = x0, y0
             y0 += grid.values.shape[0] * cell + gap
         x0 += max(g.values.shape[1] for g in column) * cell + gap
-    frames = _frames(kind, pool, inputs, kernels, outputs, partials, k.shape[2:], stride,
-                     dilation)
+    frames = _frames(kind, pool, inputs, kernels, outputs, partials, k.shape[2:], stride, dilation)
     height = max(g.y + g.values.shape[0] * cell for col in columns for g in col) + 60
     longest = max(len(f.caption) for f in frames) if show else 30
     width = max(x0 - gap / 2, 420, 7.2 * longest + 20)  # the caption fits
-    titles = {"conv": "cross-correlation", "pool": f"{pool} pooling",
-              "channels": "multiple input channels", "conv1x1": "1x1 convolution"}  # fmt: skip
+    titles = {
+        "conv": "cross-correlation",
+        "pool": f"{pool} pooling",
+        "channels": "multiple input channels",
+        "conv1x1": "1x1 convolution",
+    }
     static.append(Text(width / 2, 18, _title(titles[kind], padding, stride, dilation), 14))
     for grid in [g for col in columns for g in col]:
         static.append(Text(grid.x, grid.y - 10, grid.name, 11, "start", "#6b7280"))
         for (r, c), v in np.ndenumerate(grid.values):
             is_pad = np.isnan(v)
-            static.append(Rect(grid.x + c * cell, grid.y + r * cell, cell, cell,
-                               PAD_FILL if is_pad else CELL_FILL))  # fmt: skip
+            static.append(
+                Rect(
+                    grid.x + c * cell,
+                    grid.y + r * cell,
+                    cell,
+                    cell,
+                    PAD_FILL if is_pad else CELL_FILL,
+                )
+            )
             if show and not grid.name.startswith("output"):
                 pad_text = "-inf" if kind == "pool" and pool == "max" else "0"
-                static.append(Text(grid.x + (c + 0.5) * cell, grid.y + (r + 0.5) * cell,
-                                   pad_text if is_pad else _number(v), cell * 0.36))  # fmt: skip
+                static.append(
+                    Text(
+                        grid.x + (c + 0.5) * cell,
+                        grid.y + (r + 0.5) * cell,
+                        pad_text if is_pad else _number(v),
+                        cell * 0.36,
+                    )
+                )
     done: list[Shape] = []
     for frame in frames:
         shapes: list[Shape] = []
         for grid in inputs + kernels + outputs:
             for r, c in frame.reads.get(grid.name, []):
-                shapes.append(Rect(grid.x + c * cell, grid.y + r * cell, cell, cell,
-                                   "none", BEST if grid in inputs else WINDOW, 3))  # fmt: skip
+                shapes.append(
+                    Rect(
+                        grid.x + c * cell,
+                        grid.y + r * cell,
+                        cell,
+                        cell,
+                        "none",
+                        BEST if grid in inputs else WINDOW,
+                        3,
+                    )
+                )
             for r, c in frame.writes.get(grid.name, []):
                 done.append(Rect(grid.x + c * cell, grid.y + r * cell, cell, cell, "#fee2e2"))
                 if show:
-                    done.append(Text(grid.x + (c + 0.5) * cell, grid.y + (r + 0.5) * cell,
-                                     _number(grid.values[r, c]), cell * 0.36))  # fmt: skip
-                shapes.append(Rect(grid.x + c * cell, grid.y + r * cell, cell, cell,
-                                   "none", TARGET, 3))  # fmt: skip
+                    done.append(
+                        Text(
+                            grid.x + (c + 0.5) * cell,
+                            grid.y + (r + 0.5) * cell,
+                            _number(grid.values[r, c]),
+                            cell * 0.36,
+                        )
+                    )
+                shapes.append(
+                    Rect(grid.x + c * cell, grid.y + r * cell, cell, cell, "none", TARGET, 3)
+                )
         caption = frame.caption if show else frame.caption.split(" = ")[0].split(":")[0]
         frame.shapes = [*done, *shapes, Text(width / 2, height - 22, caption, 13)]
     return Animation(kind, round(width), round(height), static, frames, cell)
 
 
-def _title(name: str, padding: tuple[int, int], stride: tuple[int, int],
-           dilation: tuple[int, int]) -> str:  # fmt: skip
-    return (f"{name}: padding {padding[0]}x{padding[1]}, stride {stride[0]}x{stride[1]}"
-            + (f", dilation {dilation[0]}x{dilation[1]}" if dilation != (1, 1) else ""))
+def _title(
+    name: str, padding: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> str:
+    return f"{name}: padding {padding[0]}x{padding[1]}, stride {stride[0]}x{stride[1]}" + (
+        f", dilation {dilation[0]}x{dilation[1]}" if dilation != (1, 1) else ""
+    )
 
 
 def _frames(
-    kind: str, pool: str, inputs: list[Grid], kernels: list[Grid], outputs: list[Grid],
-    partials: list[np.ndarray], kernel: Sequence[int], stride: tuple[int, int],
+    kind: str,
+    pool: str,
+    inputs: list[Grid],
+    kernels: list[Grid],
+    outputs: list[Grid],
+    partials: list[np.ndarray],
+    kernel: Sequence[int],
+    stride: tuple[int, int],
     dilation: tuple[int, int],
-) -> list[Frame]:  # fmt: skip
+) -> list[Frame]:
     """One frame per output cell (per output channel for ``channels``; all output channels
     of a pixel at once for ``conv1x1``), with the cells read and the arithmetic."""
     kh, kw = kernel
@@ -351,20 +434,26 @@ def _frames(
     for o in range(len(outputs) if per_channel else 1):
         for i in range(ho):
             for j in range(wo):
-                taps = [(i * stride[0] + a * dilation[0], j * stride[1] + b * dilation[1])
-                        for a in range(kh) for b in range(kw)]  # fmt: skip
+                taps = [
+                    (i * stride[0] + a * dilation[0], j * stride[1] + b * dilation[1])
+                    for a in range(kh)
+                    for b in range(kw)
+                ]
                 reads = {g.name: taps for g in inputs}
                 if kind == "conv1x1":
                     writes = {g.name: [(i, j)] for g in outputs}
-                    reads[kernels[0].name] = [(r, c) for r in range(len(outputs))
-                                        for c in range(len(inputs))]  # fmt: skip
+                    reads[kernels[0].name] = [
+                        (r, c) for r in range(len(outputs)) for c in range(len(inputs))
+                    ]
                     weights = kernels[0].values  # (C_out, C_in)
                     caption = "; ".join(
-                        " + ".join(f"{_number(wv)}·{_number(g.values[i, j])}"
-                                   for wv, g in zip(weights[o], inputs, strict=True))
+                        " + ".join(
+                            f"{_number(wv)}·{_number(g.values[i, j])}"
+                            for wv, g in zip(weights[o], inputs, strict=True)
+                        )
                         + f" = {_number(out.values[i, j])}"
                         for o, out in enumerate(outputs)
-                    )  # fmt: skip
+                    )
                     frames.append(Frame(reads, writes, caption))
                     continue
                 writes = {outputs[o].name: [(i, j)]}
@@ -379,8 +468,10 @@ def _frames(
                         continue
                     kgrid = kernels[o * len(inputs) + c]
                     reads[kgrid.name] = [(a, b) for a in range(kh) for b in range(kw)]
-                    products = [f"{_number(0 if np.isnan(v) else v)}·{_number(kv)}"
-                                for v, kv in zip(window, kgrid.values.flat, strict=True)]
+                    products = [
+                        f"{_number(0 if np.isnan(v) else v)}·{_number(kv)}"
+                        for v, kv in zip(window, kgrid.values.flat, strict=True)
+                    ]
                     terms.append(" + ".join(products))
                 if per_channel:  # the sum of each channel's correlation
                     each = [f"{_number(p[o, i, j])} (channel {c})" for c, p in enumerate(partials)]

@@ -28,8 +28,9 @@ from cnnlab.ops import Layer, trace
 
 CONVS = (nn.Conv2d, layers.Conv2d)
 POOLS = {"max": (nn.MaxPool2d, layers.MaxPool2d), "avg": (nn.AvgPool2d, layers.AvgPool2d)}
-SUPPORTED = ("Conv2d, BatchNorm1d/2d, Sigmoid, ReLU, Tanh, MaxPool2d, AvgPool2d, Flatten, "
-             "Linear, Dropout")
+SUPPORTED = (
+    "Conv2d, BatchNorm1d/2d, Sigmoid, ReLU, Tanh, MaxPool2d, AvgPool2d, Flatten, Linear, Dropout"
+)
 
 
 def _floats(t: torch.Tensor) -> str:
@@ -55,15 +56,23 @@ def model_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]
         entry: dict[str, Any]
         if isinstance(module, CONVS):
             if module.groups != 1 or not isinstance(module.padding, tuple | list):
-                raise ValueError(f"the explorer runs convolutions with groups=1 and numeric "
-                                 f"padding, got {module}")  # fmt: skip
+                raise ValueError(
+                    f"the explorer runs convolutions with groups=1 and numeric "
+                    f"padding, got {module}"
+                )
             stride, padding, dilation = map(_pair, (module.stride, module.padding, module.dilation))
-            entry = {"op": "conv", "weight": _floats(module.weight),
-                     "bias": None if module.bias is None else _floats(module.bias),
-                     "kernel": list(module.weight.shape), "stride": stride,
-                     "padding": padding, "dilation": dilation}  # fmt: skip
-            stack.append(Layer("conv", _pair(tuple(module.weight.shape[2:])), stride, padding,
-                               dilation))  # fmt: skip
+            entry = {
+                "op": "conv",
+                "weight": _floats(module.weight),
+                "bias": None if module.bias is None else _floats(module.bias),
+                "kernel": list(module.weight.shape),
+                "stride": stride,
+                "padding": padding,
+                "dilation": dilation,
+            }
+            stack.append(
+                Layer("conv", _pair(tuple(module.weight.shape[2:])), stride, padding, dilation)
+            )
         elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
             assert module.running_mean is not None and module.running_var is not None
             scale = torch.rsqrt(module.running_var + module.eps)
@@ -78,10 +87,13 @@ def model_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]
         elif isinstance(module, POOLS["max"] + POOLS["avg"]):
             kind = "max" if isinstance(module, POOLS["max"]) else "avg"
             plain = getattr(module, "dilation", 1) in (1, (1, 1)) and getattr(
-                module, "count_include_pad", True)
+                module, "count_include_pad", True
+            )
             if getattr(module, "ceil_mode", False) or not plain:
-                raise ValueError(f"the explorer runs pooling without ceil_mode, dilation or "
-                                 f"count_include_pad=False, got {module}")  # fmt: skip
+                raise ValueError(
+                    f"the explorer runs pooling without ceil_mode, dilation or "
+                    f"count_include_pad=False, got {module}"
+                )
             kernel = _pair(module.kernel_size)
             stride = _pair(module.stride if module.stride is not None else module.kernel_size)
             padding = _pair(module.padding)
@@ -90,25 +102,30 @@ def model_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]
         elif isinstance(module, nn.Flatten):
             entry = {"op": "flatten"}
         elif isinstance(module, nn.Linear):
-            entry = {"op": "linear", "weight": _floats(module.weight),
-                     "bias": None if module.bias is None else _floats(module.bias),
-                     "wshape": list(module.weight.shape)}  # fmt: skip
+            entry = {
+                "op": "linear",
+                "weight": _floats(module.weight),
+                "bias": None if module.bias is None else _floats(module.bias),
+                "wshape": list(module.weight.shape),
+            }
         elif isinstance(module, nn.Dropout | nn.Identity):
             continue  # eval mode: the identity
         else:
-            raise ValueError(f"the explorer cannot run {type(module).__name__}; it runs "
-                             f"{SUPPORTED}")  # fmt: skip
+            raise ValueError(
+                f"the explorer cannot run {type(module).__name__}; it runs {SUPPORTED}"
+            )
         with torch.no_grad():
             x = module(x)
         shape = list(x.shape[1:])
         entry["name"], entry["out"] = type(module).__name__, shape
         if len(shape) == 3 and stack:
             step = trace((input_shape[1], input_shape[2]), stack)[-1]
-            entry["field"] = {"size": [step.field_h.size, step.field_w.size],
-                              "jump": [step.field_h.jump, step.field_w.jump],
-                              "start": [step.field_h.start, step.field_w.start],
-                              "conv": max(i for i, e in enumerate([*spec, entry])
-                                          if e["op"] == "conv")}  # fmt: skip
+            entry["field"] = {
+                "size": [step.field_h.size, step.field_w.size],
+                "jump": [step.field_h.jump, step.field_w.jump],
+                "start": [step.field_h.start, step.field_w.start],
+                "conv": max(i for i, e in enumerate([*spec, entry]) if e["op"] == "conv"),
+            }
         spec.append(entry)
     return spec
 
@@ -131,8 +148,10 @@ def csp(script: str) -> str:
     """The generated page's Content-Security-Policy: nothing loaded from anywhere, no
     script but its own (by hash), inline styles (the page's and the bars' widths)."""
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    return (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
-            "img-src data:")
+    return (
+        f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+        "img-src data:"
+    )
 
 
 @dataclass
@@ -143,8 +162,10 @@ class Explorer:
 
     def _repr_html_(self) -> str:
         # sandboxed: the page's script runs, but not with the notebook page's origin
-        return (f'<iframe sandbox="allow-scripts" srcdoc="{html.escape(self.html)}" '
-                'width="100%" height="900" style="border:0"></iframe>')  # fmt: skip
+        return (
+            f'<iframe sandbox="allow-scripts" srcdoc="{html.escape(self.html)}" '
+            'width="100%" height="900" style="border:0"></iframe>'
+        )
 
 
 def explorer_page(
@@ -155,8 +176,9 @@ def explorer_page(
     shape = list(meta["preprocessing"]["input_shape"])
     per_image = tuple(images.shape[1:]) if images.ndim == 4 else (1, *images.shape[1:])
     if shape[0] not in (1, 3) or per_image != tuple(shape):
-        raise ValueError(f"images are {per_image}, the model takes {tuple(shape)} (grayscale "
-                         "or RGB)")  # fmt: skip
+        raise ValueError(
+            f"images are {per_image}, the model takes {tuple(shape)} (grayscale or RGB)"
+        )
     data = {
         "model": meta.get("model", "model"),
         "classes": list(meta["classes"]),
@@ -208,8 +230,11 @@ def explore_run(run_dir: str | Path, data_dir: str | Path | None = None, n: int 
     model, meta = load_model(run_dir)
     _, test, _, _ = splits_of_run(meta, data_dir_of(run_dir, data_dir))
     if n > len(test.labels):
-        log.info("--images %d: the test set has %d images; the page holds all of them", n,
-                 len(test.labels))  # fmt: skip
+        log.info(
+            "--images %d: the test set has %d images; the page holds all of them",
+            n,
+            len(test.labels),
+        )
     try:
         return explorer_page(model, meta, test.images[:n], test.labels[:n])
     except ValueError as e:

@@ -50,11 +50,23 @@ from cnnlab.compat.d2l.oo import (
 from cnnlab.compat.d2l.tensors import *  # noqa: F403
 
 __all__ = [
-    *classic.__all__, *tensors.__all__,
-    "Classifier", "DataModule", "FashionMNIST", "HyperParameters", "LeNet", "Module",
-    "ProgressBoard", "ResNeXtBlock", "Trainer", "add_to_class", "cpu", "gpu", "init_cnn",
+    *classic.__all__,
+    *tensors.__all__,
+    "Classifier",
+    "DataModule",
+    "FashionMNIST",
+    "HyperParameters",
+    "LeNet",
+    "Module",
+    "ProgressBoard",
+    "ResNeXtBlock",
+    "Trainer",
+    "add_to_class",
+    "cpu",
+    "gpu",
+    "init_cnn",
     "num_gpus",
-]  # fmt: skip
+]
 
 COVERED = (
     "two chapters of both editions: convolutional networks (conv-layer, padding-and-strides, "

@@ -33,14 +33,35 @@ from cnnlab.ops import corr2d
 from cnnlab.training.control import Diverged
 
 __all__ = [
-    "Accumulator", "Animator", "Timer", "accuracy", "corr2d", "evaluate_accuracy_gpu",
-    "get_dataloader_workers", "get_fashion_mnist_labels", "load_data_fashion_mnist", "plt",
-    "show_images", "train_ch6", "try_all_gpus", "try_gpu",
-]  # fmt: skip
+    "Accumulator",
+    "Animator",
+    "Timer",
+    "accuracy",
+    "corr2d",
+    "evaluate_accuracy_gpu",
+    "get_dataloader_workers",
+    "get_fashion_mnist_labels",
+    "load_data_fashion_mnist",
+    "plt",
+    "show_images",
+    "train_ch6",
+    "try_all_gpus",
+    "try_gpu",
+]
 
 
-TEXT_LABELS = ("t-shirt", "trouser", "pullover", "dress", "coat",
-               "sandal", "shirt", "sneaker", "bag", "ankle boot")  # fmt: skip
+TEXT_LABELS = (
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
 
 
 def try_gpu(i: int = 0) -> torch.device:
@@ -125,9 +146,11 @@ def image_size(resize: int | Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def load_data_fashion_mnist(
-    batch_size: int, resize: int | tuple[int, int] | None = None, *,
+    batch_size: int,
+    resize: int | tuple[int, int] | None = None,
+    *,
     data_dir: str | Path | None = None,
-) -> tuple[Loader, Loader]:  # fmt: skip
+) -> tuple[Loader, Loader]:
     """Fashion-MNIST as (train_iter, test_iter) of (X (B, 1, H, W) in [0, 1], y (B,) int64),
     gathered and resized on ``try_gpu()``, the device the book trains on.
 
@@ -202,12 +225,20 @@ class Animator:
     to ``path`` (default ``animator.png``) after every ``add``, never printed."""
 
     def __init__(
-        self, xlabel: str | None = None, ylabel: str | None = None,
-        legend: Sequence[str] | None = None, xlim: Sequence[float] | None = None,
-        ylim: Sequence[float] | None = None, xscale: str = "linear", yscale: str = "linear",
-        fmts: Sequence[str] = ("-", "m--", "g-.", "r:"), nrows: int = 1, ncols: int = 1,
-        figsize: tuple[float, float] = (3.5, 2.5), path: str | Path = "animator.png",
-    ) -> None:  # fmt: skip
+        self,
+        xlabel: str | None = None,
+        ylabel: str | None = None,
+        legend: Sequence[str] | None = None,
+        xlim: Sequence[float] | None = None,
+        ylim: Sequence[float] | None = None,
+        xscale: str = "linear",
+        yscale: str = "linear",
+        fmts: Sequence[str] = ("-", "m--", "g-.", "r:"),
+        nrows: int = 1,
+        ncols: int = 1,
+        figsize: tuple[float, float] = (3.5, 2.5),
+        path: str | Path = "animator.png",
+    ) -> None:
         self.fig = Figure(figsize=figsize, layout="constrained")
         self.axes = list(np.atleast_1d(self.fig.subplots(nrows, ncols)).flat)
         self.labels = (xlabel, ylabel, legend or [], xlim, ylim, xscale, yscale)
@@ -251,10 +282,14 @@ class Animator:
         self.config_axes()
         self.output.show(self.fig)
 
+
 def show_images(
-    imgs: Sequence[Any], num_rows: int, num_cols: int, titles: Sequence[str] | None = None,
+    imgs: Sequence[Any],
+    num_rows: int,
+    num_cols: int,
+    titles: Sequence[str] | None = None,
     scale: float = 1.5,
-) -> Any:  # fmt: skip
+) -> Any:
     """A grid of images with optional titles; returns the axes (pyplot, as the book)."""
     _, axes = plt.subplots(num_rows, num_cols, figsize=(num_cols * scale, num_rows * scale))
     axes = np.atleast_1d(axes).flatten()
@@ -302,14 +337,19 @@ def diverged(epoch: int, step: int | None, lr: float) -> Diverged:
     tip = f"Try a lower learning rate, e.g. lr={lr / 10:g}."
     if not math.isfinite(lr):
         tip = "The learning rate itself is not a finite number: give a positive one."
-    return Diverged(f"training diverged: the loss is not a finite number in {where} "
-                    f"(lr {lr}). {tip}")  # fmt: skip
+    return Diverged(
+        f"training diverged: the loss is not a finite number in {where} (lr {lr}). {tip}"
+    )
 
 
 def train_ch6(
-    net: nn.Module, train_iter: Any, test_iter: Any, num_epochs: int, lr: float,
+    net: nn.Module,
+    train_iter: Any,
+    test_iter: Any,
+    num_epochs: int,
+    lr: float,
     device: torch.device | str,
-) -> None:  # fmt: skip
+) -> None:
     """The chapter's training loop: Xavier init, SGD, cross-entropy, a curve of train loss,
     train accuracy and test accuracy, and the book's two summary lines."""
 
@@ -327,8 +367,9 @@ def train_ch6(
     place(net, device)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     loss = nn.CrossEntropyLoss()
-    animator = Animator(xlabel="epoch", xlim=[1, num_epochs],
-                        legend=["train loss", "train acc", "test acc"])  # fmt: skip
+    animator = Animator(
+        xlabel="epoch", xlim=[1, num_epochs], legend=["train loss", "train acc", "test acc"]
+    )
     timer, num_batches = Timer(), len(train_iter)
     every = max(1, num_batches // 5)  # the book's num_batches // 5 is 0 below 5 batches
     for epoch in range(num_epochs):

@@ -40,9 +40,13 @@ class ResNeXtBlock(nn.Module):
     """
 
     def __init__(
-        self, num_channels: int, groups: int, bot_mul: float, use_1x1conv: bool = False,
+        self,
+        num_channels: int,
+        groups: int,
+        bot_mul: float,
+        use_1x1conv: bool = False,
         strides: int = 1,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         bottleneck = round(num_channels * bot_mul)
         if not 1 <= groups <= bottleneck:  # else the convolution would have no group
@@ -52,10 +56,12 @@ class ResNeXtBlock(nn.Module):
                 "bottleneck // groups groups, as in the book"
             )
         self.body = nn.Sequential(
-            conv_bn(bottleneck, 1), nn.ReLU(),
-            conv_bn(bottleneck, 3, strides, groups=bottleneck // groups), nn.ReLU(),
+            conv_bn(bottleneck, 1),
+            nn.ReLU(),
+            conv_bn(bottleneck, 3, strides, groups=bottleneck // groups),
+            nn.ReLU(),
             conv_bn(num_channels, 1),
-        )  # fmt: skip
+        )
         self.shortcut = conv_bn(num_channels, 1, strides) if use_1x1conv else nn.Identity()
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:

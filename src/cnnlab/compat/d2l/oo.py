@@ -131,14 +131,21 @@ class ProgressBoard(HyperParameters):
     display: bool
 
     def __init__(
-        self, xlabel: str | None = None, ylabel: str | None = None,
-        xlim: Sequence[float] | None = None, ylim: Sequence[float] | None = None,
-        xscale: str = "linear", yscale: str = "linear",
+        self,
+        xlabel: str | None = None,
+        ylabel: str | None = None,
+        xlim: Sequence[float] | None = None,
+        ylim: Sequence[float] | None = None,
+        xscale: str = "linear",
+        yscale: str = "linear",
         ls: Sequence[str] = ("-", "--", "-.", ":"),
         colors: Sequence[str] = ("C0", "C1", "C2", "C3"),
-        fig: Figure | None = None, axes: Any = None, figsize: tuple[float, float] = (3.5, 2.5),
-        display: bool = True, path: str | Path = "progress.png",
-    ) -> None:  # fmt: skip
+        fig: Figure | None = None,
+        axes: Any = None,
+        figsize: tuple[float, float] = (3.5, 2.5),
+        display: bool = True,
+        path: str | Path = "progress.png",
+    ) -> None:
         self.save_hyperparameters(ignore=["path"])
         self.output = FigureOutput(path)
         self.raw_points: dict[str, list[tuple[Any, Any]]] = collections.OrderedDict()
@@ -161,10 +168,12 @@ class ProgressBoard(HyperParameters):
             self.fig = Figure(figsize=self.figsize, layout="constrained")
         axes = self.axes if self.axes is not None else (self.fig.axes or [self.fig.subplots()])[0]
         axes.cla()
-        for (label, line), style, color in zip(self.data.items(), self.ls, self.colors,
-                                               strict=False):  # fmt: skip
-            axes.plot([p.x for p in line], [p.y for p in line], linestyle=style, color=color,
-                      label=label)  # fmt: skip
+        for (label, line), style, color in zip(
+            self.data.items(), self.ls, self.colors, strict=False
+        ):
+            axes.plot(
+                [p.x for p in line], [p.y for p in line], linestyle=style, color=color, label=label
+            )
         if self.xlim:
             axes.set_xlim(*self.xlim)
         if self.ylim:
@@ -237,8 +246,9 @@ class Module(nn.Module, HyperParameters):
         """Minibatch SGD at ``self.lr``."""
         return torch.optim.SGD(self.parameters(), lr=self.lr)
 
-    def apply_init(self, inputs: Sequence[torch.Tensor], init: Callable[..., Any] | None = None
-                   ) -> None:  # fmt: skip
+    def apply_init(
+        self, inputs: Sequence[torch.Tensor], init: Callable[..., Any] | None = None
+    ) -> None:
         """Run ``inputs`` through the network once (so lazy layers learn their shapes),
         then apply ``init`` to every submodule of ``net``."""
         self.forward(*inputs)
@@ -255,17 +265,18 @@ class Classifier(Module):
         self.plot("loss", self.loss(Y_hat, batch[-1]), train=False)
         self.plot("acc", self.accuracy(Y_hat, batch[-1]), train=False)
 
-    def accuracy(self, Y_hat: torch.Tensor, Y: torch.Tensor, averaged: bool = True
-                 ) -> torch.Tensor:  # fmt: skip
+    def accuracy(self, Y_hat: torch.Tensor, Y: torch.Tensor, averaged: bool = True) -> torch.Tensor:
         """The fraction of correct predictions (or each one's 0/1 with ``averaged=False``)."""
         preds = Y_hat.reshape(-1, Y_hat.shape[-1]).argmax(dim=1).type(Y.dtype)
         compare = (preds == Y.reshape(-1)).type(torch.float32)
         return compare.mean() if averaged else compare
 
-    def loss(self, Y_hat: torch.Tensor, Y: torch.Tensor, averaged: bool = True
-             ) -> torch.Tensor:  # fmt: skip
-        return F.cross_entropy(Y_hat.reshape(-1, Y_hat.shape[-1]), Y.reshape(-1),
-                               reduction="mean" if averaged else "none")  # fmt: skip
+    def loss(self, Y_hat: torch.Tensor, Y: torch.Tensor, averaged: bool = True) -> torch.Tensor:
+        return F.cross_entropy(
+            Y_hat.reshape(-1, Y_hat.shape[-1]),
+            Y.reshape(-1),
+            reduction="mean" if averaged else "none",
+        )
 
     def layer_summary(self, X_shape: Sequence[int]) -> None:
         """Print each layer's output shape for a random input of ``X_shape``."""
@@ -295,15 +306,19 @@ class LeNet(Classifier):
         super().__init__()
         self.save_hyperparameters()
         self.net = nn.Sequential(
-            nn.LazyConv2d(6, kernel_size=5, padding=2), nn.Sigmoid(),
+            nn.LazyConv2d(6, kernel_size=5, padding=2),
+            nn.Sigmoid(),
             nn.AvgPool2d(kernel_size=2, stride=2),
-            nn.LazyConv2d(16, kernel_size=5), nn.Sigmoid(),
+            nn.LazyConv2d(16, kernel_size=5),
+            nn.Sigmoid(),
             nn.AvgPool2d(kernel_size=2, stride=2),
             nn.Flatten(),
-            nn.LazyLinear(120), nn.Sigmoid(),
-            nn.LazyLinear(84), nn.Sigmoid(),
+            nn.LazyLinear(120),
+            nn.Sigmoid(),
+            nn.LazyLinear(84),
+            nn.Sigmoid(),
             nn.LazyLinear(num_classes),
-        )  # fmt: skip
+        )
 
 
 class DataModule(HyperParameters):
@@ -356,8 +371,13 @@ class FashionMNIST(DataModule):
     usual places, and downloaded into cnnlab's cache on first use; ``data_dir`` (cnnlab's
     addition) names a directory of your own."""
 
-    def __init__(self, batch_size: int = 64, resize: int | Sequence[int] = (28, 28), *,
-                 data_dir: str | Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        batch_size: int = 64,
+        resize: int | Sequence[int] = (28, 28),
+        *,
+        data_dir: str | Path | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["data_dir"])
         train, test = load_dataset("fashion-mnist", data_dir, root=self.root)
@@ -370,12 +390,22 @@ class FashionMNIST(DataModule):
 
     def get_dataloader(self, train: bool) -> Loader:
         images = self.train if train else self.val
-        batches = Batches(images.split, self.batch_size, self.device, shuffle=train,
-                          seed=draw_seed() if train else 0)  # fmt: skip
+        batches = Batches(
+            images.split,
+            self.batch_size,
+            self.device,
+            shuffle=train,
+            seed=draw_seed() if train else 0,
+        )
         return Loader(batches, images.size)
 
-    def visualize(self, batch: Sequence[torch.Tensor], nrows: int = 1, ncols: int = 8,
-                  labels: Sequence[str] = ()) -> None:  # fmt: skip
+    def visualize(
+        self,
+        batch: Sequence[torch.Tensor],
+        nrows: int = 1,
+        ncols: int = 8,
+        labels: Sequence[str] = (),
+    ) -> None:
         X, y = batch
         show_images(list(X.squeeze(1)), nrows, ncols, titles=list(labels) or self.text_labels(y))
 
@@ -394,8 +424,11 @@ class Trainer(HyperParameters):
         found = _count_gpus()
         self.gpus = [gpu(i) for i in range(min(num_gpus, found))]
         if num_gpus > found:
-            print(f"d2l.Trainer: num_gpus={num_gpus} asked for, {found} found; "
-                  f"training on {self.device}", file=sys.stderr)  # fmt: skip
+            print(
+                f"d2l.Trainer: num_gpus={num_gpus} asked for, {found} found; "
+                f"training on {self.device}",
+                file=sys.stderr,
+            )
         self.train_seconds = 0.0  # cnnlab's: time spent in training batches, for a rate
         self.train_examples = 0
 

@@ -27,8 +27,12 @@ float32, int32, int64 = torch.float32, torch.int32, torch.int64
 # torch functions under the book's names (most keep torch's own name)
 tensor = torch.tensor
 zeros, ones, zeros_like, ones_like, eye = (
-    torch.zeros, torch.ones, torch.zeros_like, torch.ones_like, torch.eye
-)  # fmt: skip
+    torch.zeros,
+    torch.ones,
+    torch.zeros_like,
+    torch.ones_like,
+    torch.eye,
+)
 arange, linspace, meshgrid = torch.arange, torch.linspace, torch.meshgrid
 normal, rand, randn = torch.normal, torch.rand, torch.randn
 exp, log, sigmoid, abs = torch.exp, torch.log, torch.sigmoid, torch.abs
@@ -68,9 +72,45 @@ def numpy(x: torch.Tensor, *args: Any, **kwargs: Any) -> np.ndarray:
 
 
 __all__ = [
-    "abs", "arange", "argmax", "astype", "batch_matmul", "concat", "cos", "cosh", "exp",
-    "expand_dims", "eye", "float32", "int32", "int64", "linspace", "log", "matmul",
-    "meshgrid", "nn_Module", "normal", "numpy", "ones", "ones_like", "rand", "randn",
-    "reduce_mean", "reduce_sum", "repeat", "reshape", "sigmoid", "sin", "sinh", "size",
-    "stack", "swapaxes", "tanh", "tensor", "to", "transpose", "zeros", "zeros_like",
-]  # fmt: skip
+    "abs",
+    "arange",
+    "argmax",
+    "astype",
+    "batch_matmul",
+    "concat",
+    "cos",
+    "cosh",
+    "exp",
+    "expand_dims",
+    "eye",
+    "float32",
+    "int32",
+    "int64",
+    "linspace",
+    "log",
+    "matmul",
+    "meshgrid",
+    "nn_Module",
+    "normal",
+    "numpy",
+    "ones",
+    "ones_like",
+    "rand",
+    "randn",
+    "reduce_mean",
+    "reduce_sum",
+    "repeat",
+    "reshape",
+    "sigmoid",
+    "sin",
+    "sinh",
+    "size",
+    "stack",
+    "swapaxes",
+    "tanh",
+    "tensor",
+    "to",
+    "transpose",
+    "zeros",
+    "zeros_like",
+]
