@@ -1,0 +1,99 @@
+"""TrainConfig: what a run is given, checked where it is built; recipes; config files."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from cnnlab.errors import ConfigError
+from cnnlab.training import TrainConfig
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("epochs", 0, "epochs must be a positive integer, got 0"),
+        ("batch_size", -1, "batch_size must be a positive integer, got -1"),
+        ("lr", 0.0, "lr must be a positive finite number, got 0.0"),
+        ("lr", math.inf, "lr must be a positive finite number, got inf"),
+        ("lr", math.nan, "lr must be a positive finite number, got nan"),
+        ("seed", -3, r"seed must be an integer from 0 to 2\*\*63 - 1, got -3"),
+        ("seed", 2**63, r"seed must be an integer from 0 to 2\*\*63 - 1, got 9223372036854775808"),
+        ("resume", "", "resume must name a run directory, got ''"),
+        ("device", "tpu", "device must be one of auto, cpu, cuda, mps, got 'tpu'"),
+        ("optimizer", "lbfgs", "optimizer must be one of sgd, momentum, nesterov, adamw"),
+        ("schedule", "step", "schedule must be one of constant, cosine, onecycle, got 'step'"),
+        ("init", "zeros", "init must be one of xavier, kaiming, default, got 'zeros'"),
+        ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
+        ("momentum", -0.1, r"momentum must be in \[0, 1\), got -0.1"),
+        ("weight_decay", -1, "weight_decay must be >= 0 and finite, got -1"),
+        ("weight_decay", math.inf, "weight_decay must be >= 0 and finite, got inf"),
+        ("val_size", -1, "val_size must be a non-negative integer, got -1"),
+        ("augment", "crop,rotate", "unknown augmentation rotate; choose from crop, flip, erase"),
+        ("precision", "fp16", "precision must be one of fp32, bf16, got 'fp16'"),
+    ],
+)
+def test_config_validation(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_recipes_fill_in_what_is_not_given() -> None:
+    best = TrainConfig.from_dict({"recipe": "best"})
+    assert best != TrainConfig() and best.model_options
+    assert TrainConfig.from_dict({"recipe": "best", "epochs": 2}).epochs == 2
+    assert TrainConfig.from_dict({"recipe": "book"}) == TrainConfig()
+    with pytest.raises(ConfigError, match="unknown recipe 'fast'; choose one of: book, best"):
+        TrainConfig.from_dict({"recipe": "fast"})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("kernel=3 kernel=5", "model option kernel is given twice"),
+        ({"kernel": "3"}, "model option kernel takes a value like 5, got '3'"),
+        ({"channels": [4, True]}, "model option channels takes a value like (6, 16)"),
+        ({"batch_norm": 1}, "model option batch_norm takes a value like False, got 1"),
+        ({"width": 3}, "bad model option 'width = 3'"),
+    ],
+)
+def test_model_options_are_checked(options: object, message: str) -> None:
+    from cnnlab.models import parse_options
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_options("lenet", options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("flags", [{"early_stop": 2}, {"keep": "best"}])
+def test_early_stop_and_keep_best_need_a_validation_split(flags: dict[str, object]) -> None:
+    flag = "--" + next(iter(flags)).replace("_", "-")
+    with pytest.raises(ConfigError, match=f"{flag} .* add --val-size N"):
+        TrainConfig(**flags)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"tta": "yes"}, "tta must be true or false, got 'yes'"),
+        ({"quiet": 1}, "quiet must be true or false, got 1"),
+        ({"model": 5}, "model must be a string, got 5"),
+    ],
+)
+def test_config_values_are_strict(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig.from_dict(values)
+
+
+def test_a_toml_file_nested_too_deeply_is_a_one_line_error(tmp_path: Path) -> None:
+    """tomllib recurses per level: 5,000 nested arrays raised RecursionError."""
+    from cnnlab.training.config import load_toml
+
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(
+        ConfigError, match=r"deep\.toml: its tables or arrays are nested too deeply"
+    ):
+        load_toml(deep, "config file")
