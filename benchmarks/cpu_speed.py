@@ -43,8 +43,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from cnnlab import TrainConfig, load_dataset, train
 from cnnlab.accel.cpu import fuse_blocks
 from cnnlab.data import epoch_order
-from cnnlab.models import create_model, init_weights
-from cnnlab.models.lenet import pool_before_activation
+from cnnlab.models import create_model, init_weights, pool_before_activation
 
 BATCH, LR = 256, 0.9
 

@@ -80,6 +80,9 @@ def test_bad_names_and_options() -> None:
         ConfigError, match="unknown activation 'tanh'; choose one of: sigmoid, relu"
     ):
         create_model("lenet", activation="tanh")
+    # the model checks its own options; the generic config only that each is a word
+    with pytest.raises(ConfigError, match="unknown backend 'jax'; choose one of: torch, scratch"):
+        create_model("lenet", backend="jax")
 
 
 @pytest.mark.parametrize(

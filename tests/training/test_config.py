@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnnlab.errors import ConfigError
 from cnnlab.training import TrainConfig
@@ -97,3 +98,14 @@ def test_a_toml_file_nested_too_deeply_is_a_one_line_error(tmp_path: Path) -> No
         ConfigError, match=r"deep\.toml: its tables or arrays are nested too deeply"
     ):
         load_toml(deep, "config file")
+
+
+def test_a_model_option_is_checked_by_the_model_not_the_config(tmp_path: Path) -> None:
+    from cnnlab.training.trainer import build_model
+
+    config = TrainConfig(backend="jax")  # a word: the config has nothing against it
+    options = {"num_classes": 10, "in_channels": 1, "image_size": (28, 28), "backend": "jax"}
+    with pytest.raises(ConfigError, match="unknown backend 'jax'; choose one of: torch, scratch"):
+        build_model(config, options, (1, 28, 28), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="backend must be a string, got 3"):
+        TrainConfig(backend=3)  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """Models by name: the book's LeNet and its variants."""
 
 from cnnlab.models import lenet as _lenet  # noqa: F401  (registers the LeNet family)
-from cnnlab.models.lenet import init_weights, pool_before_activation
+from cnnlab.models.common import init_weights, pool_before_activation
 from cnnlab.models.registry import (
     create_model,
     list_models,

@@ -96,38 +96,3 @@ register_model("lenet-max")(partial(lenet, pool="max"))
 register_model("lenet-relu")(partial(lenet, activation="relu"))
 register_model("lenet-relu-max")(partial(lenet, activation="relu", pool="max"))
 register_model("lenet-bn")(partial(lenet, batch_norm=True))
-
-
-def pool_before_activation(model: nn.Module) -> nn.Module:
-    """``model`` itself, or, if it is a Sequential with an activation followed by max
-    pooling, a Sequential of the same layers (shared, not copied) with each such pair in the
-    other order: a non-decreasing activation commutes with a maximum, so the function and
-    its gradients are the same, and the activation runs on a quarter of the values
-    (1.06x per step for ``--recipe best`` on a 2-core CPU; README, "--recipe best")."""
-    if not isinstance(model, nn.Sequential):
-        return model
-    modules, swapped = list(model), False
-    for i in range(len(modules) - 1):
-        if isinstance(modules[i], tuple(ACTIVATIONS.values())) and isinstance(
-            modules[i + 1], (nn.MaxPool2d, layers.MaxPool2d)
-        ):
-            modules[i], modules[i + 1], swapped = modules[i + 1], modules[i], True
-    return nn.Sequential(*modules) if swapped else model
-
-
-INITS = ("xavier", "kaiming", "default")
-
-
-def init_weights(model: nn.Module, scheme: str = "xavier") -> None:
-    """Initialise conv and linear weights: ``xavier`` uniform (the book's), ``kaiming``
-    uniform (for ReLU networks) or ``default`` (torch's, left as built)."""
-    if scheme not in INITS:
-        raise ConfigError(f"unknown init {scheme!r}; choose one of: {', '.join(INITS)}")
-    if scheme == "default":
-        return
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, *layers.CONV_TYPES)):
-            if scheme == "xavier":
-                nn.init.xavier_uniform_(module.weight)
-            else:
-                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")

@@ -18,7 +18,7 @@ from cnnlab.data.augment import parse_augment
 from cnnlab.data.datasets import is_folder, parse_size
 from cnnlab.device import PRECISIONS
 from cnnlab.errors import ConfigError
-from cnnlab.models.lenet import BACKENDS, INITS
+from cnnlab.models.common import INITS
 from cnnlab.training.optim import OPTIMIZERS, SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -166,7 +166,6 @@ class TrainConfig:
         if resume is not None and (not isinstance(resume, str) or not resume.strip()):
             raise ConfigError(f"resume must name a run directory, got {resume!r}")
         for name, choices in (
-            ("backend", BACKENDS),
             ("optimizer", OPTIMIZERS),
             ("schedule", SCHEDULES),
             ("init", INITS),
@@ -186,7 +185,16 @@ class TrainConfig:
                 "model_options must be KEY=VALUE words or a [model_options] table, got "
                 f"{self.model_options!r}"
             )
-        for name in ("model", "dataset", "augment", "device", "keep", "init", "image_size"):
+        for name in (
+            "model",
+            "backend",
+            "dataset",
+            "augment",
+            "device",
+            "keep",
+            "init",
+            "image_size",
+        ):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
         if self.channels not in (0, 1, 3) or isinstance(self.channels, bool):
