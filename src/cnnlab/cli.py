@@ -40,15 +40,22 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         help='TOML file of flags by field name (e.g. lr = 0.1, recipe = "best"); flags given '
         "on the command line win over it, and it wins over the recipe",
     )
+    groups = {
+        False: parser.add_argument_group(
+            "what is trained (a resumed run keeps these; --epochs may extend it)"
+        ),
+        True: parser.add_argument_group("how it runs (a resumed run may change these)"),
+    }
     for f in dataclasses.fields(TrainConfig):
+        group = groups[bool(f.metadata.get("launch"))]
         flag = "--" + f.name.replace("_", "-")
         help = f"{f.metadata['help']} (default: {f.default})".replace("%", "%%")
         if f.type in ("bool", bool, "bool | None"):
             action: Any = argparse.BooleanOptionalAction
-            parser.add_argument(flag, action=action, default=argparse.SUPPRESS, help=help)
+            group.add_argument(flag, action=action, default=argparse.SUPPRESS, help=help)
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
-        parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help)
+        group.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help)
     _add_offline_flag(parser)
 
 

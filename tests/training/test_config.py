@@ -109,3 +109,28 @@ def test_a_model_option_is_checked_by_the_model_not_the_config(tmp_path: Path) -
         build_model(config, options, (1, 28, 28), torch.device("cpu"))
     with pytest.raises(ConfigError, match="backend must be a string, got 3"):
         TrainConfig(backend=3)  # type: ignore[arg-type]
+
+
+def test_every_field_is_what_is_trained_or_how_it_runs() -> None:
+    from cnnlab.training.config import RESUMABLE, launch_fields, resumed_config
+
+    launch = set(launch_fields())
+    assert launch == {
+        "data_dir",
+        "device",
+        "out_dir",
+        "checkpoint_every",
+        "resume",
+        "nproc",
+        "max_restarts",
+        "fast",
+        "compile",
+        "tensorboard",
+        "quiet",
+    }
+    assert set(RESUMABLE) == (launch - {"out_dir"}) | {"epochs"}
+    saved = TrainConfig(epochs=2)
+    with pytest.raises(ConfigError, match=r"--lr 0\.1 differs from the run's saved lr = 0\.9"):
+        resumed_config(saved, TrainConfig(lr=0.1), {"lr"}, 1)
+    resumed = resumed_config(saved, TrainConfig(device="cpu", quiet=True), {"device", "quiet"}, 1)
+    assert (resumed.device, resumed.quiet, resumed.lr) == ("cpu", True, 0.9)

@@ -27,13 +27,24 @@ KEEP = ("last", "best")
 
 
 def _opt(default: Any, help: str) -> Any:
-    """A config field with its one-line help, shown by `cnnlab train --help`."""
+    """A field of what is trained (it defines the result), with its one-line help, shown
+    by `cnnlab train --help`."""
     return field(default=default, metadata={"help": help})
+
+
+def _launch(default: Any, help: str) -> Any:
+    """A field of how a run is launched (where, on what, in how many processes, what it
+    prints): the same run may be resumed with another value."""
+    return field(default=default, metadata={"help": help, "launch": True})
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run; each field is one ``cnnlab train`` flag."""
+    """Everything that defines a run; each field is one ``cnnlab train`` flag. Each field
+    is either part of what is trained (``_opt``: the model, data, optimizer, schedule,
+    epochs, seed, augmentation, precision) or of how the run is launched (``_launch``: the
+    directories, device, processes, restarts, checkpoint cadence, logging); see
+    :func:`launch_fields`."""
 
     model: str = _opt("lenet", "registered model name (see `cnnlab summary --model`)")
     backend: str = _opt(
@@ -44,7 +55,7 @@ class TrainConfig:
         "fashion-mnist, mnist, idx (any four IDX files in --data-dir), or "
         "folder:DIR (your own images: DIR/<class>/*, or DIR/train/<class>/* and DIR/test/...)",
     )
-    data_dir: str | None = _opt(
+    data_dir: str | None = _launch(
         None, "directory holding the IDX files (default: CNNLAB_DATA, the cache, the OS package)"
     )
     channels: int = _opt(
@@ -96,23 +107,23 @@ class TrainConfig:
         "(in a TOML file, a [model_options] table of values: kernel = 3, channels = [16, 32])",
     )
     seed: int = _opt(0, "seed of the initial weights and of the per-epoch shuffle")
-    device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps")
-    out_dir: str | None = _opt(
+    device: str = _launch("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    out_dir: str | None = _launch(
         None, "run directory to create (default: runs/<model>-<date>-<time>); never overwritten"
     )
-    checkpoint_every: int = _opt(
+    checkpoint_every: int = _launch(
         0, "also checkpoint every N optimizer steps (0: at the end of each epoch only)"
     )
-    resume: str | None = _opt(
+    resume: str | None = _launch(
         None,
         "continue the run in this directory from its last checkpoint, with its config; "
         "--epochs extends it, and --data-dir, --device, --quiet, --checkpoint-every may change",
     )
-    nproc: int = _opt(1, "processes to train in, started through torchrun (gloo on CPU)")
-    max_restarts: int = _opt(
+    nproc: int = _launch(1, "processes to train in, started through torchrun (gloo on CPU)")
+    max_restarts: int = _launch(
         0, "with --nproc: times torchrun restarts failed workers; they resume from a checkpoint"
     )
-    fast: bool | None = _opt(
+    fast: bool | None = _launch(
         None,
         "on a CPU, run each conv -> activation -> pool (or batch norm -> ReLU -> max pool) "
         "block as one fused kernel; on CUDA, replay each training step as one captured CUDA "
@@ -125,17 +136,19 @@ class TrainConfig:
         "fp32, or bf16: train and evaluate under bfloat16 autocast (CPUs with AVX512-BF16 or "
         "AMX, CUDA GPUs from Ampere on; elsewhere it says so and runs fp32)",
     )
-    compile: bool = _opt(
+    compile: bool = _launch(
         False,
         "on CUDA with --fast, compile the step's network with torch.compile before capturing "
         "it (faster steps, seconds of compilation first)",
     )
-    tensorboard: bool = _opt(
+    tensorboard: bool = _launch(
         False,
         "also write TensorBoard event files into RUN/tensorboard (needs the extra: "
         "pip install 'cnnlab[tensorboard]')",
     )
-    quiet: bool = _opt(False, "no progress bar and no per-epoch lines; summary lines still print")
+    quiet: bool = _launch(
+        False, "no progress bar and no per-epoch lines; summary lines still print"
+    )
 
     def __post_init__(self) -> None:
         for name in ("checkpoint_every", "max_restarts", "val_size", "early_stop"):
@@ -277,21 +290,19 @@ def format_options(options: dict[str, Any]) -> str:
     return " ".join(f"{key}={word(value)}" for key, value in options.items())
 
 
-# What a resumed run may change: how and where it runs, and how long (the epochs).
-# Every other field defines what is trained, and stays as the run saved it.
-RESUMABLE = (
-    "epochs",
-    "data_dir",
-    "device",
-    "quiet",
-    "checkpoint_every",
-    "nproc",
-    "max_restarts",
-    "fast",
-    "compile",
-    "tensorboard",
-    "resume",
-)
+def launch_fields() -> tuple[str, ...]:
+    """The fields declared with ``_launch``: how a run is launched, not what it trains.
+
+    >>> launch_fields()[:3]
+    ('data_dir', 'device', 'out_dir')
+    """
+    return tuple(f.name for f in fields(TrainConfig) if f.metadata.get("launch"))
+
+
+# What a resumed run may change: how it is launched, and how long it trains (the epochs).
+# Every field of what is trained stays as the run saved it. (A resumed run stays in its
+# own directory: prepare_run_dir refuses another --out-dir before this is asked.)
+RESUMABLE = ("epochs", *(name for name in launch_fields() if name != "out_dir"))
 
 
 def resumed_config(
