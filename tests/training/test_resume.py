@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnnlab.rundir import CHECKPOINT
 from cnnlab.training.checkpoint import read_checkpoint
@@ -384,3 +385,39 @@ def test_a_run_directory_in_use_is_refused(data: Path, reference: Path, tmp_path
     code, _, err = finish(first)
     assert code == 0, err
     assert metric_rows(run) == metric_rows(reference)
+
+
+def test_a_run_directory_from_before_the_refactor_resumes(
+    tiny_dataset: tuple[object, Path], tmp_path: Path
+) -> None:
+    """tests/training/fixtures/run-2026-12-05 was written by the trainer as it was before
+    the step, the config and the outputs moved (see the fixtures' README): today's code
+    resumes it, keeps its first epoch, and trains the second as an unbroken run does."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from cnnlab.training import TrainConfig, train
+
+    _, directory = tiny_dataset
+    run = tmp_path / "old"
+    shutil.copytree(Path(__file__).with_name("fixtures") / "run-2026-12-05", run)
+    before = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    resumed = train(TrainConfig(resume=str(run), epochs=2, data_dir=str(directory), quiet=True))
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert resumed.history[0] == before  # kept as it was (its timings too), not retrained
+    common = {"dataset": "tiny", "data_dir": str(directory), "batch_size": 32, "device": "cpu"}
+    fresh = train(
+        TrainConfig(
+            epochs=2,
+            fast=False,
+            quiet=True,
+            model_options="channels=2,4 dense=8",
+            out_dir=str(tmp_path / "fresh"),
+            **common,
+        )
+    )
+    assert resumed.history[1]["test_acc"] == fresh.history[1]["test_acc"]
+    old, new = load_file(run / "model.safetensors"), load_file(fresh.run_dir / "model.safetensors")
+    for key, value in new.items():  # another torch may sum in another order: to rounding
+        torch.testing.assert_close(old[key], value, rtol=1e-4, atol=1e-6)
