@@ -405,6 +405,7 @@ def test_a_run_directory_from_before_the_refactor_resumes(
     before = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     resumed = train(TrainConfig(resume=str(run), epochs=2, data_dir=str(directory), quiet=True))
     assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert json.loads((run / "config.json").read_text())["out_dir"] == str(run)  # not the old
     assert resumed.history[0] == before  # kept as it was (its timings too), not retrained
     common = {"dataset": "tiny", "data_dir": str(directory), "batch_size": 32, "device": "cpu"}
     fresh = train(

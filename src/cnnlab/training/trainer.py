@@ -416,6 +416,8 @@ def prepare_run_dir(
         except (ConfigError, TypeError) as e:
             raise CheckpointError(f"{source}: its config is not valid: {e}") from e
         config = resumed_config(saved_config, config, asked, epochs_done)
+        # where the run is now (a moved directory resumes): config.json records what is so
+        config = dataclasses.replace(config, out_dir=str(run_dir))
         if from_start and world.is_main and not config.quiet:
             log.info(
                 "%s stopped before its first checkpoint: training it again from the "
