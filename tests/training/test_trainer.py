@@ -1,7 +1,6 @@
 import json
 import logging
 import math
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -312,41 +311,6 @@ def test_early_stop_and_keep_best(tiny_dataset: tuple[ds.Dataset, Path], tmp_pat
     assert csv[0].startswith("epoch,train_loss,train_acc,test_acc,val_acc") and len(csv) == 1 + len(
         history
     )
-
-
-def test_tensorboard_events_hold_the_run(
-    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
-) -> None:
-    pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from cnnlab.training.tensorboard import read_scalars
-
-    _, directory = tiny_dataset
-    result = train(tiny_config(tmp_path, directory, tensorboard=True, schedule="cosine"))
-    scalars = read_scalars(result.run_dir)
-    assert [step for step, _ in scalars["epoch/test_acc"]] == [1, 2]
-    assert [v for _, v in scalars["epoch/test_acc"]] == pytest.approx(
-        [r["test_acc"] for r in result.history]
-    )
-    assert len(scalars["train/loss"]) == 12  # the 12 curve points
-    lrs = [v for _, v in scalars["train/lr"]]
-    assert lrs[0] > lrs[-1]  # the cosine schedule, as it went
-    events = EventAccumulator(str(result.run_dir / "tensorboard"))
-    events.Reload()
-    assert events.Tags()["images"] == ["conv1/kernels"]
-
-
-def test_tensorboard_without_the_package_names_the_extra(
-    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import sys
-
-    _, directory = tiny_dataset
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    with pytest.raises(ConfigError, match=re.escape("pip install 'cnnlab[tensorboard]'")):
-        train(tiny_config(tmp_path, directory, tensorboard=True))
-    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("has_bf16", [True, False])
