@@ -82,3 +82,14 @@ def test_captured_lengths_replay_and_the_rest_run_eager(monkeypatch: pytest.Monk
     assert steps(torch.arange(16), 16).item() == 16 and steps(torch.arange(4), 4).item() == 4
     assert steps(torch.arange(7), 7).item() == 7  # no graph of 7: eager
     assert replayed == [16, 4] and taken == [(16, True), (4, True), (7, False)]
+
+
+def test_a_run_graphs_its_full_batch_and_its_last_one_unless_told_not_to() -> None:
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.step import graph_lengths
+
+    assert graph_lengths(TrainConfig(), CUDA, 1, 1000) == [232, 256]  # 3 full, then 232
+    assert graph_lengths(TrainConfig(), CUDA, 1, 1024) == [256]
+    assert graph_lengths(TrainConfig(fast=False), CUDA, 1, 1000) == []
+    assert graph_lengths(TrainConfig(augment="flip"), CUDA, 1, 1000) == []
+    assert graph_lengths(TrainConfig(), torch.device("cpu"), 1, 1000) == []
