@@ -227,6 +227,7 @@ def capture_graphs(run: Run) -> None:
     """Capture the run's CUDA graphs where it has lengths to graph (once; timed apart from
     training, and said)."""
     if run.graph_lengths and not run.steps.graphs:
+        run.model.train()  # the graphs record the training mode's kernels
         sums = (run.state.loss_sum, run.state.correct)  # updated in place by the graph
         run.steps.capture(
             run.graph_lengths, run.model, run.fast_model, run.optimizer, sums, run.config.compile
