@@ -1,0 +1,22 @@
+"""Kernels and feature maps (viz.features) of a model, headless."""
+
+import torch
+
+from cnnlab.models import create_model
+from cnnlab.viz import conv_activations, plot_activation_pair, plot_feature_maps, plot_kernels
+
+
+def test_kernels_and_feature_maps() -> None:
+    torch.manual_seed(0)
+    model = create_model("lenet")
+    kernels = plot_kernels(model[0].weight)
+    assert len(kernels.axes) == 6 and len(kernels.axes[0].images) == 1
+    layers = conv_activations(model, torch.rand(1, 1, 28, 28))
+    assert [(n, tuple(t.shape)) for n, t in layers] == [
+        ("conv1 + Sigmoid", (6, 28, 28)),
+        ("conv2 + Sigmoid", (16, 10, 10)),
+    ]
+    maps = plot_feature_maps(model, torch.rand(1, 28, 28), title="x")
+    assert sum(len(ax.images) for ax in maps.axes) == 1 + 6 + 16
+    pair = plot_activation_pair(model, [torch.rand(1, 28, 28)] * 2, ["a", "b"])
+    assert sum(len(ax.images) for ax in pair.axes) == 2 * (1 + 6 + 8)
