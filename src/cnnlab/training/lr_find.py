@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from cnnlab.data import Batches
@@ -27,6 +26,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.rundir import create_run_dir
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.optim import make_optimizer
+from cnnlab.training.step import train_step
 from cnnlab.training.trainer import build_parts
 
 PLOT = "lr_find.png"
@@ -138,12 +138,12 @@ def range_test(
             lr = start_lr * growth**step
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
+            loss_sum, _ = train_step(
+                model, optimizer, x, y, 1 / len(y), label_smoothing=config.label_smoothing
+            )
             step += 1
-            average = SMOOTHING * average + (1 - SMOOTHING) * loss.item()
+            loss = (loss_sum / len(y)).item()  # the batch's mean, as cross-entropy gives it
+            average = SMOOTHING * average + (1 - SMOOTHING) * loss
             smoothed = average / (1 - SMOOTHING**step)
             if not math.isfinite(smoothed) or smoothed > BLOWN_UP * best:
                 step = steps  # the loss has blown up: the rest of the range says nothing
