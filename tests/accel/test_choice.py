@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from cnnlab.accel.cpu import FusedBlock
-from tests.training.runs import four_batch_run, fresh_cache, slow_down
+from tests.training.runs import four_batch_run, fresh_cache, norm_block_model, slow_down
 
 __all__ = ["fresh_cache"]  # a fixture, used by name
 
@@ -31,14 +30,7 @@ def test_a_slower_fused_step_is_measured_and_the_eager_layers_chosen(
 def test_measuring_leaves_the_weights_buffers_and_random_state_as_they_were(
     tmp_path: Path, fresh_cache: Path
 ) -> None:
-    model = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * 14 * 14, 2),
-    )
+    model = norm_block_model()
     torch.manual_seed(0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()

@@ -24,6 +24,7 @@ from torch import nn
 from cnnlab.accel import cpu
 from cnnlab.accel.cpu import BlockFunction, FusedBlock, FusedNorm, NormFunction, fuse_blocks
 from cnnlab.models import create_model
+from cnnlab.training.config import RECIPES
 from tests.ops.helpers import assert_matches_torch
 
 pytestmark = pytest.mark.skipif(
@@ -258,14 +259,7 @@ def test_a_norm_block_whose_working_memory_cannot_be_had_says_so() -> None:
         cpu._checked(1)
 
 
-BEST = {
-    "activation": "relu",
-    "pool": "max",
-    "kernel": 3,
-    "channels": [8, 32, 96],
-    "dense": [128],
-    "batch_norm": True,
-}  # the model of --recipe best
+BEST = RECIPES["best"]["model_options"]  # the model of --recipe best
 
 
 @pytest.mark.parametrize(

@@ -48,3 +48,15 @@ def slow_down(monkeypatch: pytest.MonkeyPatch, kind: type[nn.Module], seconds: f
     """Make every forward of ``kind`` take ``seconds`` longer."""
     forward = kind.forward
     monkeypatch.setattr(kind, "forward", lambda self, x: time.sleep(seconds) or forward(self, x))
+
+
+def norm_block_model() -> nn.Sequential:
+    """A conv -> batch norm -> ReLU -> max pool model whose norm block the kernel fuses."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 14 * 14, 2),
+    )

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnlab.accel.cpu import FusedBlock, FusedNorm, NormFunction
-from tests.training.runs import four_batch_run, fresh_cache, slow_down
+from tests.training.runs import four_batch_run, fresh_cache, norm_block_model, slow_down
 
 __all__ = ["fresh_cache"]  # a fixture, used by name
 
@@ -42,14 +42,7 @@ def test_the_norm_kernel_trains_every_epoch_after_evaluating(
     calls = []
     apply = NormFunction.apply
     monkeypatch.setattr(NormFunction, "apply", lambda *a: calls.append(1) or apply(*a))
-    model = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * 14 * 14, 2),
-    )
+    model = norm_block_model()
     run = four_batch_run(tmp_path / "run", model, lr=1e-3)
     assert isinstance(run.fast_model[1], FusedNorm)
     for epoch in range(2):
