@@ -32,7 +32,7 @@ int main(void) {
     float *x = input(nx), *w = input(nw), *b = input(s.o), *gy = input(ny);
     float *y = malloc(sizeof(float) * ny), *gx = malloc(sizeof(float) * nx);
     float *gw = malloc(sizeof(float) * nw), *gb = malloc(sizeof(float) * s.o);
-    float *a = malloc(sizeof(float) * s.n * cnnlab_block_kept(&s));
+    float *a = malloc(sizeof(float) * cnnlab_block_kept(&s));
     if (!y || !gx || !gw || !gb || !a) return 4;
     if (cnnlab_block_forward(x, w, b, y, a, &s, 2) || cnnlab_block_backward(x, w, a, gy, gx, gw, gb, &s, 2))
         return 5;

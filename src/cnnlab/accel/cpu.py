@@ -297,7 +297,7 @@ class BlockFunction(torch.autograd.Function):
         lib = library()
         assert lib is not None
         y = x.new_empty(n, weight.shape[0], ho // 2, wo // 2)
-        kept = x.new_empty(n, lib.cnnlab_block_kept(ctypes.byref(shape)))  # for backward
+        kept = x.new_empty(lib.cnnlab_block_kept(ctypes.byref(shape)))  # for backward
         with torch.profiler.record_function("cnnlab::fused_block"):
             _checked(
                 lib.cnnlab_block_forward(

@@ -3,22 +3,18 @@
  * forward and backward, for float32 NCHW tensors.
  *
  * Built at first use by cnnlab/accel/cpu.py with the system's C compiler and loaded with
- * ctypes; no Python or torch headers. Images are split over OpenMP threads in fixed
- * contiguous chunks and each thread's weight gradient is summed in thread order, so the
- * results depend only on the inputs and the thread count.
+ * ctypes; no Python or torch headers.
  *
- * One image at a time, every map is kept "row-flattened" with the padded input's row
- * stride Wp: output position (y, x) lives at t = y * Wp + x, and the columns x >= Wo of
- * each row are spare. Then a correlation tap (i, j) is one shift of the whole flattened
- * plane by i * Wp + j, and every inner loop runs over one long contiguous range that
- * vectorises whole, instead of over rows of 10 or 28 values.
- *
- * Where the output maps come in whole vectors (16, 32, ...), the spare columns (40% of
- * the work for a 10x10 output of a 14-wide input) are avoided instead: the maps are kept
- * "channel-vectorised", the maps of one position in the lanes, at p * o for position
- * p = y * Wo + x, and the forward and weight-gradient loops broadcast one input value
- * against a vector of weights or gradients. The input gradient is computed row-flattened
- * in both layouts.
+ * Images go V at a time, one in each lane of a vector: a map value is a vector of V
+ * images' values, and every loop is a plain loop over maps, rows and columns of whole
+ * vectors. No lane is ever spent on a border, a spare column or the end of a row (laid
+ * out one image at a time, a 10x10 map's rows of a 14-wide input waste 40% of the
+ * lanes, and the input gradient's taps that miss the map half of them), and lanes are
+ * summed only once, for the weight gradient. The images of a batch are taken in groups of
+ * V, the last group's unused lanes zero; a group's activations are kept for backward in
+ * this layout. Groups are split over OpenMP threads in fixed contiguous chunks and each
+ * thread's weight gradient is summed in thread order, so the results depend only on the
+ * inputs and the thread count.
  */
 #include "cpu_common.h"
 
@@ -39,20 +35,18 @@
 #define REGS 16
 #endif
 typedef float vf __attribute__((vector_size(V * sizeof(float))));
+typedef int vi __attribute__((vector_size(V * sizeof(int))));
+/* The kept activations live in a tensor of the caller's: no alignment assumed. */
+typedef vf vfu __attribute__((aligned(sizeof(float))));
 
-/* Output maps computed together, sharing each input load: all of them up to 8. */
-static long group(long maps) { return maps < 8 ? maps : 8; }
-static long grouped(long maps) { return (maps + group(maps) - 1) / group(maps) * group(maps); }
-/* The row-flattened weight gradient takes maps 4 at a time, or 3 where that avoids
- * padding (the book's 6); wg_maps(o) rounded up to a multiple of that. */
-static int wg_group(long maps) { return maps % 4 == 0 || maps % 3 != 0 ? 4 : 3; }
-static long wg_maps(long maps) { return (maps + wg_group(maps) - 1) / wg_group(maps) * wg_group(maps); }
-/* Whole vectors: planes start on vector boundaries, so the loads of g are aligned. */
-static long whole(long floats) { return (floats + V - 1) / V * V; }
-
-static inline vf load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
-static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
-static inline vf splat(float s) { return (vf){0} + s; }
+/* Register blocks: the convolutions take up to MAPS maps at X adjacent positions (MAPS * X
+ * sums, X input vectors and a weight), the weight gradient WG_MAPS maps by WG_TAPS taps
+ * (their sums, the maps' gradients and an input vector). */
+#define MAPS 6
+#define X (REGS >= 32 ? 4 : 2)
+#define WG_MAPS (REGS >= 32 ? 4 : 2)
+#define WG_TAPS 5
+#define MARGIN (X - 1) /* zero vectors each side of a gradient row (see input_grad_at) */
 
 typedef struct {
     long n, c, h, w, o, k, pad, act, pool; /* act: 0 sigmoid, 1 relu; pool: 0 avg, 1 max */
@@ -60,11 +54,11 @@ typedef struct {
 
 typedef struct {
     long hp, wp, ho, wo, hq, wq, kk;
-    long len;     /* flattened output range, rounded up to whole vectors */
-    long plane;   /* floats in one padded input plane, with room for the last shifts */
-    long gplane;  /* floats in one padded gradient plane (see backward) */
-    int cv;       /* channel-vectorised activations (else row-flattened) */
-    long os, ys, xs, kept; /* strides of a map, a row, a column, and floats per image */
+    long groups; /* of V images */
+    long xs;     /* vectors of a group's padded input: xl[(y * c + ci) * wp + x] */
+    long as;     /* of its activations: al[(o * ho + y) * wo + x] */
+    long ys;     /* of its pooled output or gradient: [(o * hq + y) * wq + x] */
+    long gw;     /* a gradient row: gl[(y * o + oi) * gw + MARGIN + x] */
 } Dims;
 
 static Dims dims_of(const Shape *s) {
@@ -72,147 +66,78 @@ static Dims dims_of(const Shape *s) {
     d.hp = s->h + 2 * s->pad; d.wp = s->w + 2 * s->pad;
     d.ho = d.hp - s->k + 1; d.wo = d.wp - s->k + 1;
     d.hq = d.ho / 2; d.wq = d.wo / 2; d.kk = s->k * s->k;
-    d.len = whole(d.ho * d.wp);
-    long rows = d.len > d.hp * d.wp ? d.len : d.hp * d.wp;
-    d.plane = whole(rows + (s->k - 1) * (d.wp + 1) + V);
-    d.gplane = whole((d.ho + 2 * (s->k - 1)) * d.wp + d.len + 2 * V);
-    d.cv = s->o % V == 0;
-    d.os = d.cv ? 1 : d.len; d.ys = d.cv ? d.wo * s->o : d.wp; d.xs = d.cv ? s->o : 1;
-    d.kept = d.cv ? d.ho * d.wo * s->o : s->o * d.len;
+    d.groups = (s->n + V - 1) / V;
+    d.xs = d.hp * s->c * d.wp; d.as = s->o * d.ho * d.wo; d.ys = s->o * d.hq * d.wq;
+    d.gw = d.wo + 2 * MARGIN;
     return d;
 }
 
-/* Floats of the kept activations per image (the forward's a, see below). */
-long cnnlab_block_kept(const Shape *s) { return dims_of(s).kept; }
+/* Floats of the kept activations of the whole batch (the forward's a). */
+long cnnlab_block_kept(const Shape *s) {
+    Dims d = dims_of(s);
+    return d.groups * d.as * V;
+}
 
-/* The channel-vectorised register tile: G vectors of maps (of the o / V) at once, and up
- * to 12 / G positions: 12 accumulators, G weight vectors and one broadcast input stay in
- * 16 registers (sized for AVX2; AVX-512's 32 leave room). */
-static int cv_maps(long groups) { return groups >= 2 ? 2 : 1; }
-static int cv_span(int g) { return 12 / g; }
+static inline vf splat(float s) { return (vf){0} + s; }
+static inline vf pick(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
-/* The channel-vectorised forward of image rows: X adjacent outputs of row y, for the G
- * vectors of maps og..og+G-1, from the padded input xp; wv[c][tap][og] are weight vectors. */
-INLINE void cv_row_by(const float *xp, const vf *wv, const vf *bias, const Shape *s,
-                      const Dims *d, long y, long x0, long og, float *an, const int X,
-                      const int G) {
-    long groups = s->o / V;
-    vf acc[12]; /* acc[x * G + g] */
-    for (int x = 0; x < X; x++)
-        for (int g = 0; g < G; g++) acc[x * G + g] = bias[og + g];
+/* A group's lanes: dst[t] = the t-th float of each of its m images (count floats, images
+ * stride floats apart in src), lanes past m zero; and back. */
+INLINE void gather_by(const float *src, long stride, long count, vf *dst, const int m) {
+    for (long t = 0; t < count; t++) {
+        vf v = {0};
+        for (int l = 0; l < m; l++) v[l] = src[l * stride + t];
+        dst[t] = v;
+    }
+}
+
+static void gather(const float *src, long stride, long count, int m, vf *dst) {
+    if (m == V) gather_by(src, stride, count, dst, V); /* the loop known whole: vectorised */
+    else gather_by(src, stride, count, dst, m);
+}
+
+INLINE void scatter_by(const vf *src, long count, float *dst, long stride, const int m) {
+    for (long t = 0; t < count; t++)
+        for (int l = 0; l < m; l++) dst[l * stride + t] = src[t][l];
+}
+
+static void scatter(const vf *src, long count, int m, float *dst, long stride) {
+    if (m == V) scatter_by(src, count, dst, stride, V);
+    else scatter_by(src, count, dst, stride, m);
+}
+
+/* The padded input xl of the group's m images from x (its border stays zero). */
+static void gather_input(const float *x, const Shape *s, const Dims *d, int m, vf *xl) {
+    long image = s->c * s->h * s->w;
     for (long c = 0; c < s->c; c++)
-        for (long i = 0; i < s->k; i++) {
-            const float *row = xp + c * d->plane + (y + i) * d->wp + x0;
-            const vf *wr = wv + (c * d->kk + i * s->k) * groups + og;
-            for (long j = 0; j < s->k; j++) {
-                vf w[2];
-                for (int g = 0; g < G; g++) w[g] = wr[j * groups + g];
-                for (int x = 0; x < X; x++) {
-                    float r = row[x + j]; /* broadcast (splat would add a zero) */
-                    for (int g = 0; g < G; g++) acc[x * G + g] += w[g] * r;
-                }
-            }
-        }
-    for (int x = 0; x < X; x++)
-        for (int g = 0; g < G; g++)
-            store(an + (y * d->wo + x0 + x) * s->o + (og + g) * V, acc[x * G + g]);
+        for (long y = 0; y < s->h; y++)
+            gather(x + (c * s->h + y) * s->w, image, s->w, m,
+                   xl + ((y + s->pad) * s->c + c) * d->wp + s->pad);
 }
 
-static void cv_conv(const float *xp, const vf *wv, const vf *bias, const Shape *s,
-                    const Dims *d, float *an) {
-    long groups = s->o / V;
-    for (long og = 0; og < groups;) {
-        int g = og + 1 < groups ? cv_maps(groups) : 1, span = cv_span(g);
-        for (long y = 0; y < d->ho; y++)
-            for (long x0 = 0; x0 < d->wo; x0 += span)
-                switch ((d->wo - x0 < span ? d->wo - x0 : span) * 4 + g) {
-#define ONE(X) case X * 4 + 1: cv_row_by(xp, wv, bias, s, d, y, x0, og, an, X, 1); break;
-#define TWO(X) case X * 4 + 2: cv_row_by(xp, wv, bias, s, d, y, x0, og, an, X, 2); break;
-                ONE(1) ONE(2) ONE(3) ONE(4) ONE(5) ONE(6)
-                ONE(7) ONE(8) ONE(9) ONE(10) ONE(11) ONE(12) /* span 12 with one vector */
-                TWO(1) TWO(2) TWO(3) TWO(4) TWO(5) TWO(6)    /* 6 with two */
-#undef ONE
-#undef TWO
-                }
-        og += g;
-    }
-}
-
-/* wv[c][tap][og] = the weights of maps og * V ... og * V + V - 1, and the bias vectors
- * (NULL if they cannot be allocated). */
-static vf *cv_weights(const float *w, const float *bias, const Shape *s, const Dims *d) {
-    long groups = s->o / V;
-    vf *wv = allocate((s->c * d->kk + 1) * groups, sizeof(vf), 0);
-    if (!wv) return NULL;
-    for (long o = 0; o < s->o; o++) {
-        for (long c = 0; c < s->c; c++)
-            for (long tap = 0; tap < d->kk; tap++)
-                wv[(c * d->kk + tap) * groups + o / V][o % V] = w[(o * s->c + c) * d->kk + tap];
-        wv[s->c * d->kk * groups + o / V][o % V] = bias[o];
-    }
-    return wv;
-}
-
-static float *zeroed(long floats) { return allocate(whole(floats), sizeof(float), 1); }
-
-/* out[q][t] = sum over ic, tap of wt[q][ic][tap] * in[ic][t + off[tap]], t < len, for
- * nout maps, B at a time (wt has grouped(nout) rows, zero past nout); in planes are in_cs
- * apart and zero outside [lo, hi), out planes out_cs apart. off is monotonic, so the taps
- * that read inside [lo, hi) are a range, and only those are computed. Where B * 2 of the
- * accumulators fit the registers, two vectors of t share each broadcast weight. */
-INLINE void correlate_at(const float *in, long cin, long in_cs, long lo, long hi, float *out,
-                         long nout, long out_cs, long t, const float *w0, const long *off,
-                         long kk, long q, const int B, const int T) {
-    long first = 0, last = kk;
-    while (first < last && (t + off[first] + T * V <= lo || t + off[first] >= hi)) first++;
-    while (last > first && (t + off[last - 1] + T * V <= lo || t + off[last - 1] >= hi)) last--;
-    vf acc[16] = {{0}}; /* acc[b * T + u] */
-    for (long ic = 0; ic < cin; ic++) {
-        const float *src = in + ic * in_cs + t;
-        const float *wr = w0 + ic * kk;
-        for (long tap = first; tap < last; tap++) {
-            vf v[2];
-            for (int u = 0; u < T; u++) v[u] = load(src + off[tap] + u * V);
+/* The heart of both convolutions: acc[x * B + b] = the sum over rows r < rows and taps
+ * j0 <= j <= j1 of in[r * in_rs + x + step * j] * w[r * w_rs + j * w_js + b], for B maps
+ * at X' adjacent positions. The taps are the outer loop, so the inner one is long. */
+INLINE void correlate(const vf *in, long in_rs, long step, long rows, long j0, long j1,
+                      const float *w, long w_rs, long w_js, vf *acc, const int B, const int XB) {
+    for (int t = 0; t < B * XB; t++) acc[t] = (vf){0};
+    for (long j = j0; j <= j1; j++)
+        for (long r = 0; r < rows; r++) {
+            const vf *p = in + r * in_rs + step * j;
+            const float *wr = w + r * w_rs + j * w_js;
+            vf v[X];
+            for (int x = 0; x < XB; x++) v[x] = p[x];
             for (int b = 0; b < B; b++) {
-                float w = wr[b * cin * kk + tap];
-                for (int u = 0; u < T; u++) acc[b * T + u] += v[u] * w;
+                float wv = wr[b];
+                for (int x = 0; x < XB; x++) acc[x * B + b] += v[x] * wv;
             }
         }
-    }
-    for (int b = 0; b < B && q + b < nout; b++)
-        for (int u = 0; u < T; u++) store(out + (q + b) * out_cs + t + u * V, acc[b * T + u]);
-}
-
-INLINE void correlate_by(const float *in, long cin, long in_cs, long lo, long hi, float *out,
-                         long nout, long out_cs, long len, const float *wt, const long *off,
-                         long kk, const int B) {
-    const int T = B * 2 <= (REGS >= 32 ? 16 : 12) ? 2 : 1;
-    for (long q = 0; q < nout; q += B) {
-        const float *w0 = wt + q * cin * kk;
-        long t = 0;
-        for (; t + T * V <= len; t += T * V)
-            correlate_at(in, cin, in_cs, lo, hi, out, nout, out_cs, t, w0, off, kk, q, B, T);
-        if (t < len) /* the last vector */
-            correlate_at(in, cin, in_cs, lo, hi, out, nout, out_cs, t, w0, off, kk, q, B, 1);
-    }
-}
-
-static void correlate(const float *in, long cin, long in_cs, long lo, long hi, float *out,
-                      long nout, long out_cs, long len, const float *wt, const long *off,
-                      long kk) {
-    switch (group(nout)) { /* one specialised loop per group size */
-#define CASE(B) case B: \
-        correlate_by(in, cin, in_cs, lo, hi, out, nout, out_cs, len, wt, off, kk, B); break;
-    CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
-#undef CASE
-    }
 }
 
 /* The sigmoid of a vector, with exp as 2^n * p(r) (Cephes' polynomial, relative error
  * < 2e-7): n rounded by the 1.5 * 2^23 trick, 2^n from its bits; 1 / d as the hardware's
  * reciprocal estimate (14 bits with AVX-512, 12 with AVX) and one Newton step, which
  * squares its error, instead of a division. About 17 vector operations. */
-typedef int vi __attribute__((vector_size(V * sizeof(int))));
 
 /* x limited to [lo, hi], NaN kept (the instructions return their second operand then). */
 static inline vf clamp(vf x, float lo, float hi) {
@@ -223,9 +148,8 @@ static inline vf clamp(vf x, float lo, float hi) {
 #elif defined(__SSE__)
     return (vf)_mm_min_ps((__m128)splat(hi), _mm_max_ps((__m128)splat(lo), (__m128)x));
 #else
-    vi low = x < splat(lo), high = x > splat(hi);
-    x = (vf)(((vi)splat(lo) & low) | ((vi)x & ~low));
-    return (vf)(((vi)splat(hi) & high) | ((vi)x & ~high));
+    x = pick(x < splat(lo), splat(lo), x);
+    return pick(x > splat(hi), splat(hi), x);
 #endif
 }
 
@@ -251,280 +175,226 @@ static inline vf sigmoid(vf v) {
 #endif
 }
 
-/* z[t] = act(z[t] + b) over len floats (whole vectors), a plane's spare columns included. */
-static void activate(float *z, long len, float b, long relu) {
-    if (relu)
-        for (long t = 0; t < len; t++) { float v = z[t] + b; z[t] = v < 0 ? 0 : v; } /* NaN stays */
-    else
-        for (long t = 0; t < len; t += V) store(z + t, sigmoid(load(z + t) + b));
+static inline vf activate(vf z, long relu) {
+    return relu ? pick(z < splat(0), splat(0), z) : sigmoid(z); /* NaN stays */
 }
 
-static void pad_input(const float *x, const Shape *s, const Dims *d, float *xp) {
-    memset(xp, 0, sizeof(float) * s->c * d->plane);
-    for (long c = 0; c < s->c; c++)
-        for (long y = 0; y < s->h; y++)
-            memcpy(xp + c * d->plane + (y + s->pad) * d->wp + s->pad,
-                   x + (c * s->h + y) * s->w, sizeof(float) * s->w);
+/* B maps o0.. of row y at XB positions x0..: al = act(the convolution + bias); the
+ * input's rows (y + i, c) are one run, y * c + i * c + c, and the weights
+ * wf[i][c][j][o] one run at the same stride. */
+INLINE void convolve_at(const vf *xl, const float *wf, const float *bias, const Shape *s,
+                        const Dims *d, long y, long x0, long o0, vfu *al, const int B,
+                        const int XB) {
+    vf acc[MAPS * X];
+    correlate(xl + y * s->c * d->wp + x0, d->wp, 1, s->k * s->c, 0, s->k - 1, wf + o0,
+              s->k * s->o, s->o, acc, B, XB);
+    for (int b = 0; b < B; b++)
+        for (int x = 0; x < XB; x++)
+            al[((o0 + b) * d->ho + y) * d->wo + x0 + x] =
+                activate(acc[x * B + b] + bias[o0 + b], s->act);
 }
 
-static long *forward_offsets(const Shape *s, const Dims *d) {
-    long *off = allocate(d->kk, sizeof(long), 0);
-    if (!off) return NULL;
-    for (long i = 0; i < s->k; i++)
-        for (long j = 0; j < s->k; j++) off[i * s->k + j] = i * d->wp + j;
-    return off;
-}
-
-/* One image's activations an[o][t] = act(conv + bias), row-flattened, from its padded
- * input xp. */
-static void activations(const float *xp, const float *wt, const float *bias, const long *off,
-                        const Shape *s, const Dims *d, float *an) {
-    long lo = s->pad * d->wp + s->pad, hi = (s->pad + s->h - 1) * d->wp + s->pad + s->w;
-    correlate(xp, s->c, d->plane, lo, hi, an, s->o, d->len, d->len, wt, off, d->kk);
-    for (long o = 0; o < s->o; o++) activate(an + o * d->len, d->len, bias[o], s->act);
-}
-
-static float *padded_weights(const float *w, const Shape *s, const Dims *d) {
-    float *wt = allocate(grouped(s->o) * s->c * d->kk, sizeof(float), 1);
-    if (wt) memcpy(wt, w, sizeof(float) * s->o * s->c * d->kk);
-    return wt;
-}
-
-/* The pooling of pool(), its columns xs apart and the kind fixed. */
-INLINE void pool_rows(const float *an, const Shape *s, const Dims *d, float *yn,
-                      const long xs, const int max) {
-    for (long o = 0; o < s->o; o++)
-        for (long yy = 0; yy < d->hq; yy++) {
-            const float *r0 = an + o * d->os + 2 * yy * d->ys, *r1 = r0 + d->ys;
-            float *out = yn + (o * d->hq + yy) * d->wq;
-            for (long xx = 0; xx < d->wq; xx++) {
-                float v00 = r0[2 * xx * xs], v01 = r0[(2 * xx + 1) * xs];
-                float v10 = r1[2 * xx * xs], v11 = r1[(2 * xx + 1) * xs];
-                float m = v00 > v01 ? v00 : v01;
-                float m2 = v10 > v11 ? v10 : v11;
-                out[xx] = max ? (m >= m2 ? m : m2) : ((v00 + v01) + (v10 + v11)) * 0.25f;
+static void convolve(const vf *xl, const float *wf, const float *bias, const Shape *s,
+                     const Dims *d, vfu *al) {
+    for (long o0 = 0; o0 < s->o; o0 += MAPS)
+        for (long y = 0; y < d->ho; y++)
+            for (long x0 = 0; x0 < d->wo;) {
+                int xb = d->wo - x0 >= X ? X : 1;
+                switch ((s->o - o0 < MAPS ? s->o - o0 : MAPS) * 8 + xb) {
+#define CASE(B) \
+    case B * 8 + X: convolve_at(xl, wf, bias, s, d, y, x0, o0, al, B, X); break; \
+    case B * 8 + 1: convolve_at(xl, wf, bias, s, d, y, x0, o0, al, B, 1); break;
+                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
+#undef CASE
+                }
+                x0 += xb;
             }
-        }
 }
 
-/* yn[o][yy][xx]: one image's 2x2 pooling of its activations an (in either layout); the
- * row-flattened cases specialised so that the compiler vectorises their rows. */
-static void pool(const float *an, const Shape *s, const Dims *d, float *yn) {
-    if (d->xs == 1 && s->pool) pool_rows(an, s, d, yn, 1, 1);
-    else if (d->xs == 1) pool_rows(an, s, d, yn, 1, 0);
-    else pool_rows(an, s, d, yn, d->xs, (int)s->pool);
+/* yl: the 2x2 pooling of al (torch's order of comparisons for the maximum). */
+static void pool(const vfu *al, const Shape *s, const Dims *d, vf *yl) {
+    for (long o = 0; o < s->o; o++)
+        for (long yy = 0; yy < d->hq; yy++)
+            for (long xx = 0; xx < d->wq; xx++) {
+                const vfu *p = al + (o * d->ho + 2 * yy) * d->wo + 2 * xx;
+                vf v00 = p[0], v01 = p[1], v10 = p[d->wo], v11 = p[d->wo + 1];
+                vf m = pick(v00 > v01, v00, v01), m2 = pick(v10 > v11, v10, v11);
+                yl[(o * d->hq + yy) * d->wq + xx] =
+                    s->pool ? pick(m >= m2, m, m2) : ((v00 + v01) + (v10 + v11)) * 0.25f;
+            }
 }
 
-/* y: (n, o, hq, wq) pooled output; a: (n, kept) the activations (row-flattened, or
- * channel-vectorised where d.cv), kept for backward (measured: recomputing them there is
- * slower, even for one input channel). 0, or CNNLAB_OUT_OF_MEMORY. */
+/* The weights w[o][c][i][j] rearranged for the forward's convolution, wf[i][c][j][o], or
+ * for the input gradient's, wb[k - 1 - i][o][j][c] (NULL if they cannot be allocated). */
+static float *arranged(const float *w, const Shape *s, int backward) {
+    long k = s->k;
+    float *to = allocate(s->o * s->c * k * k, sizeof(float), 0);
+    if (to)
+        for (long o = 0; o < s->o; o++)
+            for (long c = 0; c < s->c; c++)
+                for (long i = 0; i < k; i++)
+                    for (long j = 0; j < k; j++)
+                        to[backward ? (((k - 1 - i) * s->o + o) * k + j) * s->c + c
+                                    : ((i * s->c + c) * k + j) * s->o + o] =
+                            w[((o * s->c + c) * k + i) * k + j];
+    return to;
+}
+
+/* y: (n, o, hq, wq) pooled output; a: cnnlab_block_kept floats, the activations kept for
+ * backward (measured: recomputing them there is slower). 0, or CNNLAB_OUT_OF_MEMORY. */
 int cnnlab_block_forward(const float *x, const float *w, const float *bias, float *y,
                          float *a, const Shape *s, long threads) {
     Dims d = dims_of(s);
-    long *off = forward_offsets(s, &d);
-    float *wt = d.cv ? NULL : padded_weights(w, s, &d);
-    vf *wv = d.cv ? cv_weights(w, bias, s, &d) : NULL;
-    const int ready = off && (d.cv ? (void *)wv : (void *)wt);
-    int failed = ready ? 0 : CNNLAB_OUT_OF_MEMORY;
-    int nt = threads_for(s->n, threads);
+    float *wf = arranged(w, s, 0);
+    int failed = wf ? 0 : CNNLAB_OUT_OF_MEMORY;
+    int nt = threads_for(d.groups, threads);
     #pragma omp parallel num_threads(nt)
     {
         FLUSH_DENORMALS();
-        float *xp = ready ? zeroed(s->c * d.plane) : NULL;
-        if (!xp) failed_to_allocate(&failed);
+        vf *xl = wf ? allocate(d.xs, sizeof(vf), 1) : NULL;
+        vf *yl = wf ? allocate(d.ys, sizeof(vf), 0) : NULL;
+        if (!xl || !yl) failed_to_allocate(&failed);
         #pragma omp for schedule(static)
-        for (long n = 0; n < s->n; n++) {
-            if (!xp) continue;
-            pad_input(x + n * s->c * s->h * s->w, s, &d, xp);
-            float *an = a + n * d.kept;
-            if (d.cv) {
-                cv_conv(xp, wv, wv + s->c * d.kk * (s->o / V), s, &d, an);
-                activate(an, d.kept, 0, s->act);
-            } else {
-                activations(xp, wt, bias, off, s, &d, an);
-            }
-            pool(an, s, &d, y + n * s->o * d.hq * d.wq);
+        for (long g = 0; g < d.groups; g++) {
+            if (!xl || !yl) continue;
+            long n0 = g * V;
+            int m = s->n - n0 < V ? (int)(s->n - n0) : V;
+            vfu *al = (vfu *)a + g * d.as;
+            gather_input(x + n0 * s->c * s->h * s->w, s, &d, m, xl);
+            convolve(xl, wf, bias, s, &d, al);
+            pool(al, s, &d, yl);
+            scatter(yl, d.ys, m, y + n0 * d.ys, d.ys);
         }
-        free(xp);
+        free(xl); free(yl);
     }
-    free(wt); free(wv); free(off);
+    free(wf);
     return failed;
 }
 
-/* g *= act'(a), from the activations a, over count values. */
-static void derivative(float *g, const float *a, long count, long relu) {
-    if (relu)
-        for (long t = 0; t < count; t++) g[t] = a[t] > 0 ? g[t] : 0;
-    else
-        for (long t = 0; t < count; t++) g[t] *= a[t] * (1.0f - a[t]);
-}
-
-/* The pooling's gradient, window by window: a quarter of gy to each of the 4 positions,
- * or all of it to the first maximum in reading order, as torch does. */
-static void scatter_pooled(const float *gy, const float *an, const Shape *s, const Dims *d,
-                           float *g, long g_os, long g_ys, long g_xs) {
-    long to[4] = {0, g_xs, g_ys, g_ys + g_xs};
-    for (long o = 0; o < s->o; o++) {
-        const float *gyo = gy + o * d->hq * d->wq;
+/* gl: the gradient at the convolution's output, from the pooled gradient gyl and the
+ * kept activations al (zero outside the pooled area: gl's positions past the last
+ * window are never written). */
+static void preactivation_grad(const vf *gyl, const vfu *al, const Shape *s, const Dims *d,
+                               vf *gl) {
+    for (long o = 0; o < s->o; o++)
         for (long yy = 0; yy < d->hq; yy++)
             for (long xx = 0; xx < d->wq; xx++) {
-                float gv = gyo[yy * d->wq + xx];
-                const float *p = an + o * d->os + 2 * yy * d->ys + 2 * xx * d->xs;
-                float *q = g + o * g_os + 2 * yy * g_ys + 2 * xx * g_xs;
-                if (s->pool) {
-                    int best = 0; float m = p[0];
-                    if (p[d->xs] > m) { m = p[d->xs]; best = 1; }
-                    if (p[d->ys] > m) { m = p[d->ys]; best = 2; }
-                    if (p[d->ys + d->xs] > m) best = 3;
-                    q[to[best]] = gv;
+                const vfu *p = al + (o * d->ho + 2 * yy) * d->wo + 2 * xx;
+                vf *q = gl + (2 * yy * s->o + o) * d->gw + MARGIN + 2 * xx;
+                vf a[4] = {p[0], p[1], p[d->wo], p[d->wo + 1]}, g[4];
+                vf v = gyl[(o * d->hq + yy) * d->wq + xx];
+                if (s->pool) { /* all to the first maximum in reading order, as torch does */
+                    vi b1 = a[1] > a[0];
+                    vf m = pick(b1, a[1], a[0]);
+                    vi b2 = a[2] > m;
+                    vf m2 = pick(b2, a[2], m);
+                    vi b3 = a[3] > m2;
+                    g[3] = pick(b3, v, splat(0));
+                    g[2] = pick(b3, splat(0), pick(b2, v, splat(0)));
+                    vf rest = v - g[3] - g[2];
+                    g[1] = pick(b1, rest, splat(0));
+                    g[0] = rest - g[1];
                 } else {
-                    for (int k = 0; k < 4; k++) q[to[k]] = gv * 0.25f;
+                    for (int t = 0; t < 4; t++) g[t] = v * 0.25f;
                 }
+                for (int t = 0; t < 4; t++)
+                    g[t] = s->act ? pick(a[t] > splat(0), g[t], splat(0))
+                                  : g[t] * (a[t] * (1.0f - a[t]));
+                q[0] = g[0]; q[1] = g[1];
+                q[s->o * d->gw] = g[2]; q[s->o * d->gw + 1] = g[3];
             }
-    }
 }
 
-/* g (maps g_os, rows g_ys, columns g_xs apart; zero outside the pooled area): the
- * gradient at the convolution's output, from the pooled gradient gy and the kept
- * activations an of one image. */
-static void preactivation_grad(const float *gy, const float *an, const Shape *s,
-                               const Dims *d, float *g, long g_os, long g_ys, long g_xs) {
-    if (d->cv)
-        memset(g, 0, sizeof(float) * d->kept);
-    else
-        for (long o = 0; o < s->o; o++) memset(g + o * g_os, 0, sizeof(float) * d->len);
-    if (!s->pool && g_xs == 1) { /* average pooling, row-flattened: rows that vectorise */
-        for (long o = 0; o < s->o; o++)
-            for (long yy = 0; yy < d->hq; yy++) {
-                const float *gyr = gy + (o * d->hq + yy) * d->wq;
-                float *q0 = g + o * g_os + 2 * yy * g_ys, *q1 = q0 + g_ys;
-                for (long xx = 0; xx < d->wq; xx++) {
-                    float v = gyr[xx] * 0.25f;
-                    q0[2 * xx] = v; q0[2 * xx + 1] = v; q1[2 * xx] = v; q1[2 * xx + 1] = v;
-                }
-            }
-    } else if (g_xs == 1) { /* maximum pooling, row-flattened: branch-free rows */
-        for (long o = 0; o < s->o; o++)
-            for (long yy = 0; yy < d->hq; yy++) {
-                const float *restrict gyr = gy + (o * d->hq + yy) * d->wq;
-                const float *restrict r0 = an + o * d->os + 2 * yy * d->ys;
-                const float *restrict r1 = r0 + d->ys;
-                float *restrict q0 = g + o * g_os + 2 * yy * g_ys;
-                float *restrict q1 = q0 + g_ys;
-                for (long xx = 0; xx < d->wq; xx++) {
-                    float a0 = r0[2 * xx], a1 = r0[2 * xx + 1], a2 = r1[2 * xx], a3 = r1[2 * xx + 1];
-                    float v = gyr[xx];
-                    float m = a1 > a0 ? a1 : a0;
-                    float m2 = a2 > m ? a2 : m;
-                    float v3 = a3 > m2 ? v : 0;        /* the last strictly greater wins */
-                    float v2 = a3 > m2 ? 0 : (a2 > m ? v : 0);
-                    float rest = v - v3 - v2;           /* v where neither a2 nor a3 won */
-                    float v1 = a1 > a0 ? rest : 0;
-                    q0[2 * xx] = rest - v1; q0[2 * xx + 1] = v1;
-                    q1[2 * xx] = v2; q1[2 * xx + 1] = v3;
-                }
-            }
-    } else {
-        scatter_pooled(gy, an, s, d, g, g_os, g_ys, g_xs);
-    }
-    if (d->cv)
-        derivative(g, an, d->kept, s->act);
-    else
-        for (long o = 0; o < s->o; o++) derivative(g + o * g_os, an + o * d->os, d->len, s->act);
-}
-
-/* The channel-vectorised weight gradient of J taps (i, j0 ...) of input plane c for the
- * G vectors of maps og..: acc[j][og + g] += sum over positions of g[p][og + g] * xp[c][p + tap]. */
-INLINE void cv_taps_by(const float *gn, const float *src, const Shape *s, const Dims *d,
-                       long og, vf *acc, const int J, const int G) {
-    long groups = s->o / V;
-    vf sum[12]; /* sum[j * G + g] */
-    for (int j = 0; j < J; j++)
-        for (int g = 0; g < G; g++) sum[j * G + g] = acc[j * groups + g];
-    for (long y = 0; y < d->ho; y++)
+/* acc[((o * c + ci) * k + i) * k + j] += the sum over positions of
+ * g[o][y][x] * x[ci][y + i][x + j], for B maps o0.. and J taps j0.. of (ci, i). */
+INLINE void weight_grad_at(const vf *gl, const vf *xl, const Shape *s, const Dims *d,
+                           long o0, long c, long i, long j0, vf *acc, const int B,
+                           const int J) {
+    vf sum[WG_MAPS * WG_TAPS]; /* sum[b * J + j] */
+    vf *at = acc + ((o0 * s->c + c) * s->k + i) * s->k + j0;
+    long map = s->c * s->k * s->k; /* acc's maps apart */
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < J; j++) sum[b * J + j] = at[b * map + j];
+    for (long y = 0; y < d->ho; y++) {
+        const vf *gr = gl + (y * s->o + o0) * d->gw + MARGIN;
+        const vf *xr = xl + ((y + i) * s->c + c) * d->wp + j0;
         for (long x = 0; x < d->wo; x++) {
-            vf gv[2];
-            for (int g = 0; g < G; g++) gv[g] = load(gn + (y * d->wo + x) * s->o + (og + g) * V);
-            const float *r = src + y * d->wp + x;
-            for (int j = 0; j < J; j++)
-                for (int g = 0; g < G; g++) sum[j * G + g] += gv[g] * r[j];
-        }
-    for (int j = 0; j < J; j++)
-        for (int g = 0; g < G; g++) acc[j * groups + g] = sum[j * G + g];
-}
-
-/* acc[c][tap][og] += the weight gradient's vectors, acc[c * kk][og] the bias's. */
-static void cv_weight_grad(const float *gn, const float *xp, const Shape *s, const Dims *d,
-                           vf *acc) {
-    long groups = s->o / V;
-    for (long og = 0; og < groups;) {
-        int g = og + 1 < groups ? cv_maps(groups) : 1, span = cv_span(g);
-        for (long c = 0; c < s->c; c++)
-            for (long i = 0; i < s->k; i++)
-                for (long j = 0; j < s->k; j += span) {
-                    const float *src = xp + c * d->plane + i * d->wp + j;
-                    vf *at = acc + (c * d->kk + i * s->k + j) * groups + og;
-                    switch ((s->k - j < span ? s->k - j : span) * 4 + g) {
-#define ONE(J) case J * 4 + 1: cv_taps_by(gn, src, s, d, og, at, J, 1); break;
-#define TWO(J) case J * 4 + 2: cv_taps_by(gn, src, s, d, og, at, J, 2); break;
-                    ONE(1) ONE(2) ONE(3) ONE(4) ONE(5) ONE(6)
-                    ONE(7) ONE(8) ONE(9) ONE(10) ONE(11) ONE(12)
-                    TWO(1) TWO(2) TWO(3) TWO(4) TWO(5) TWO(6)
-#undef ONE
-#undef TWO
-                    }
-                }
-        og += g;
-    }
-    vf *bias = acc + s->c * d->kk * groups;
-    for (long p = 0; p < d->ho * d->wo; p++)
-        for (long og = 0; og < groups; og++) bias[og] += load(gn + p * s->o + og * V);
-}
-
-/* For M maps of g from go and J taps (i, j0..j0+J-1) of one input plane's row i from
- * src: acc[b][j] += g[b][t] * src[t + j] lane by lane, acc's rows ostride apart. */
-INLINE void taps_by(const float *go, long g_cs, const float *src, long len, vf *acc,
-                    long ostride, const int M, const int J) {
-    vf sum[4][5];
-    for (int b = 0; b < M; b++)
-        for (int j = 0; j < J; j++) sum[b][j] = acc[b * ostride + j];
-    for (long t = 0; t < len; t += V) {
-        vf gv[4];
-        for (int b = 0; b < M; b++) gv[b] = load(go + b * g_cs + t);
-        for (int j = 0; j < J; j++) {
-            vf v = load(src + t + j);
-            for (int b = 0; b < M; b++) sum[b][j] += gv[b] * v;
+            vf gv[WG_MAPS];
+            for (int b = 0; b < B; b++) gv[b] = gr[b * d->gw + x];
+            for (int j = 0; j < J; j++) {
+                vf xv = xr[x + j];
+                for (int b = 0; b < B; b++) sum[b * J + j] += gv[b] * xv;
+            }
         }
     }
-    for (int b = 0; b < M; b++)
-        for (int j = 0; j < J; j++) acc[b * ostride + j] = sum[b][j];
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < J; j++) at[b * map + j] = sum[b * J + j];
 }
 
-/* acc[o][c][tap] += sum_t g[o][t] * xp[c][t + off[tap]] lane by lane, and
- * acc[wg_maps(o)][0][o] += sum_t g[o][t] (the bias); lanes are summed after the last image.
- * g has wg_maps(o) planes, zero past o. */
-static void weight_grad(const float *g, long g_cs, const float *xp, const Shape *s,
-                        const Dims *d, vf *acc) {
-    long ostride = s->c * d->kk;
-    int m = wg_group(s->o);
-    /* taps per pass: M * J sums, M gradient vectors and one input vector in registers */
-    long taps = REGS >= 32 ? 5 : m == 3 ? 3 : 2;
-    for (long o = 0; o < s->o; o += m)
+/* acc: the weight gradient's sums (lane by lane, as weight_grad_at), then the bias's. */
+static void weight_grad(const vf *gl, const vf *xl, const Shape *s, const Dims *d,
+                        vf *acc) {
+    for (long o0 = 0; o0 < s->o; o0 += WG_MAPS)
         for (long c = 0; c < s->c; c++)
             for (long i = 0; i < s->k; i++)
-                for (long j = 0; j < s->k; j += taps) {
-                    const float *go = g + o * g_cs, *src = xp + c * d->plane + i * d->wp + j;
-                    vf *at = acc + o * ostride + c * d->kk + i * s->k + j;
-                    switch ((s->k - j < taps ? s->k - j : taps) * 8 + m) {
-#define CASE(M, J) case J * 8 + M: taps_by(go, g_cs, src, d->len, at, ostride, M, J); break;
+                for (long j0 = 0; j0 < s->k; j0 += WG_TAPS) {
+                    int b = s->o - o0 < WG_MAPS ? s->o - o0 : WG_MAPS;
+                    int j = s->k - j0 < WG_TAPS ? s->k - j0 : WG_TAPS;
+                    switch (b * 8 + j) {
+#define CASE(B, J) case B * 8 + J: weight_grad_at(gl, xl, s, d, o0, c, i, j0, acc, B, J); break;
+                    CASE(1, 1) CASE(1, 2) CASE(1, 3) CASE(1, 4) CASE(1, 5)
+                    CASE(2, 1) CASE(2, 2) CASE(2, 3) CASE(2, 4) CASE(2, 5)
+#if WG_MAPS > 2
                     CASE(3, 1) CASE(3, 2) CASE(3, 3) CASE(3, 4) CASE(3, 5)
                     CASE(4, 1) CASE(4, 2) CASE(4, 3) CASE(4, 4) CASE(4, 5)
+#endif
 #undef CASE
                     }
                 }
-    vf *bias = acc + wg_maps(s->o) * ostride;
-    for (long o = 0; o < s->o; o++)
-        for (long t = 0; t < d->len; t += V) bias[o] += load(g + o * g_cs + t);
+    vf *bias = acc + s->o * s->c * s->k * s->k;
+    for (long y = 0; y < d->ho; y++)
+        for (long o = 0; o < s->o; o++)
+            for (long x = 0; x < d->wo; x++) bias[o] += gl[(y * s->o + o) * d->gw + MARGIN + x];
+}
+
+/* The input gradient: gx[c][y][x] = the sum over o and the taps (i, j) that land inside
+ * g of g[o][y + pad - i][x + pad - j] * w[o][c][i][j], only those taps computed. For
+ * output row y the rows (yo, o) of gl it reads, yo = y + pad - i, are one run, and their
+ * weights wb[k - 1 - i][o][j][c] one run at the same stride. MARGIN zero vectors each
+ * side of a gradient row supply the zeros where a tap misses some of X positions. This
+ * computes B input maps c0.. at XB positions x0... */
+INLINE void input_grad_at(const vf *gl, const float *wb, const Shape *s, const Dims *d,
+                          long y, long x0, long c0, vf *gxl, const int B, const int XB) {
+    long k = s->k, kc = k * s->c;
+    long y0 = y + s->pad - (k - 1), y1 = y + s->pad;                /* yo = y + pad - i */
+    long j0 = x0 + s->pad - (d->wo - 1), j1 = x0 + XB - 1 + s->pad; /* some 0 <= xo < wo */
+    if (y0 < 0) y0 = 0;
+    if (y1 > d->ho - 1) y1 = d->ho - 1;
+    if (j0 < 0) j0 = 0;
+    if (j1 > k - 1) j1 = k - 1;
+    vf acc[MAPS * X];
+    correlate(gl + y0 * s->o * d->gw + MARGIN + x0 + s->pad, d->gw, -1,
+              y1 < y0 ? 0 : (y1 - y0 + 1) * s->o, j0, j1,
+              wb + (y0 + k - 1 - y - s->pad) * s->o * kc + c0, kc, s->c, acc, B, XB);
+    for (int b = 0; b < B; b++)
+        for (int x = 0; x < XB; x++) gxl[((c0 + b) * s->h + y) * s->w + x0 + x] = acc[x * B + b];
+}
+
+static void input_grad(const vf *gl, const float *wb, const Shape *s, const Dims *d,
+                       vf *gxl) {
+    for (long c0 = 0; c0 < s->c; c0 += MAPS)
+        for (long y = 0; y < s->h; y++)
+            for (long x0 = 0; x0 < s->w;) {
+                int xb = s->w - x0 >= X ? X : 1;
+                switch ((s->c - c0 < MAPS ? s->c - c0 : MAPS) * 8 + xb) {
+#define CASE(B) \
+    case B * 8 + X: input_grad_at(gl, wb, s, d, y, x0, c0, gxl, B, X); break; \
+    case B * 8 + 1: input_grad_at(gl, wb, s, d, y, x0, c0, gxl, B, 1); break;
+                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
+#undef CASE
+                }
+                x0 += xb;
+            }
 }
 
 static float lane_sum(vf v) {
@@ -538,87 +408,47 @@ static float lane_sum(vf v) {
 int cnnlab_block_backward(const float *x, const float *w, const float *a, const float *gy,
                            float *gx, float *gw, float *gb, const Shape *s, long threads) {
     Dims d = dims_of(s);
-    long gmaps = wg_maps(s->o), groups = s->o / V;
-    /* vectors of weight and bias sums */
-    long nacc = d.cv ? (s->c * d.kk + 1) * groups : gmaps * s->c * d.kk + s->o;
-    /* the input gradient is the full correlation of g with the flipped kernel: with g
-     * placed k - 1 rows and columns into a zero plane of row stride wp (the spare columns
-     * supply the zeros left of each row), tap (i, j) reads it shifted by -(i * wp + j). */
-    long *back = allocate(d.kk, sizeof(long), 0);
-    float *wt = allocate(grouped(s->c) * s->o * d.kk, sizeof(float), 1); /* wt[c][o][tap] */
-    int nt = threads_for(s->n, threads);
+    long nacc = s->o * s->c * d.kk + s->o; /* vectors of weight and bias sums */
+    long image = s->c * s->h * s->w;
+    int nt = threads_for(d.groups, threads);
+    float *wb = gx ? arranged(w, s, 1) : NULL;
     vf *partial = allocate(nt * nacc, sizeof(vf), 1);
-    if (!back || !wt || !partial) {
-        free(back); free(wt); free(partial);
+    if ((gx && !wb) || !partial) {
+        free(wb); free(partial);
         return CNNLAB_OUT_OF_MEMORY;
     }
     int failed = 0;
-    for (long o = 0; o < s->o; o++)
-        for (long c = 0; c < s->c; c++)
-            for (long tap = 0; tap < d.kk; tap++)
-                wt[(c * s->o + o) * d.kk + tap] = w[(o * s->c + c) * d.kk + tap];
-    long lead = whole((s->k - 1) * d.wp + (s->k - 1) + V); /* zeros before g in its plane */
-    for (long i = 0; i < s->k; i++)
-        for (long j = 0; j < s->k; j++) back[i * s->k + j] = lead - i * d.wp - j;
-    long gx_len = whole(d.hp * d.wp);
     #pragma omp parallel num_threads(nt)
     {
         FLUSH_DENORMALS();
-        int me = thread_id();
-        float *xp = zeroed(s->c * d.plane);
-        long g_cs = lead + d.gplane;
-        float *gplanes = zeroed(gmaps * g_cs);
-        float *gxp = gx ? zeroed(s->c * gx_len) : NULL;
-        float *gn = d.cv ? zeroed(d.kept) : NULL;
-        int have = xp && gplanes && (gxp || !gx) && (gn || !d.cv);
+        vf *acc = partial + thread_id() * nacc;
+        vf *xl = allocate(d.xs, sizeof(vf), 1), *gyl = allocate(d.ys, sizeof(vf), 0);
+        vf *gl = allocate(d.ho * s->o * d.gw, sizeof(vf), 1);
+        vf *gxl = gx ? allocate(image, sizeof(vf), 0) : NULL;
+        int have = xl && gyl && gl && (gxl || !gx);
         if (!have) failed_to_allocate(&failed);
         #pragma omp for schedule(static)
-        for (long n = 0; n < s->n; n++) {
+        for (long g = 0; g < d.groups; g++) {
             if (!have) continue;
-            pad_input(x + n * s->c * s->h * s->w, s, &d, xp);
-            const float *gyn = gy + n * s->o * d.hq * d.wq, *an = a + n * d.kept;
-            if (d.cv) {
-                preactivation_grad(gyn, an, s, &d, gn, d.os, d.ys, d.xs);
-                cv_weight_grad(gn, xp, s, &d, partial + me * nacc);
-                if (gx) /* the input gradient's correlation reads g row-flattened */
-                    for (long y = 0; y < d.ho; y++)
-                        for (long x = 0; x < d.wo; x++)
-                            for (long o = 0; o < s->o; o++)
-                                gplanes[lead + o * g_cs + y * d.wp + x] =
-                                    gn[(y * d.wo + x) * s->o + o];
-            } else {
-                preactivation_grad(gyn, an, s, &d, gplanes + lead, g_cs, d.wp, 1);
-                weight_grad(gplanes + lead, g_cs, xp, s, &d, partial + me * nacc);
-            }
+            long n0 = g * V;
+            int m = s->n - n0 < V ? (int)(s->n - n0) : V;
+            gather_input(x + n0 * image, s, &d, m, xl);
+            gather(gy + n0 * d.ys, d.ys, d.ys, m, gyl); /* lanes past m zero: no gradient */
+            preactivation_grad(gyl, (const vfu *)a + g * d.as, s, &d, gl);
+            weight_grad(gl, xl, s, &d, acc);
             if (gx) {
-                correlate(gplanes, s->o, g_cs, lead, lead + d.ho * d.wp, gxp, s->c, gx_len,
-                          gx_len, wt, back, d.kk);
-                float *gxn = gx + n * s->c * s->h * s->w;
-                for (long c = 0; c < s->c; c++)
-                    for (long yy = 0; yy < s->h; yy++)
-                        memcpy(gxn + (c * s->h + yy) * s->w,
-                               gxp + c * gx_len + (yy + s->pad) * d.wp + s->pad,
-                               sizeof(float) * s->w);
+                input_grad(gl, wb, s, &d, gxl);
+                scatter(gxl, image, m, gx + n0 * image, image);
             }
         }
-        free(xp); free(gplanes); free(gxp); free(gn);
+        free(xl); free(gyl); free(gl); free(gxl);
     }
-    if (failed) {
-        free(partial); free(wt); free(back);
-        return failed;
-    }
-    for (int t = 1; t < nt; t++) /* in thread order: the same sums for the same thread count */
-        for (long i = 0; i < nacc; i++) partial[i] += partial[t * nacc + i];
-    if (d.cv) {
-        for (long o = 0; o < s->o; o++) {
-            for (long i = 0; i < s->c * d.kk; i++)
-                gw[o * s->c * d.kk + i] = partial[i * groups + o / V][o % V];
-            gb[o] = partial[s->c * d.kk * groups + o / V][o % V];
-        }
-    } else {
+    if (!failed) {
+        for (int t = 1; t < nt; t++) /* in thread order: the same sums for the same count */
+            for (long i = 0; i < nacc; i++) partial[i] += partial[t * nacc + i];
         for (long i = 0; i < s->o * s->c * d.kk; i++) gw[i] = lane_sum(partial[i]);
-        for (long o = 0; o < s->o; o++) gb[o] = lane_sum(partial[gmaps * s->c * d.kk + o]);
+        for (long o = 0; o < s->o; o++) gb[o] = lane_sum(partial[s->o * s->c * d.kk + o]);
     }
-    free(partial); free(wt); free(back);
-    return 0;
+    free(partial); free(wb);
+    return failed;
 }
