@@ -156,6 +156,39 @@ def test_results_repeat_bit_for_bit(maps: int) -> None:
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
+class KeptPointers:
+    """cnnlab's kernels, recording the pointer each block forward is given to keep its
+    activations in (None: NULL)."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.lib, self.kept = lib, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.lib, name)
+
+    def cnnlab_block_forward(self, *args: ctypes.c_void_p) -> int:
+        self.kept.append(args[4].value)
+        return self.lib.cnnlab_block_forward(*args)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("isa", TARGETS)
+def test_a_block_with_no_backward_to_follow_keeps_nothing_and_gives_the_same_output(
+    isa: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    block = FusedBlock(nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2))
+    x = torch.randn(20, 6, 14, 14)  # more images than a group of any width
+    with target(isa):
+        kernels = KeptPointers(cpu.library())  # type: ignore[arg-type]
+        monkeypatch.setattr(cpu, "library", lambda: kernels)
+        y = block(x)
+        with torch.inference_mode():
+            y_eval = block(x)
+    assert kernels.kept[0] is not None and kernels.kept[1] is None
+    assert y_eval.grad_fn is None
+    assert torch.equal(y_eval, y.detach())
+
+
 def norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     z = F.batch_norm(x, None, None, weight, bias, training=True, eps=1e-5)
     return F.max_pool2d(torch.relu(z), 2)

@@ -277,7 +277,8 @@ def _shape(x: torch.Tensor, weight: torch.Tensor, pad: int, act: int, pool: int)
 
 class BlockFunction(torch.autograd.Function):
     """pool(act(conv2d(x, weight, bias, padding=pad)), 2) for float32 CPU tensors, with
-    act 0 sigmoid, 1 ReLU and pool 0 average, 1 maximum."""
+    act 0 sigmoid, 1 ReLU and pool 0 average, 1 maximum. ``keep``: keep the activations
+    for a backward (off where none will follow: evaluating, predicting)."""
 
     @staticmethod
     def forward(
@@ -288,6 +289,7 @@ class BlockFunction(torch.autograd.Function):
         pad: int,
         act: int,
         pool: int,
+        keep: bool = True,
     ) -> torch.Tensor:
         x, weight, bias = x.contiguous(), weight.contiguous(), bias.contiguous()
         n, _, h, w = x.shape
@@ -297,7 +299,7 @@ class BlockFunction(torch.autograd.Function):
         lib = library()
         assert lib is not None
         y = x.new_empty(n, weight.shape[0], ho // 2, wo // 2)
-        kept = x.new_empty(lib.cnnlab_block_kept(ctypes.byref(shape)))  # for backward
+        kept = x.new_empty(lib.cnnlab_block_kept(ctypes.byref(shape)) if keep else 0)
         with torch.profiler.record_function("cnnlab::fused_block"):
             _checked(
                 lib.cnnlab_block_forward(
@@ -305,7 +307,7 @@ class BlockFunction(torch.autograd.Function):
                     _pointer(weight),
                     _pointer(bias),
                     _pointer(y),
-                    _pointer(kept),
+                    _pointer(kept if keep else None),
                     ctypes.byref(shape),
                     torch.get_num_threads(),
                 )
@@ -336,7 +338,7 @@ class BlockFunction(torch.autograd.Function):
                     torch.get_num_threads(),
                 )
             )
-        return gx, gw, gb, None, None, None
+        return gx, gw, gb, None, None, None, None
 
 
 class FusedBlock(nn.Module):
@@ -359,6 +361,7 @@ class FusedBlock(nn.Module):
             conv.bias,
             int(conv.padding[0]),  # type: ignore[index]
             *self.kinds,
+            torch.is_grad_enabled() and any(t.requires_grad for t in (x, conv.weight, conv.bias)),
         )
         return y
 

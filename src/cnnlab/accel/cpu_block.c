@@ -241,7 +241,8 @@ static float *arranged(const float *w, const Shape *s, int backward) {
 }
 
 /* y: (n, o, hq, wq) pooled output; a: cnnlab_block_kept floats, the activations kept for
- * backward (measured: recomputing them there is slower). 0, or CNNLAB_OUT_OF_MEMORY. */
+ * backward (measured: recomputing them there is slower), or NULL where there is no
+ * backward. 0, or CNNLAB_OUT_OF_MEMORY. */
 int cnnlab_block_forward(const float *x, const float *w, const float *bias, float *y,
                          float *a, const Shape *s, long threads) {
     Dims d = dims_of(s);
@@ -253,19 +254,21 @@ int cnnlab_block_forward(const float *x, const float *w, const float *bias, floa
         FLUSH_DENORMALS();
         vf *xl = wf ? allocate(d.xs, sizeof(vf), 1) : NULL;
         vf *yl = wf ? allocate(d.ys, sizeof(vf), 0) : NULL;
-        if (!xl || !yl) failed_to_allocate(&failed);
+        vf *scratch = wf && !a ? allocate(d.as, sizeof(vf), 0) : NULL; /* a group's al */
+        int have = xl && yl && (a || scratch);
+        if (!have) failed_to_allocate(&failed);
         #pragma omp for schedule(static)
         for (long g = 0; g < d.groups; g++) {
-            if (!xl || !yl) continue;
+            if (!have) continue;
             long n0 = g * V;
             int m = s->n - n0 < V ? (int)(s->n - n0) : V;
-            vfu *al = (vfu *)a + g * d.as;
+            vfu *al = a ? (vfu *)a + g * d.as : scratch;
             gather_input(x + n0 * s->c * s->h * s->w, s, &d, m, xl);
             convolve(xl, wf, bias, s, &d, al);
             pool(al, s, &d, yl);
             scatter(yl, d.ys, m, y + n0 * d.ys, d.ys);
         }
-        free(xl); free(yl);
+        free(xl); free(yl); free(scratch);
     }
     free(wf);
     return failed;
