@@ -4,8 +4,8 @@ they replace, at the book's shapes (batch 256, threads: torch's).
 The machine: the float32 multiply-add rate for the target instruction set
 (benchmarks/cpu_peak.c, built with the same compiler and flags as the kernels) and the
 memory bandwidth (a 256 MB tensor copy). Each kernel: milliseconds per call (median of 7
-rounds), the convolution's useful GFLOP/s (2 x multiply-adds; spare columns and padding
-not counted) and its share of the peak.
+rounds), the convolution's useful GFLOP/s (2 x the multiply-adds of the convolution as
+defined; products of padding not counted) and its share of the peak.
 The eager rows are the same block as PyTorch runs it (oneDNN's convolution, the
 activation, the pooling), channels-last, forward and forward + backward.
 
