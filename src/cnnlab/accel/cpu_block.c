@@ -117,7 +117,7 @@ static void gather_input(const float *x, const Shape *s, const Dims *d, int m, v
 
 /* The heart of both convolutions: acc[x * B + b] = the sum over rows r < rows and taps
  * j0 <= j <= j1 of in[r * in_rs + x + step * j] * w[r * w_rs + j * w_js + b], for B maps
- * at X' adjacent positions. The taps are the outer loop, so the inner one is long. */
+ * at XB adjacent positions. The taps are the outer loop, so the inner one is long. */
 INLINE void correlate(const vf *in, long in_rs, long step, long rows, long j0, long j1,
                       const float *w, long w_rs, long w_js, vf *acc, const int B, const int XB) {
     for (int t = 0; t < B * XB; t++) acc[t] = (vf){0};
@@ -180,9 +180,9 @@ static inline vf activate(vf z, long relu) {
     return relu ? pick(z < splat(0), splat(0), z) : sigmoid(z); /* NaN stays */
 }
 
-/* B maps o0.. of row y at XB positions x0..: al = act(the convolution + bias); the
- * input's rows (y + i, c) are one run, y * c + i * c + c, and the weights
- * wf[i][c][j][o] one run at the same stride. */
+/* B maps o0.. of row y at XB positions x0..: al = act(the convolution + bias). The input
+ * rows it reads, (y + i, ci) for every tap row i and input map ci, are one run of xl's
+ * rows from y * c, and their weights wf[i][ci][j][o] one run at the same stride. */
 INLINE void convolve_at(const vf *xl, const float *wf, const float *bias, const Shape *s,
                         const Dims *d, long y, long x0, long o0, vfu *al, const int B,
                         const int XB) {
@@ -242,8 +242,7 @@ static float *arranged(const float *w, const Shape *s, int backward) {
 }
 
 /* y: (n, o, hq, wq) pooled output; a: cnnlab_block_kept floats, the activations kept for
- * backward (measured: recomputing them there is slower), or NULL where there is no
- * backward. 0, or CNNLAB_OUT_OF_MEMORY. */
+ * backward, or NULL where no backward follows. 0, or CNNLAB_OUT_OF_MEMORY. */
 int cnnlab_block_forward(const float *x, const float *w, const float *bias, float *y,
                          float *a, const Shape *s, long threads) {
     Dims d = dims_of(s);
