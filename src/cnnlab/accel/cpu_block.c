@@ -91,20 +91,75 @@ INLINE void gather_by(const float *src, long stride, long count, vf *dst, const 
     }
 }
 
-static void gather(const float *src, long stride, long count, int m, vf *dst) {
-    if (m == V) gather_by(src, stride, count, dst, V); /* the loop known whole: vectorised */
-    else gather_by(src, stride, count, dst, m);
-}
-
 INLINE void scatter_by(const vf *src, long count, float *dst, long stride, const int m) {
     for (long t = 0; t < count; t++)
         for (int l = 0; l < m; l++) dst[l * stride + t] = src[t][l];
+}
+
+#if V == 8 && defined(__AVX__)
+/* The 8 x 8 floats of r transposed in registers (the compiler builds AVX2 lanes one float
+ * at a time otherwise: a gather or scatter took 3-4 times the operations). */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* 8 floats of each of 8 images at t (t + 8 <= count). */
+static inline void gather8(const float *src, long stride, long t, vf *dst) {
+    __m256 r[8];
+    for (int l = 0; l < 8; l++) r[l] = _mm256_loadu_ps(src + l * stride + t);
+    transpose8(r);
+    for (int i = 0; i < 8; i++) dst[t + i] = (vf)r[i];
+}
+
+static inline void scatter8(const vf *src, long t, float *dst, long stride) {
+    __m256 r[8];
+    for (int i = 0; i < 8; i++) r[i] = (__m256)src[t + i];
+    transpose8(r);
+    for (int l = 0; l < 8; l++) _mm256_storeu_ps(dst + l * stride + t, r[l]);
+}
+
+static void gather(const float *src, long stride, long count, int m, vf *dst) {
+    if (m < V || count < 8) {
+        gather_by(src, stride, count, dst, m);
+        return;
+    }
+    for (long t = 0; t + 8 <= count; t += 8) gather8(src, stride, t, dst);
+    if (count % 8) gather8(src, stride, count - 8, dst); /* the last 8, overlapping */
+}
+
+static void scatter(const vf *src, long count, int m, float *dst, long stride) {
+    if (m < V || count < 8) {
+        scatter_by(src, count, dst, stride, m);
+        return;
+    }
+    for (long t = 0; t + 8 <= count; t += 8) scatter8(src, t, dst, stride);
+    if (count % 8) scatter8(src, count - 8, dst, stride);
+}
+#else
+static void gather(const float *src, long stride, long count, int m, vf *dst) {
+    if (m == V) gather_by(src, stride, count, dst, V); /* the loop known whole: vectorised */
+    else gather_by(src, stride, count, dst, m);
 }
 
 static void scatter(const vf *src, long count, int m, float *dst, long stride) {
     if (m == V) scatter_by(src, count, dst, stride, V);
     else scatter_by(src, count, dst, stride, m);
 }
+#endif
 
 /* The padded input xl of the group's m images from x (its border stays zero). */
 static void gather_input(const float *x, const Shape *s, const Dims *d, int m, vf *xl) {
