@@ -299,7 +299,7 @@ class BlockFunction(torch.autograd.Function):
         lib = library()
         assert lib is not None
         y = x.new_empty(n, weight.shape[0], ho // 2, wo // 2)
-        kept = x.new_empty(lib.cnnlab_block_kept(ctypes.byref(shape)) if keep else 0)
+        kept = x.new_empty(lib.cnnlab_block_kept(ctypes.byref(shape))) if keep else None
         with torch.profiler.record_function("cnnlab::fused_block"):
             _checked(
                 lib.cnnlab_block_forward(
@@ -307,7 +307,7 @@ class BlockFunction(torch.autograd.Function):
                     _pointer(weight),
                     _pointer(bias),
                     _pointer(y),
-                    _pointer(kept if keep else None),
+                    _pointer(kept),
                     ctypes.byref(shape),
                     torch.get_num_threads(),
                 )

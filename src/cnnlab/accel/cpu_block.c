@@ -132,34 +132,31 @@ static inline void scatter8(const vf *src, long t, float *dst, long stride) {
     for (int l = 0; l < 8; l++) _mm256_storeu_ps(dst + l * stride + t, r[l]);
 }
 
-static void gather(const float *src, long stride, long count, int m, vf *dst) {
-    if (m < V || count < 8) {
-        gather_by(src, stride, count, dst, m);
-        return;
-    }
-    for (long t = 0; t + 8 <= count; t += 8) gather8(src, stride, t, dst);
-    if (count % 8) gather8(src, stride, count - 8, dst); /* the last 8, overlapping */
-}
+#endif
 
-static void scatter(const vf *src, long count, int m, float *dst, long stride) {
-    if (m < V || count < 8) {
-        scatter_by(src, count, dst, stride, m);
+static void gather(const float *src, long stride, long count, int m, vf *dst) {
+#if V == 8 && defined(__AVX__)
+    if (m == V && count >= 8) {
+        for (long t = 0; t + 8 <= count; t += 8) gather8(src, stride, t, dst);
+        if (count % 8) gather8(src, stride, count - 8, dst); /* the last 8, overlapping */
         return;
     }
-    for (long t = 0; t + 8 <= count; t += 8) scatter8(src, t, dst, stride);
-    if (count % 8) scatter8(src, count - 8, dst, stride);
-}
-#else
-static void gather(const float *src, long stride, long count, int m, vf *dst) {
+#endif
     if (m == V) gather_by(src, stride, count, dst, V); /* the loop known whole: vectorised */
     else gather_by(src, stride, count, dst, m);
 }
 
 static void scatter(const vf *src, long count, int m, float *dst, long stride) {
+#if V == 8 && defined(__AVX__)
+    if (m == V && count >= 8) {
+        for (long t = 0; t + 8 <= count; t += 8) scatter8(src, t, dst, stride);
+        if (count % 8) scatter8(src, count - 8, dst, stride);
+        return;
+    }
+#endif
     if (m == V) scatter_by(src, count, dst, stride, V);
     else scatter_by(src, count, dst, stride, m);
 }
-#endif
 
 /* The padded input xl of the group's m images from x (its border stays zero). */
 static void gather_input(const float *x, const Shape *s, const Dims *d, int m, vf *xl) {
