@@ -131,8 +131,10 @@ def displayed(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep tests away from the user's cache and CNNLAB_DATA."""
+    """Keep tests away from the user's cache, settings (the trusted model files) and
+    CNNLAB_DATA."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.delenv("CNNLAB_DATA", raising=False)
 
 

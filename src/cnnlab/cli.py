@@ -59,6 +59,15 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     _add_offline_flag(parser)
 
 
+def _add_trust_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-model-file",
+        action="store_true",
+        help="run the model file (Python code) that someone else's run names; without it only "
+        "registered models and files you trained with here are run (default: off)",
+    )
+
+
 def _add_offline_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offline",
@@ -132,7 +141,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cnnlab.export import ONNX_EXTRA, export
 
     out = args.out or args.run_dir / f"model.{'onnx' if args.format == 'onnx' else 'pt'}"
-    difference = export(args.run_dir, args.format, out, args.data_dir)
+    difference = export(args.run_dir, args.format, out, args.data_dir, trust=args.trust_model_file)
     log.info("wrote %s (%s; preprocessing and classes in its metadata)", out, args.format)
     if args.format == "onnx" and difference is None:
         log.info("not checked: onnxruntime is not installed (%s)", ONNX_EXTRA)
@@ -149,7 +158,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from cnnlab.evaluation import evaluate_saved_run
     from cnnlab.training.metrics import accuracy, per_class_accuracy
 
-    result = evaluate_saved_run(args.run_dir, args.data_dir, resolve_device(args.device))
+    result = evaluate_saved_run(
+        args.run_dir, args.data_dir, resolve_device(args.device), args.trust_model_file
+    )
     meta, classes, confusion = result.meta, result.classes, result.confusion
     log.info(
         "test acc %.4f on %d %s test images%s",
@@ -170,7 +181,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.device import resolve_device
     from cnnlab.predict import load
 
-    classifier = load(args.run_dir, resolve_device(args.device))
+    classifier = load(args.run_dir, resolve_device(args.device), args.trust_model_file)
     failed = 0
     for path in args.images:
         try:
@@ -334,7 +345,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from cnnlab.viz.explorer import explore_run
 
     out = args.out or args.run_dir / EXPLORER
-    page = explore_run(args.run_dir, args.data_dir, args.images).html.encode()
+    explorer = explore_run(args.run_dir, args.data_dir, args.images, args.trust_model_file)
+    page = explorer.html.encode()
     atomic_write_bytes(out, page)
     log.info("wrote %s (%.0f kB; open it in any browser, offline)", out, len(page) / 1e3)
     return 0
@@ -394,7 +406,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"`cnnlab viz {args.kind}` takes one run directory, got {len(args.run_dirs)}"
         )
-    view = RunView.load(run_dir, args.data_dir)
+    view = RunView.load(run_dir, args.data_dir, args.trust_model_file)
     chosen = inputs(view, args.index, args.image, args.invert)
     out = args.out or run_dir / f"{args.kind}.{args.format}"
     fmt = out.suffix.lstrip(".") or args.format
@@ -406,7 +418,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from cnnlab.report import write_report
 
-    path = write_report(args.run_dir, args.data_dir, args.out)
+    path = write_report(args.run_dir, args.data_dir, args.out, args.trust_model_file)
     log.info("wrote %s (open it in any browser)", path)
     return 0
 
@@ -440,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, help="file to write (default: RUN/model.onnx|pt)")
     p.add_argument("--data-dir", help="where the test images for the ONNX check are")
     _add_offline_flag(p)
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("eval", help="test accuracy and per-class accuracy of a trained run")
@@ -447,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     _add_offline_flag(p)
     p.add_argument("--device", default="auto")
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="classify PNG/JPEG images with a trained run")
@@ -459,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--top", type=int, default=3, help="how many classes to show")
     p.add_argument("--device", default="auto")
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_predict)
 
     from cnnlab.report import KINDS
@@ -487,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert", action="store_true", help="invert --image files")
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     _add_offline_flag(p)
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_viz)
 
     p = sub.add_parser("report", help="write a self-contained report.html for a run")
@@ -494,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output file (default: RUN_DIR/report.html)")
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     _add_offline_flag(p)
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("explore", help="an in-browser explorer of a trained run (one HTML file)")
@@ -507,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     _add_offline_flag(p)
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_explore)
 
     from cnnlab.viz.animate import KINDS as ANIMATIONS

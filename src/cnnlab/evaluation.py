@@ -38,13 +38,17 @@ class Evaluation:
 
 
 def evaluate_saved_run(
-    run_dir: str | Path, data_dir: str | Path | None = None, device: torch.device | str = "cpu"
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    trust_model_file: bool = False,
 ) -> Evaluation:
     """Load the model of ``run_dir`` and predict its dataset's test split, as the run did
-    (with its test-time augmentation, if it used one)."""
+    (with its test-time augmentation, if it used one). ``trust_model_file``: see
+    :func:`~cnnlab.rundir.load_model`."""
     from cnnlab.data.folder import splits_of_run  # PIL: not for the trainer's EVAL_BATCH
 
-    model, meta = load_model(run_dir, device)
+    model, meta = load_model(run_dir, device, trust_model_file)
     _, test, _, _ = splits_of_run(meta, data_dir_of(run_dir, data_dir))
     batches = Batches(test, EVAL_BATCH, device)
     probs = predict_proba(model, batches, meta.get("tta", False)).cpu()

@@ -39,14 +39,19 @@ def describe(meta: dict[str, Any]) -> dict[str, str]:
 
 
 def export(
-    run_dir: Path, fmt: str, out: Path, data_dir: str | None = None, check_images: int = 256
+    run_dir: Path,
+    fmt: str,
+    out: Path,
+    data_dir: str | None = None,
+    check_images: int = 256,
+    trust: bool = False,
 ) -> float | None:
     """Write the model of ``run_dir`` to ``out`` as ``fmt``; for ONNX, return the largest
     difference from PyTorch's logits on the first ``check_images`` test images (None when
     onnxruntime is not installed)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    model, meta = load_model(run_dir)
+    model, meta = load_model(run_dir, trust_model_file=trust)
     shape = meta["preprocessing"]["input_shape"]
     example = torch.zeros(2, *shape)
     # Each format is serialized in memory, then written through the atomic path: a full

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -89,3 +90,12 @@ def _unlock(fd: int) -> None:
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def quote(path: str | Path) -> str:
+    """``path`` as one word of a shell command that a message prints.
+
+    >>> quote("runs/my run")
+    "'runs/my run'"
+    """
+    return shlex.quote(str(path))

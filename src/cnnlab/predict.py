@@ -174,8 +174,14 @@ class Classifier:
         return predictions
 
 
-def load(run_dir: str | Path, device: torch.device | str = "cpu") -> Classifier:
-    """The model saved in ``run_dir``, ready to classify: ``cnnlab.load(RUN).predict(x)``."""
+def load(
+    run_dir: str | Path, device: torch.device | str = "cpu", trust_model_file: bool = False
+) -> Classifier:
+    """The model saved in ``run_dir``, ready to classify: ``cnnlab.load(RUN).predict(x)``.
+
+    A run whose model is a file of one's own opens only if you trained with that file on
+    this machine; ``trust_model_file=True`` runs a file someone else's run names (read it
+    first: it is Python code)."""
     from cnnlab.rundir import load_model
 
-    return Classifier(*load_model(run_dir, device))
+    return Classifier(*load_model(run_dir, device, trust_model_file))

@@ -62,8 +62,8 @@ class RunView:
     evaluation: Evaluation
 
     @classmethod
-    def load(cls, run_dir: Path, data_dir: str | None = None) -> RunView:
-        evaluation = evaluate_saved_run(run_dir, data_dir)
+    def load(cls, run_dir: Path, data_dir: str | None = None, trust: bool = False) -> RunView:
+        evaluation = evaluate_saved_run(run_dir, data_dir, trust_model_file=trust)
         points, epochs = read_metrics(run_dir)
         return cls(run_dir, read_config(run_dir), points, epochs, evaluation)
 
@@ -239,9 +239,11 @@ report written {datetime.now():%Y-%m-%d %H:%M}</p>
 """
 
 
-def write_report(run_dir: Path, data_dir: str | None = None, out: Path | None = None) -> Path:
+def write_report(
+    run_dir: Path, data_dir: str | None = None, out: Path | None = None, trust: bool = False
+) -> Path:
     """Write ``report.html`` (or ``out``) for ``run_dir``; return its path."""
-    view = RunView.load(run_dir, data_dir)
+    view = RunView.load(run_dir, data_dir, trust)
     path = out or run_dir / "report.html"
     page = run_dir / EXPLORER  # where `cnnlab explore RUN` writes by default
     explorer = os.path.relpath(page, path.parent) if page.exists() else None

@@ -24,10 +24,10 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.fsutil import atomic_write_bytes
-from cnnlab.models import create_model
-from cnnlab.models.registry import file_digest, is_reference
+from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.fsutil import atomic_write_bytes, quote
+from cnnlab.models.registry import MAX_CLASSES, MAX_SIDE, build, checked_options
+from cnnlab.models.trust import run_factory
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -55,15 +55,24 @@ def save_model(run_dir: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     write_json(run_dir / SIDECAR, {"format": FORMAT, **meta, "weights_sha256": digest})
 
 
+MAX_JSON = 16 << 20  # bytes: a run's JSON files are small; a larger one is not read
+
+
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        if path.stat().st_size > MAX_JSON:
+            raise CheckpointError(f"{path}: over 16 MiB, which no cnnlab run writes; not read")
+        return json.loads(path.read_text(), parse_constant=_no_constant)
     except FileNotFoundError:
         raise CheckpointError(
             f"{path} not found; is {path.parent} a cnnlab run directory?"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{path}: not readable JSON ({e}); the file is damaged") from e
+
+
+def _no_constant(word: str) -> Any:
+    raise ValueError(f"{word} is not a number JSON allows")
 
 
 def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -81,9 +90,14 @@ def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, An
 
 
 def load_model(
-    run_dir: str | Path, device: torch.device | str = "cpu"
+    run_dir: str | Path, device: torch.device | str = "cpu", trust_model_file: bool = False
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model saved in ``run_dir``; return it (in eval mode) with its sidecar.
+
+    Every field of ``model.json`` is checked before use, and the model is built only once
+    its options and the weights' shapes agree (so no file can make it allocate more than
+    the weights it holds). A model of one's own runs only if this user trained with that
+    file here, or ``trust_model_file`` (see :mod:`cnnlab.models.trust`).
 
     A run that is saving its model as this reads may show new weights beside the old
     sidecar for a moment (each file is replaced atomically, one after the other): a
@@ -97,105 +111,179 @@ def load_model(
     if not (run_dir / SIDECAR).exists() and (run_dir / CONFIG).exists():
         raise CheckpointError(
             f"{run_dir} has no trained model yet: the run is still training, or stopped "
-            f"before it finished (resume it with: cnnlab train --resume {run_dir})"
+            f"before it finished (resume it with: cnnlab train --resume {quote(run_dir)})"
         )
     try:
-        return _load_model(run_dir, device)
+        return _load_model(run_dir, device, trust_model_file)
     except ChangedWeights:
         time.sleep(0.5)  # a run publishing its model: the sidecar follows the weights
-        return _load_model(run_dir, device)
-
-
-def own_model(meta: dict[str, Any]) -> str:
-    """The model to rebuild: the registered name, or for a model of one's own the
-    reference to the file it was trained from (by its absolute path), checked unchanged."""
-    name: str = meta["model"]
-    source = meta.get("model_file")
-    if not is_reference(name) or not isinstance(source, dict):
-        return name
-    path = Path(str(source.get("path")))
-    if not path.is_file():
-        raise CheckpointError(
-            f"the model's code {path} is gone (the run was trained with --model {name}); put "
-            "the file back there to use the run"
-        )
-    if file_digest(path) != source.get("sha256"):
-        raise CheckpointError(
-            f"the model's code {path} changed since the run was trained (SHA-256 "
-            f"{file_digest(path)[:12]}..., recorded {str(source.get('sha256'))[:12]}...): the "
-            "weights may no longer fit it; restore the file, or train again"
-        )
-    return f"{path}:{name.rpartition(':')[2]}"
+        return _load_model(run_dir, device, trust_model_file)
 
 
 class ChangedWeights(CheckpointError):
     """The weights' SHA-256 differs from the one their sidecar records."""
 
 
-def _load_model(run_dir: Path, device: torch.device | str) -> tuple[nn.Module, dict[str, Any]]:
-    meta = read_json(run_dir / SIDECAR)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{run_dir / SIDECAR}: not a cnnlab model sidecar (format {FORMAT})")
+MAX_WEIGHTS = 4 << 30  # bytes: the weights a run may hold (VGG-11's are 0.5 GB)
+
+
+def _load_model(
+    run_dir: Path, device: torch.device | str, trust: bool
+) -> tuple[nn.Module, dict[str, Any]]:
+    path = run_dir / SIDECAR
+    meta = check_sidecar(path, read_json(path))
+    factory = run_factory(meta["model"], meta.get("model_file"), path, trust)
     try:
-        model = create_model(own_model(meta), **meta.get("model_options", {}))
-    except (KeyError, TypeError, CnnlabError) as e:
-        raise CheckpointError(f"{run_dir / SIDECAR}: cannot rebuild the model: {e}") from e
-    try:
-        blob = (run_dir / WEIGHTS).read_bytes()
-        state = load_safetensors(blob)
-    except FileNotFoundError:
-        raise CheckpointError(f"{run_dir / WEIGHTS} not found; the run did not finish") from None
-    except (OSError, SafetensorError) as e:
-        raise CheckpointError(f"{run_dir / WEIGHTS}: not a valid safetensors file ({e})") from e
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"{run_dir / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}"
-        ) from e
+        options = checked_options(factory, meta["model"], meta.get("model_options", {}))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: model_options: {e}") from None
+    state, blob = _read_weights(run_dir / WEIGHTS)
     expected = meta.get("weights_sha256")  # absent in runs saved before it was recorded
     if expected is not None and hashlib.sha256(blob).hexdigest() != expected:
         raise ChangedWeights(
             f"{run_dir / WEIGHTS}: does not match the SHA-256 in {SIDECAR}: the file was "
             "changed after the run saved it"
         )
+    del blob
     if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
         raise CheckpointError(f"{run_dir / WEIGHTS}: holds weights that are not finite numbers")
-    _check_sidecar(run_dir / SIDECAR, meta, model)
+    try:
+        with torch.device("meta"):  # the model's shapes, allocating nothing
+            _check_fit(build(factory, meta["model"], options), state, run_dir / WEIGHTS)
+        model = build(factory, meta["model"], options)
+        model.load_state_dict(state)
+    except (TypeError, RuntimeError, ConfigError) as e:
+        raise CheckpointError(
+            f"{run_dir / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}"
+        ) from e
+    _check_outputs(path, meta, model)
     return model.to(device).eval(), meta
 
 
-def _check_sidecar(path: Path, meta: dict[str, Any], model: nn.Module) -> None:
-    """The sidecar's classes and input shape fit the model it describes."""
-    preprocessing = meta.get("preprocessing")
-    shape = preprocessing.get("input_shape") if isinstance(preprocessing, dict) else None
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], bytes]:
+    try:
+        if path.stat().st_size > MAX_WEIGHTS:
+            raise CheckpointError(f"{path}: over 4 GiB, more than any cnnlab model; not read")
+        blob = path.read_bytes()
+        return load_safetensors(blob), blob
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} not found; the run did not finish") from None
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from e
+
+
+def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """The weights in ``state`` are exactly the tensors of ``model`` (built on the meta
+    device), name for name and shape for shape (a lazy layer's shape is known later)."""
+    wanted = model.state_dict()
+    if set(wanted) != set(state):
+        extra, missing = sorted(set(state) - set(wanted)), sorted(set(wanted) - set(state))
+        raise CheckpointError(
+            f"{path}: weights do not fit the model model.json describes (unexpected: "
+            f"{', '.join(extra[:3]) or 'none'}; missing: {', '.join(missing[:3]) or 'none'})"
+        )
+    for key, tensor in wanted.items():
+        lazy = isinstance(
+            tensor, nn.parameter.UninitializedParameter | nn.parameter.UninitializedBuffer
+        )
+        if not lazy and tuple(tensor.shape) != tuple(state[key].shape):
+            raise CheckpointError(
+                f"{path}: weights do not fit the model model.json describes: {key} has "
+                f"shape {tuple(state[key].shape)}, the model {tuple(tensor.shape)}"
+            )
+
+
+def check_sidecar(path: Path, meta: Any) -> dict[str, Any]:
+    """model.json's fields, each checked for type and range before any is used."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a cnnlab model sidecar (format {FORMAT})")
+
+    def wrong(field: str, wanted: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {field} must be {wanted}, got {meta.get(field)!r:.80}")
+
+    for field in ("model", "dataset"):
+        if not isinstance(meta.get(field), str) or not meta[field]:
+            raise wrong(field, "a name")
     classes = meta.get("classes")
+    if (
+        not isinstance(classes, list)
+        or not 1 <= len(classes) <= MAX_CLASSES
+        or not all(isinstance(c, str) and len(c) <= 200 for c in classes)
+    ):
+        raise wrong("classes", f"a list of 1 to {MAX_CLASSES} names")
+    preprocessing = meta.get("preprocessing")
+    if not isinstance(preprocessing, dict):
+        raise wrong("preprocessing", "a table")
+    shape = preprocessing.get("input_shape")
     if (
         not isinstance(shape, list)
         or len(shape) != 3
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or shape[0] not in (1, 3)
+        or not all(1 <= d <= MAX_SIDE for d in shape[1:])
     ):
-        raise CheckpointError(f"{path}: preprocessing.input_shape must be [C, H, W], got {shape!r}")
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise CheckpointError(f"{path}: classes must be a list of names, got {classes!r}")
+        raise CheckpointError(
+            f"{path}: preprocessing.input_shape must be [C, H, W] with C 1 or 3 and H, W from "
+            f"1 to {MAX_SIDE}, got {shape!r:.80}"
+        )
+    if not isinstance(preprocessing.get("background", ""), str):
+        raise CheckpointError(f"{path}: preprocessing.background must be words")
+    if not isinstance(meta.get("tta", False), bool):
+        raise wrong("tta", "true or false")
+    if "model_options" in meta and not isinstance(meta["model_options"], dict):
+        raise wrong("model_options", "a table of values")
+    if not isinstance(meta.get("final", {}), dict):
+        raise wrong("final", "a table")
+    digest = meta.get("weights_sha256")
+    if digest is not None and not (isinstance(digest, str) and len(digest) == 64):
+        raise wrong("weights_sha256", "a SHA-256")
+    return meta
+
+
+def _check_outputs(path: Path, meta: dict[str, Any], model: nn.Module) -> None:
+    """The sidecar's classes and input shape fit the model it describes."""
+    shape, classes = meta["preprocessing"]["input_shape"], meta["classes"]
     try:
         with torch.inference_mode():
-            outputs = model.eval()(torch.zeros(1, *shape)).shape[-1]
+            output = model.eval()(torch.zeros(1, *shape))
     except RuntimeError as e:
         raise CheckpointError(f"{path}: input_shape {shape} does not fit the model: {e}") from e
-    if len(classes) != outputs:
+    if not isinstance(output, torch.Tensor) or output.dim() != 2:
+        raise CheckpointError(f"{path}: the model does not give one row of scores per image")
+    if len(classes) != output.shape[-1]:
         raise CheckpointError(
-            f"{path}: names {len(classes)} classes but the model has {outputs} outputs"
+            f"{path}: names {len(classes)} classes but the model has {output.shape[-1]} outputs"
         )
 
 
-def write_config(run_dir: Path, config: dict[str, Any], environment: dict[str, Any]) -> None:
-    write_json(run_dir / CONFIG, {**config, "environment": environment})
+# What config.json records beside the run's settings: where and how it ran, and the
+# model file it trains (its path and SHA-256, for a model of one's own).
+RECORDS = ("environment", "model_file")
+
+
+def write_config(
+    run_dir: Path,
+    config: dict[str, Any],
+    environment: dict[str, Any],
+    records: dict[str, Any] | None = None,
+) -> None:
+    write_json(run_dir / CONFIG, {**config, "environment": environment, **(records or {})})
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    config: dict[str, Any] = read_json(run_dir / CONFIG)
+    config = read_json(run_dir / CONFIG)
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{run_dir / CONFIG}: must be a table of settings, got {type(config).__name__}"
+        )
+    if not isinstance(config.get("environment", {}), dict):
+        raise CheckpointError(f"{run_dir / CONFIG}: environment must be a table")
     return config
+
+
+def settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings in ``config`` (config.json's contents), without its records."""
+    return {k: v for k, v in config.items() if k not in RECORDS}
 
 
 def data_dir_of(run_dir: str | Path, data_dir: str | Path | None) -> str | Path | None:
@@ -244,8 +332,14 @@ def append_metric(run_dir: Path, row: dict[str, Any]) -> None:
 
 def default_run_dir(model: str) -> Path:
     """``runs/<model>-<date>-<time>``: the name a run gets without ``--out-dir`` (a
-    ``-2``, ``-3``, ... is added when another run took it in the same second)."""
-    return Path("runs") / f"{model}-{datetime.now():%Y%m%d-%H%M%S}"
+    ``-2``, ``-3``, ... is added when another run took it in the same second); a model of
+    one's own (``PATH.py:FUNC``) is named by its file and function.
+
+    >>> default_run_dir("/home/me/net.py:net").name[:11], default_run_dir("lenet").name[:6]
+    ('net.py-net-', 'lenet-')
+    """
+    name = model.replace("\\", "/").split("/")[-1].replace(":", "-")
+    return Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def create_run_dir(path: Path | None, model: str) -> tuple[Path, RunLock]:

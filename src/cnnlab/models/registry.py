@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from torch import nn
@@ -60,7 +61,10 @@ def variant_of(name: str) -> tuple[str | None, dict[str, Any]]:
 
 def model_options(name: str) -> dict[str, Any]:
     """The overridable options of model ``name`` with their defaults."""
-    factory = registered(name)
+    return _options(registered(name))
+
+
+def _options(factory: ModelFactory) -> dict[str, Any]:
     return {
         p.name: p.default
         for p in inspect.signature(factory).parameters.values()
@@ -108,9 +112,6 @@ def _typed(key: str, value: Any, default: Any, text: bool) -> Any:
     """``value`` (command-line ``text``, or a TOML value of its own type) as the type of
     ``default``."""
 
-    def integer(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
     try:
         if isinstance(default, str) and isinstance(value, str):
             return value
@@ -122,11 +123,11 @@ def _typed(key: str, value: Any, default: Any, text: bool) -> Any:
             return type(default)(value)
         if isinstance(default, bool) and isinstance(value, bool):
             return value
-        if isinstance(default, tuple) and isinstance(value, list) and all(map(integer, value)):
+        if isinstance(default, tuple) and isinstance(value, list) and all(map(_integer, value)):
             return tuple(value)
-        if isinstance(default, float) and (integer(value) or isinstance(value, float)):
+        if isinstance(default, float) and (_integer(value) or isinstance(value, float)):
             return float(value)
-        if integer(default) and integer(value):
+        if _integer(default) and _integer(value):
             return value
     except (KeyError, ValueError):
         pass
@@ -140,13 +141,17 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     >>> sum(p.numel() for p in create_model("lenet").parameters())
     61706
     """
-    factory = registered(name)
+    return build(registered(name), name, overrides)
+
+
+def build(factory: ModelFactory, name: str, overrides: Mapping[str, Any]) -> nn.Module:
+    """The model ``factory`` (called ``name`` in messages) makes with ``overrides``."""
     parameters = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     given = {k: v for k, v in overrides.items() if takes_any or k in parameters or k not in CONTEXT}
     unknown = [] if takes_any else sorted(set(given) - set(parameters))
     if unknown:
-        options = [k for k in model_options(name) if k not in CONTEXT]
+        options = [k for k in _options(factory) if k not in CONTEXT]
         raise ConfigError(
             f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(options) or 'none'}"
@@ -162,32 +167,77 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return model
 
 
+def checked_options(factory: ModelFactory, name: str, options: Any) -> dict[str, Any]:
+    """``options`` read from a file (a run's model.json), checked against ``factory``'s
+    signature before any call: each one an option it declares with a default, of that
+    default's type, or a context value it takes (``CONTEXT``), of the kind a run gives.
+
+    >>> from cnnlab.models.lenet import lenet
+    >>> checked_options(lenet, "lenet", {"kernel": 3, "channels": [8, 16], "num_classes": 3})
+    {'kernel': 3, 'channels': (8, 16), 'num_classes': 3}
+    """
+    if not isinstance(options, dict):
+        raise ConfigError(f"model_options must be a table of values, got {options!r}")
+    defaults = _options(factory)
+    parameters = inspect.signature(factory).parameters
+    checked: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in CONTEXT:
+            if key in parameters:
+                checked[key] = _context_value(key, value)
+            continue
+        if key not in defaults:
+            raise ConfigError(f"model {name!r} has no option {key!r}")
+        checked[key] = _typed(key, value, defaults[key], text=False)
+    return checked
+
+
+MAX_CLASSES = 100_000
+MAX_SIDE = 1024  # pixels, as --image-size allows
+
+
+def _context_value(key: str, value: Any) -> Any:
+    """A context value (``CONTEXT``) read from a file, in the range a run gives."""
+    if key == "backend" and isinstance(value, str) and value.isidentifier():
+        return value
+    if key == "num_classes" and _integer(value) and 1 <= value <= MAX_CLASSES:
+        return value
+    if key == "in_channels" and value in (1, 3) and _integer(value):
+        return value
+    if (
+        key == "image_size"
+        and isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(_integer(v) and 1 <= v <= MAX_SIDE for v in value)
+    ):
+        return tuple(value)
+    raise ConfigError(f"model option {key} cannot be {value!r}")
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def is_reference(name: str) -> bool:
     """Whether ``name`` names a function of one's own (``PATH.py:FUNC``, ``module:FUNC``)."""
     return ":" in name
 
 
-def referenced(reference: str) -> tuple[ModelFactory, Path]:
-    """The function ``PATH.py:FUNC`` or ``package.module:FUNC`` names, and its file."""
+def referenced(reference: str, sha256: str | None = None) -> tuple[ModelFactory, Path, str]:
+    """The function ``PATH.py:FUNC`` or ``package.module:FUNC`` names, its file and the
+    file's SHA-256. With ``sha256``, the file is read once and run only if it has that
+    digest (a file named by a run directory; see :mod:`cnnlab.models.trust`)."""
     where, _, name = reference.rpartition(":")
     if not where or not name.isidentifier():
         raise ConfigError(f"model {reference!r}: write PATH.py:FUNCTION or package.module:FUNCTION")
     try:
-        if where.endswith(".py"):
-            path = reference_file(reference)
-            if not path.is_file():
-                raise ConfigError(
-                    f"model {reference!r}: {path} not found; give the path of "
-                    "the Python file that defines the model"
-                )
-            digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-            spec = importlib.util.spec_from_file_location(f"cnnlab_model_{digest}", path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+        if where.endswith(".py") or sha256 is not None:
+            path = Path(where).resolve()
+            module, digest = run_file(path, sha256)
         else:
             module = importlib.import_module(where)
             path = Path(module.__file__ or where)
+            digest = file_digest(path)
     except ConfigError:
         raise
     except Exception as e:  # the user's code: any error it raises on import
@@ -197,16 +247,38 @@ def referenced(reference: str) -> tuple[ModelFactory, Path]:
     factory = getattr(module, name, None)
     if not callable(factory):
         raise ConfigError(f"model {reference!r}: {path} defines no function {name!r}")
-    return factory, path
+    return factory, path, digest
 
 
-def reference_file(reference: str) -> Path:
-    """The file a reference's code is in, found without running a model file again (a
-    module is imported once per process)."""
-    where = reference.rpartition(":")[0]
-    if where.endswith(".py"):
-        return Path(where).resolve()
-    return Path(importlib.import_module(where).__file__ or where)
+# Model files run in this process, by (path, SHA-256): a file is run once per content.
+_RUN: dict[tuple[Path, str], ModuleType] = {}
+
+
+def run_file(path: Path, sha256: str | None = None) -> tuple[ModuleType, str]:
+    """The module the Python file ``path`` defines, run from the bytes read here (so the
+    code that runs is the code whose digest was checked), and their SHA-256."""
+    try:
+        source = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} not found; give the path of the Python file that defines the model"
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
+    digest = hashlib.sha256(source).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise ConfigError(f"{path} changed as it was read (SHA-256 {digest[:12]}...); try again")
+    if (path, digest) not in _RUN:
+        module = ModuleType(f"cnnlab_model_{digest[:16]}")
+        module.__file__ = str(path)
+        sys.modules[module.__name__] = module  # dataclasses and pickling look modules up
+        try:
+            exec(compile(source, str(path), "exec"), module.__dict__)
+        except BaseException:
+            del sys.modules[module.__name__]
+            raise
+        _RUN[path, digest] = module
+    return _RUN[path, digest], digest
 
 
 def file_digest(path: Path) -> str:

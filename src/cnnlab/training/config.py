@@ -119,6 +119,11 @@ class TrainConfig:
         "continue the run in this directory from its last checkpoint, with its config; "
         "--epochs extends it, and --data-dir, --device, --quiet, --checkpoint-every may change",
     )
+    trust_model_file: bool = _launch(
+        False,
+        "with --resume: run the model file (Python code) that someone else's run names; "
+        "without it only registered models and files you trained with here are run",
+    )
     nproc: int = _launch(1, "processes to train in, started through torchrun (gloo on CPU)")
     max_restarts: int = _launch(
         0, "with --nproc: times torchrun restarts failed workers; they resume from a checkpoint"
@@ -190,7 +195,7 @@ class TrainConfig:
                 )
         if self.fast is not None and not isinstance(self.fast, bool):
             raise ConfigError(f"fast must be true or false, got {self.fast!r}")
-        for name in ("tta", "compile", "quiet", "tensorboard"):
+        for name in ("tta", "compile", "quiet", "tensorboard", "trust_model_file"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.model_options, str | dict):

@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnlab.data import ImageSet
 from cnnlab.data.datasets import is_folder
-from cnnlab.models.registry import file_digest, is_reference, reference_file
+from cnnlab.models.trust import model_record
 from cnnlab.rundir import BEST, CURVES, load_weights, save_model
 from cnnlab.training.checkpoint import TrainState
 from cnnlab.training.config import TrainConfig
@@ -44,15 +44,6 @@ def preprocessing(parts: Parts) -> dict[str, Any]:
     }
 
 
-def model_source(model: str) -> dict[str, Any]:
-    """For a model of one's own (``PATH.py:FUNC``), where its code is and the SHA-256 of
-    that file, so that the run rebuilds it from anywhere and notices an edit."""
-    if not is_reference(model):
-        return {}
-    path = reference_file(model)
-    return {"model_file": {"path": str(path), "sha256": file_digest(path)}}
-
-
 def save_outputs(
     run_dir: Path, model: nn.Module, config: TrainConfig, parts: Parts, state: TrainState
 ) -> None:
@@ -67,7 +58,7 @@ def save_outputs(
         model,
         {
             "model": config.model,
-            **model_source(config.model),
+            **model_record(config.model),
             "model_options": parts.model_options,
             "dataset": parts.dataset,
             "classes": list(parts.classes),

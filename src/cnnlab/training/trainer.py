@@ -25,6 +25,8 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.logs import ensure_logging, in_notebook, log
 from cnnlab.models import create_model, init_weights, parse_options
+from cnnlab.models.registry import is_reference
+from cnnlab.models.trust import model_record, own_reference, run_factory
 from cnnlab.rundir import (
     BEST,
     CHECKPOINT,
@@ -35,6 +37,7 @@ from cnnlab.rundir import (
     read_config,
     read_metrics,
     save_weights,
+    settings,
     write_config,
     write_metrics,
     write_metrics_csv,
@@ -408,7 +411,7 @@ def prepare_run_dir(
         # starts again from step 0 with the config it saved: the same run, from the start.
         from_start = not (run_dir / CHECKPOINT).exists() and (run_dir / CONFIG).is_file()
         if from_start:
-            saved = {k: v for k, v in read_config(run_dir).items() if k != "environment"}
+            saved = settings(read_config(run_dir))
             epochs_done, source = 0, run_dir / CONFIG
         else:
             (saved, epochs_done), source = checkpoint_config(run_dir), run_dir / CHECKPOINT
@@ -417,6 +420,7 @@ def prepare_run_dir(
         except (ConfigError, TypeError) as e:
             raise CheckpointError(f"{source}: its config is not valid: {e}") from e
         config = resumed_config(saved_config, config, asked, epochs_done)
+        config = dataclasses.replace(config, model=resumed_model(config, run_dir))
         # where the run is now (a moved directory resumes): config.json records what is so
         config = dataclasses.replace(config, out_dir=str(run_dir))
         if from_start and world.is_main and not config.quiet:
@@ -434,6 +438,17 @@ def prepare_run_dir(
     if world.is_main:
         out_dir, lock = create_run_dir(out_dir, config.model)
     return config, Path(broadcast_text(world, str(out_dir))), False, lock
+
+
+def resumed_model(config: TrainConfig, run_dir: Path) -> str:
+    """The model a resumed run trains: a registered name, or its own model file checked
+    as every command checks it (unchanged since config.json recorded it, and trained with
+    here or trusted), by its absolute path."""
+    if not is_reference(config.model):
+        return config.model
+    record = read_config(run_dir).get("model_file") if (run_dir / CONFIG).is_file() else None
+    run_factory(config.model, record, run_dir / CONFIG, config.trust_model_file)
+    return f"{record['path']}:{config.model.rpartition(':')[2]}"  # type: ignore[index]
 
 
 def train(
@@ -461,6 +476,8 @@ def train(
                 "callbacks under torchrun yourself (they run on rank 0)"
             )
         return train_in_processes(config)
+    if is_reference(config.model) and not config.resume:  # the user's own code: trusted
+        config = dataclasses.replace(config, model=own_reference(config.model))
     device = resolve_device(config.device)
     world = setup(device.type)
     try:
@@ -558,7 +575,7 @@ def start_files(run: Run, hooks: Callbacks) -> None:
         "precision": run.precision,
         **({"cpu_path": run.cpu_path} if run.cpu_path else {}),
     }
-    write_config(run.run_dir, run.config.to_dict(), env)
+    write_config(run.run_dir, run.config.to_dict(), env, model_record(run.config.model))
     rows = sorted(
         [{"type": "point", **p} for p in run.state.points] + run.state.history,
         key=lambda r: (r["x"], 0) if r["type"] == "point" else (r["epoch"], 1),

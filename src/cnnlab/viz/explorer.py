@@ -218,7 +218,9 @@ def explorer_page(
     return Explorer(page)
 
 
-def explore_run(run_dir: str | Path, data_dir: str | Path | None = None, n: int = 300) -> Explorer:
+def explore_run(
+    run_dir: str | Path, data_dir: str | Path | None = None, n: int = 300, trust: bool = False
+) -> Explorer:
     """The explorer page for a saved run, with its dataset's first ``n`` test images."""
     from cnnlab.data.folder import splits_of_run
     from cnnlab.errors import ConfigError
@@ -227,7 +229,7 @@ def explore_run(run_dir: str | Path, data_dir: str | Path | None = None, n: int 
 
     if n < 1:
         raise ConfigError(f"--images must be at least 1, got {n}")
-    model, meta = load_model(run_dir)
+    model, meta = load_model(run_dir, trust_model_file=trust)
     _, test, _, _ = splits_of_run(meta, data_dir_of(run_dir, data_dir))
     if n > len(test.labels):
         log.info(
