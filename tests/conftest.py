@@ -76,7 +76,9 @@ def write_dataset(
         for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
             name = f"{prefix}-{kind}-ubyte"
             payload = write_idx(directory / (name + (".gz" if gz else "")), array, gz)
-            resources.append(ds.Resource(name, hashlib.sha256(payload).hexdigest()))
+            resources.append(
+                ds.Resource(name, hashlib.sha256(payload).hexdigest(), size=len(payload))
+            )
     return ds.Dataset(
         "tiny", tuple(f"class{i}" for i in range(10)), *resources, mirrors=("http://127.0.0.1:9/",)
     )

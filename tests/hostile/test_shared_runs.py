@@ -114,7 +114,6 @@ def test_a_module_named_by_a_run_is_not_imported(
 def test_a_shipped_model_file_with_its_hash_runs_only_when_trusted(
     shared_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    source, _ = shared_run
     run = hostile_copy(shared_run, tmp_path)
     (run / "net.py").write_text(PAYLOAD)
     digest = hashlib.sha256(PAYLOAD.encode()).hexdigest()

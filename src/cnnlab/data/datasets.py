@@ -30,6 +30,7 @@ class Resource:
     filename: str  # uncompressed name; the ``.gz`` form is accepted too
     sha256: str | None  # SHA-256 of the decompressed payload
     gz_sha256: str | None = None  # SHA-256 of the official .gz, for sets without a payload sum
+    size: int | None = None  # bytes of the decompressed payload: caps a download of the file
 
 
 @dataclass(frozen=True)
@@ -76,20 +77,26 @@ FASHION_MNIST = Dataset(
     train_images=Resource(
         "train-images-idx3-ubyte",
         "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        size=47040016,
     ),
     train_labels=Resource(
         "train-labels-idx1-ubyte",
         "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        size=60008,
     ),
     test_images=Resource(
-        "t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+        "t10k-images-idx3-ubyte",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        size=7840016,
     ),
     test_labels=Resource(
-        "t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+        "t10k-labels-idx1-ubyte",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        size=10008,
     ),
-    mirrors=(
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    mirrors=(  # https first; the S3 website serves plain http only
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
     torchvision_dir="FashionMNIST",
@@ -104,21 +111,25 @@ MNIST = Dataset(
         "train-images-idx3-ubyte",
         None,
         "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        size=47040016,
     ),
     train_labels=Resource(
         "train-labels-idx1-ubyte",
         None,
         "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        size=60008,
     ),
     test_images=Resource(
         "t10k-images-idx3-ubyte",
         None,
         "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        size=7840016,
     ),
     test_labels=Resource(
         "t10k-labels-idx1-ubyte",
         None,
         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        size=10008,
     ),
     mirrors=(
         "https://ossci-datasets.s3.amazonaws.com/mnist/",

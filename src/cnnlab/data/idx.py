@@ -40,6 +40,11 @@ def read_bytes(path: str | Path) -> bytes:
     path = Path(path)
     try:
         if path.suffix != ".gz":
+            if path.stat().st_size > MAX_BYTES + 4 + 4 * 255:  # the largest header
+                raise DataError(
+                    f"{path}: {path.stat().st_size:,} bytes, more than any IDX data set has "
+                    f"(at most {MAX_BYTES:,} here); not read"
+                )
             return path.read_bytes()
         with gzip.open(path, "rb") as f:
             head = f.read(4)
