@@ -27,7 +27,9 @@ def test_load_model_refuses_a_damaged_saved_model(
     (run / "model.json").write_text(
         json.dumps({**meta, "model_options": {"pool": "max", "num_classes": 3}})
     )
-    with pytest.raises(CheckpointError, match=r"weights do not fit the model model\.json describes"):
+    with pytest.raises(
+        CheckpointError, match=r"weights do not fit the model model\.json describes"
+    ):
         load_model(run)
     (run / "model.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not readable JSON"):
