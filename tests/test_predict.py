@@ -35,11 +35,11 @@ def test_each_file_is_predicted_on_its_own(
 ) -> None:
     Image.fromarray(np.zeros((60, 60), np.uint8)).save(tmp_path / "huge.png")
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "ok.png")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 60x60 is then a "bomb"
+    monkeypatch.setattr("cnnlab.data.images.MAX_PIXELS", 1000)  # 60x60 is then over budget
     code = main(["predict", str(run), str(tmp_path / "huge.png"), str(tmp_path / "ok.png")])
     captured = capsys.readouterr()
     assert code == 1
-    assert "huge.png: too large to open safely" in captured.err
+    assert "huge.png: 60x60 pixels, more than the 1,000 cnnlab decodes" in captured.err
     assert captured.out.startswith(str(tmp_path / "ok.png"))
 
 

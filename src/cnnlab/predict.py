@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 
-from cnnlab.data.images import pixels
+from cnnlab.data.images import open_image, pixels
 from cnnlab.errors import DataError
 from cnnlab.logs import log, shown
 from cnnlab.training.metrics import class_probabilities
@@ -27,16 +26,15 @@ def load_image(
     RGB (3), as :func:`cnnlab.data.images.pixels` converts it. Fashion-MNIST shows light
     objects on a dark background: pass ``invert`` for photos of dark objects on a light one.
     """
-    _check_regular(path)
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             _say_what_is_lost(path, image, size)
             return image_tensor(image, size, invert, channels)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except Image.DecompressionBombError as e:
-        raise DataError(f"{path}: too large to open safely ({e})") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except DataError as e:
+        if str(e).startswith(f"{path}: "):
+            raise
+        raise DataError(f"{path}: {e}") from None
+    except (OSError, ValueError, SyntaxError) as e:  # a header, then broken data
         raise DataError(f"{path}: not a readable image (PNG, JPEG, ...): {e}") from e
 
 
@@ -47,24 +45,6 @@ def image_tensor(
     ``size``, as :func:`load_image` reads a file."""
     x = torch.from_numpy(pixels(image, channels, size))
     return 1 - x if invert else x
-
-
-def _check_regular(path: Path) -> None:
-    """Refuse what is not a file of bytes before opening it: opening a named pipe waits
-    for a writer, and a device never ends."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read it: {e.strerror}") from None
-    if stat.S_ISDIR(mode):
-        raise DataError(f"{path}: is a directory; give the image files in it")
-    if not stat.S_ISREG(mode):
-        raise DataError(
-            f"{path}: not a regular file (a pipe, a device or a socket); give "
-            "the path of an image file"
-        )
 
 
 def _say_what_is_lost(path: Path, image: Image.Image, size: tuple[int, int]) -> None:
@@ -148,6 +128,11 @@ class Classifier:
                 f"cannot classify an array of shape {shape} and type {x.dtype}: this model "
                 f"takes {'grayscale' if c == 1 else 'RGB'} pixels {wanted}, floats in [0, 1] "
                 "or uint8"
+            )
+        if not torch.isfinite(x).all():
+            raise DataError(
+                "cannot classify pixels that are not finite numbers (NaN or infinity): "
+                "give floats in [0, 1] or uint8"
             )
         x = x.float().to(self.device)
         if tuple(x.shape[2:]) != self.size:

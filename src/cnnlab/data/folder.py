@@ -20,18 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from cnnlab.data.datasets import PREFIX, ImageSet, get_dataset, is_folder, load_dataset
-from cnnlab.data.images import is_gray, pixels
+from cnnlab.data.images import is_gray, open_image, pixels
 from cnnlab.errors import DataError
 from cnnlab.fsutil import atomic_write_bytes, user_cache
+from cnnlab.logs import shown
 
 TEST_FRACTION = 0.2  # of each class, held out as the test split of a folder without train/test
 SPLIT_SEED = 0
 DEFAULT_SIZE = {1: (28, 28), 3: (32, 32)}  # Fashion-MNIST's, CIFAR's
 CACHE_FORMAT = 1  # bumped when the cached arrays change meaning
 SHOWN = 3  # skipped files named in the notice
+MAX_STORE = 8 << 30  # bytes: the decoded images a folder may take in memory
 
 
 def load_splits(
@@ -177,27 +178,41 @@ def _decode(
         for label, paths in listing:
             for path in paths:
                 try:
-                    with Image.open(path) as image:  # reads the header only
+                    with open_image(path) as image:  # reads the header only
                         headers[split].append((label, path, is_gray(image)))
-                except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-                    skipped.append(str(path.relative_to(root)))
+                except DataError as e:
+                    skipped.append(_skipped(root, path, e))
     found = [gray for listed in headers.values() for _, _, gray in listed]
     if not found:
         raise DataError(f"{root}: no readable image in its class folders")
     channels = channels or (1 if 2 * sum(found) >= len(found) else 3)
     size = size or DEFAULT_SIZE[channels]
+    store = len(found) * channels * size[0] * size[1]
+    if store > MAX_STORE:
+        raise DataError(
+            f"{root}: {len(found)} images of {channels}x{size[0]}x{size[1]} would take "
+            f"{store / 1e9:.1f} GB in memory (at most {MAX_STORE / 1e9:.0f} GB here); choose a "
+            "smaller --image-size"
+        )
     converted: dict[str, list[tuple[int, np.ndarray]]] = {}
     for split, listed in headers.items():
         converted[split] = []
         for label, path, _ in listed:
             try:
-                with Image.open(path) as image:
+                with open_image(path) as image:
                     array = pixels(image, channels, size)
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-                skipped.append(str(path.relative_to(root)))  # a header, then broken data
+            except (DataError, OSError, ValueError, SyntaxError) as e:
+                skipped.append(_skipped(root, path, e))  # a header, then broken data
                 continue
             array = np.rint(array * 255).astype(np.uint8)
             converted[split].append((label, array if channels == 3 else array[0]))
+    in_training = {label for split in ("train", "all") for label, _ in converted.get(split, [])}
+    if empty := [shown(classes[i]) for i in range(len(classes)) if i not in in_training]:
+        raise DataError(
+            f"{root}: class folder {empty[0]!r} holds no readable image"
+            + (f" (nor do {len(empty) - 1} more)" if len(empty) > 1 else "")
+            + "; put pictures in it, or remove it"
+        )
     if "all" in converted:
         train, test = _hold_out(converted["all"])
         split_text = f"{TEST_FRACTION:g} of each class held out for testing (seed {SPLIT_SEED})"
@@ -210,12 +225,31 @@ def _decode(
     return Folder(
         _image_set(train),
         _image_set(test),
-        classes,
+        tuple(_text(name) for name in classes),
         channels,
         size,
         split_text,
         tuple(sorted(skipped)),
     )
+
+
+def _skipped(root: Path, path: Path, error: Exception) -> str:
+    """How a skipped file is named in the notice: its path in the folder, and why when the
+    reason is its size (the others are files that are no images)."""
+    name = shown(path.relative_to(root))
+    return (
+        f"{name} ({str(error).partition(': ')[2]})" if "CNNLAB_MAX_PIXELS" in str(error) else name
+    )
+
+
+def _text(name: str) -> str:
+    """A folder's name as text that any font, JSON file and page can hold: bytes that are
+    not UTF-8 (kept by Python as surrogates) become U+FFFD.
+
+    >>> _text("caf\\udce9")
+    'caf\ufffd'
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _image_set(examples: list[tuple[int, np.ndarray]]) -> ImageSet:
