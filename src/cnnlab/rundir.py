@@ -76,17 +76,39 @@ def _no_constant(word: str) -> Any:
 
 
 def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The (curve points, epoch rows) of ``run_dir/metrics.jsonl``."""
+    """The (curve points, epoch rows) of ``run_dir/metrics.jsonl``, each row checked: a
+    point has a number ``x``, an epoch row a whole ``epoch``, and every value is a number."""
     path = run_dir / METRICS
     try:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if path.stat().st_size > MAX_JSON:
+            raise CheckpointError(f"{path}: over 16 MiB, which no cnnlab run writes; not read")
+        lines = path.read_text().splitlines()
+        rows = [json.loads(line, parse_constant=_no_constant) for line in lines if line.strip()]
     except FileNotFoundError:
         raise CheckpointError(f"{path} not found; is {run_dir} a cnnlab run directory?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{path}: not readable JSON lines ({e}); the file is damaged") from e
-    return [r for r in rows if r.get("type") == "point"], [
-        r for r in rows if r.get("type") == "epoch"
-    ]
+    for number, row in enumerate(rows, 1):
+        problem = _row_problem(row)
+        if problem:
+            raise CheckpointError(f"{path}: line {number}: {problem}; the file was edited")
+    return [r for r in rows if r["type"] == "point"], [r for r in rows if r["type"] == "epoch"]
+
+
+def _row_problem(row: Any) -> str | None:
+    """What is wrong with one row of metrics.jsonl, or None."""
+    if not isinstance(row, dict) or row.get("type") not in ("point", "epoch"):
+        return 'each row must be a table whose "type" is "point" or "epoch"'
+    key = "x" if row["type"] == "point" else "epoch"
+    value = row.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return f"{key} must be a number, got {value!r:.40}"
+    if key == "epoch" and not (isinstance(value, int) and value >= 1):
+        return f"epoch must be a whole number from 1, got {value!r}"
+    for name, v in row.items():
+        if name != "type" and (not isinstance(v, int | float) or isinstance(v, bool)):
+            return f"{name} must be a number, got {v!r:.40}"
+    return None
 
 
 def load_model(
@@ -226,8 +248,10 @@ def check_sidecar(path: Path, meta: Any) -> dict[str, Any]:
             f"{path}: preprocessing.input_shape must be [C, H, W] with C 1 or 3 and H, W from "
             f"1 to {MAX_SIDE}, got {shape!r:.80}"
         )
-    if not isinstance(preprocessing.get("background", ""), str):
-        raise CheckpointError(f"{path}: preprocessing.background must be words")
+    if not isinstance(preprocessing.get("background"), str):
+        raise CheckpointError(
+            f"{path}: preprocessing.background must be words (how the images' background looks)"
+        )
     if not isinstance(meta.get("tta", False), bool):
         raise wrong("tta", "true or false")
     if "model_options" in meta and not isinstance(meta["model_options"], dict):

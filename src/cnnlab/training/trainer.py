@@ -139,6 +139,12 @@ def build_parts(
     state = TrainState()
     if run_dir is not None:
         state = load_checkpoint(run_dir, model, optimizer, scheduler)
+        per_epoch, examples = -(-len(train_set.labels) // config.batch_size), len(train_set.labels)
+        if state.batch > per_epoch or state.seen > examples:
+            raise CheckpointError(
+                f"{run_dir / CHECKPOINT}: batch {state.batch} and {state.seen} examples seen "
+                f"do not fit an epoch of {per_epoch} batches of its {examples} examples"
+            )
         if not world.is_main:  # rank 0 carries the epoch's partial sums for everyone
             state.loss_sum.zero_()
             state.correct.zero_()
