@@ -26,6 +26,7 @@ from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.logs import ensure_logging, in_notebook, log
 from cnnlab.models import create_model, init_weights, parse_options
 from cnnlab.models.registry import is_reference
+from cnnlab.models.trial import try_on_batch
 from cnnlab.models.trust import model_record, own_reference, run_factory
 from cnnlab.rundir import (
     BEST,
@@ -179,10 +180,9 @@ def build_model(
             f"model {config.model} with options {config.model_options!r} does not fit in "
             "memory; choose smaller channel and dense widths"
         ) from None
-    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
-        with torch.no_grad():  # shape lazy layers (a model of one's own may have them)
-            model.eval()(torch.zeros(2, *shape))
-        model.train()
+    # One blank batch before anything is written: a model that does not fit the data is
+    # one line naming the layer, and lazy layers take their shapes.
+    try_on_batch(model, shape, options["num_classes"], config.model)
     init_weights(model, config.init)
     if device.type == "cpu":
         # Measured on 2 AVX2 cores: oneDNN runs LeNet's few-channel convolutions ~1.35x
