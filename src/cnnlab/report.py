@@ -23,7 +23,7 @@ from cnnlab.evaluation import Evaluation, evaluate_saved_run
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.layers import CONV_TYPES
 from cnnlab.predict import load_image
-from cnnlab.rundir import EXPLORER, read_config, read_metrics
+from cnnlab.rundir import EXPLORER, read_config, read_metrics, settings
 from cnnlab.training.metrics import per_class_accuracy
 from cnnlab.viz import (
     figure_bytes,
@@ -184,7 +184,7 @@ def render_report(view: RunView, explorer: str | None = None) -> str:
         ("examples/sec", f"{final.get('examples_per_sec', 0):,.0f}"),
     ]
     metrics = "".join(f'<div class="metric">{k}<b>{v}</b></div>' for k, v in cells)
-    shown = {k: v for k, v in view.config.items() if k != "environment"}
+    shown = settings(view.config)
     shown.update(view.config.get("environment", {}))
     config = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"

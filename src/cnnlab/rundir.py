@@ -280,9 +280,9 @@ def _check_outputs(path: Path, meta: dict[str, Any], model: nn.Module) -> None:
         )
 
 
-# What config.json records beside the run's settings: where and how it ran, and the
-# model file it trains (its path and SHA-256, for a model of one's own).
-RECORDS = ("environment", "model_file")
+# What config.json records beside the run's settings: where and how it ran, the model
+# file it trains (its path and SHA-256, for a model of one's own) and its data's fingerprint.
+RECORDS = ("environment", "model_file", "data")
 
 
 def write_config(

@@ -164,3 +164,52 @@ def test_an_edited_config_json_is_one_line(text: str, stopped_run: Path, tmp_pat
         read_config(run)
     done = run_cnnlab("report", str(run))
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_resume_on_changed_data_is_refused_saying_what_changed(tmp_path: Path) -> None:
+    from PIL import Image
+
+    data = tmp_path / "data"
+    write_dataset(data, n_train=64, n_test=32, gz=False)
+    config = TrainConfig(
+        dataset="idx",
+        data_dir=str(data),
+        epochs=1,
+        batch_size=16,
+        lr=0.1,
+        device="cpu",
+        out_dir=str(tmp_path / "run"),
+        quiet=True,
+    )
+    run = train(config).run_dir
+    assert read_config(run)["data"]["train"] == 64
+    labels = data / "train-labels-idx1-ubyte"
+    original = labels.read_bytes()
+    labels.write_bytes(original[:-1] + bytes([(original[-1] + 1) % 10]))  # one label changed
+    with pytest.raises(CnnlabError, match="the same sizes and classes, other pixels or labels"):
+        train(TrainConfig(resume=str(run), epochs=2, quiet=True))
+    labels.write_bytes(original)
+    assert len(train(TrainConfig(resume=str(run), epochs=2, quiet=True)).history) == 2
+    # a folder that gained a class: said, not a dump of the state dict
+    pictures = tmp_path / "pictures"
+    for name in ("a", "b"):
+        (pictures / name).mkdir(parents=True)
+        for i in range(5):
+            Image.new("L", (8, 8), 40 * i).save(pictures / name / f"{i}.png")
+    folder_config = TrainConfig(
+        dataset=f"folder:{pictures}",
+        epochs=1,
+        batch_size=4,
+        lr=0.1,
+        device="cpu",
+        out_dir=str(tmp_path / "folder-run"),
+        quiet=True,
+    )
+    folder_run = train(folder_config).run_dir
+    (pictures / "c").mkdir()
+    for i in range(5):
+        Image.new("L", (8, 8), 30 * i).save(pictures / "c" / f"{i}.png")
+    with pytest.raises(CnnlabError) as refused:
+        train(TrainConfig(resume=str(folder_run), epochs=2, quiet=True))
+    assert "the data changed since" in str(refused.value)
+    assert "classes ['a', 'b'] -> ['a', 'b', 'c']" in str(refused.value)

@@ -123,6 +123,7 @@ def test_every_field_is_what_is_trained_or_how_it_runs() -> None:
         "resume",
         "nproc",
         "max_restarts",
+        "trust_model_file",
         "fast",
         "compile",
         "tensorboard",

@@ -8,10 +8,12 @@ and ``CNNLAB_MIRRORS`` (comma-separated base URLs) replaces the built-in mirrors
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -351,6 +353,34 @@ class ImageSet:
             ImageSet(self.images[rest], self.labels[rest]),
             ImageSet(self.images[held], self.labels[held]),
         )
+
+
+def fingerprint(train: ImageSet, test: ImageSet, classes: tuple[str, ...]) -> dict[str, Any]:
+    """What a run trains on, in a form cheap to keep and compare: the splits' sizes, the
+    classes, and a SHA-256 of every pixel and label (about 0.1 s for Fashion-MNIST)."""
+    digest = hashlib.sha256(json.dumps(list(classes)).encode())
+    for array in (train.images, train.labels, test.images, test.labels):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return {
+        "train": len(train.labels),
+        "test": len(test.labels),
+        "classes": list(classes),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def data_change(recorded: Any, now: dict[str, Any]) -> str | None:
+    """How the data ``now`` differs from the fingerprint a run ``recorded``, in words; None
+    when it is the same (or nothing usable was recorded: a run from before it was)."""
+    if not isinstance(recorded, dict) or recorded.get("sha256") == now["sha256"]:
+        return None
+    changes = [
+        f"{key} {recorded.get(key)!r:.60} -> {now[key]!r:.60}"
+        for key in ("train", "test", "classes")
+        if recorded.get(key) != now[key]
+    ]
+    return "; ".join(changes) or "the same sizes and classes, other pixels or labels"
 
 
 def load_dataset(

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from cnnlab.data import Batches, ImageSet
 from cnnlab.data.augment import augment, augment_seed, parse_augment
-from cnnlab.data.datasets import parse_size
+from cnnlab.data.datasets import data_change, fingerprint, parse_size
 from cnnlab.device import autocast, bf16_missing, environment, numerics, resolve_device
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
@@ -105,6 +105,7 @@ class Parts:
     dataset: str = "custom"  # the dataset's registry name, recorded in model.json
     model_options: dict[str, Any] = field(default_factory=dict)  # how to rebuild the model
     about_data: dict[str, str] = field(default_factory=dict)  # a folder dataset's split
+    data: dict[str, Any] = field(default_factory=dict)  # its fingerprint, kept in config.json
 
 
 def build_parts(
@@ -120,6 +121,15 @@ def build_parts(
     train_set, test_set, classes, about = load_splits(
         config.dataset, config.data_dir, config.channels, parse_size(config.image_size)
     )
+    data = fingerprint(train_set, test_set, classes)
+    if run_dir is not None:  # resumed: on the data it trained on, or not at all
+        change = data_change(read_config(run_dir).get("data"), data)
+        if change:
+            raise CheckpointError(
+                f"{config.dataset}: the data changed since {run_dir} started ({change}); a "
+                "resumed run trains on the data it began with: put that data back, or start "
+                "a new run"
+            )
     shape = input_shape(train_set)
     val_set = None
     if config.val_size:
@@ -162,6 +172,7 @@ def build_parts(
         config.dataset,
         options,
         about,
+        data,
     )
 
 
@@ -581,7 +592,11 @@ def start_files(run: Run, hooks: Callbacks) -> None:
         "precision": run.precision,
         **({"cpu_path": run.cpu_path} if run.cpu_path else {}),
     }
-    write_config(run.run_dir, run.config.to_dict(), env, model_record(run.config.model))
+    records = {
+        **model_record(run.config.model),
+        **({"data": run.parts.data} if run.parts.data else {}),
+    }
+    write_config(run.run_dir, run.config.to_dict(), env, records)
     rows = sorted(
         [{"type": "point", **p} for p in run.state.points] + run.state.history,
         key=lambda r: (r["x"], 0) if r["type"] == "point" else (r["epoch"], 1),
