@@ -286,3 +286,22 @@ def test_a_closed_pipe_does_not_end_a_training_run(tmp_path: Path) -> None:
     assert (run / "model.safetensors").is_file() and (run / "curves.png").is_file()
     meta = json.loads((run / "model.json").read_text())
     assert meta["epochs_trained"] == 3
+
+
+@pytest.mark.parametrize("after", [0.3, 0.8, 1.5])
+def test_ctrl_c_while_starting_is_one_line(after: float) -> None:
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "train", "--dataset", "idx", "--data-dir", "/nowhere"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(after)  # while Python, torch or the command's own modules load
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    print(after, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1
+    assert process.returncode in (1, 130)  # 1: it got as far as finding no data

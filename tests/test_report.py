@@ -116,3 +116,46 @@ def test_report_in_a_real_browser(tiny_run: tuple[Path, Path], tmp_path: Path) -
         check=True,
     )
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 10_000
+
+
+NOT_SEQUENTIAL = """\
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 5, padding=2)
+        self.fc = nn.Linear(4 * 14 * 14, num_classes)
+
+    def forward(self, x):
+        return self.fc(nn.functional.max_pool2d(self.conv(x).relu(), 2).flatten(1))
+
+
+def net(num_classes):
+    return Net(num_classes)
+"""
+
+
+def test_the_report_of_a_model_that_is_not_a_sequential(
+    tiny_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from cnnlab.report import write_report
+    from cnnlab.training import TrainConfig, train
+
+    _, data = tiny_run
+    (tmp_path / "net.py").write_text(NOT_SEQUENTIAL)
+    config = TrainConfig(
+        model=f"{tmp_path / 'net.py'}:net",
+        dataset="tiny",
+        data_dir=str(data),
+        epochs=1,
+        batch_size=16,
+        lr=0.1,
+        device="cpu",
+        out_dir=str(tmp_path / "own"),
+        quiet=True,
+    )
+    page = write_report(train(config).run_dir).read_text()
+    assert "feature maps of" in page
+    assert "The in-browser explorer cannot run it: the explorer runs Sequential models" in page

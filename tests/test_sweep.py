@@ -62,7 +62,10 @@ def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
 
 
 def test_flags_give_back_the_config() -> None:
-    config = TrainConfig(model="lenet-bn", lr=0.1, fast=False, model_options="kernel=3")
+    # a value that begins with "-" stays the flag's value (--data-dir=-weird)
+    config = TrainConfig(
+        model="lenet-bn", lr=0.1, fast=False, model_options="kernel=3", data_dir="-weird"
+    )
     args = build_parser().parse_args(["train", *config.to_flags(("out_dir", "quiet"))])
     assert train_config(args)[0] == TrainConfig(**{**config.to_dict(), "quiet": False})
 

@@ -20,7 +20,7 @@ from torch import nn
 from cnnlab.data import ImageSet
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.evaluation import Evaluation, evaluate_saved_run
-from cnnlab.fsutil import atomic_write_bytes
+from cnnlab.fsutil import atomic_write_bytes, quote
 from cnnlab.layers import CONV_TYPES
 from cnnlab.predict import load_image
 from cnnlab.rundir import EXPLORER, read_config, read_metrics, settings
@@ -172,6 +172,17 @@ table { border-collapse: collapse; font-size: 0.9rem; } td, th { padding: 0.15re
 """
 
 
+def _not_explorable(view: RunView) -> str | None:
+    """Why ``cnnlab explore`` cannot open the run's network, or None when it can."""
+    from cnnlab.viz.explorer import model_spec
+
+    try:
+        model_spec(view.model, view.meta["preprocessing"]["input_shape"])
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def render_report(view: RunView, explorer: str | None = None) -> str:
     """The report as one self-contained HTML page (images embedded, no network), linking
     the run's explorer page at the relative address ``explorer`` when there is one."""
@@ -220,11 +231,13 @@ def render_report(view: RunView, explorer: str | None = None) -> str:
             f'<p id="explorer"><a href="{html.escape(explorer)}">Explore the network in '
             "your browser</a>: every layer's output for a test image or your drawing</p>"
         )
-    else:
+    elif (why := _not_explorable(view)) is None:
         link = (
-            f'<p class="muted">Run <code>cnnlab explore {html.escape(str(view.run_dir))}'
+            f'<p class="muted">Run <code>cnnlab explore {html.escape(quote(view.run_dir))}'
             "</code> for an in-browser explorer of this network.</p>"
         )
+    else:
+        link = f'<p class="muted">The in-browser explorer cannot run it: {html.escape(why)}.</p>'
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">

@@ -113,3 +113,25 @@ def test_an_object_with_no_hook_is_refused_at_once(
     with pytest.raises(Exception, match="has none of the methods on_point, on_epoch_end"):
         train(tiny_config(directory, tmp_path / "run", epochs=1), callbacks=[print])
     assert not (tmp_path / "run").exists()
+
+
+class AnswersWith:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    def on_epoch_end(self, run: Any, row: dict[str, Any]) -> Any:
+        return self.answer
+
+
+def test_any_truthy_answer_stops_and_an_undecidable_one_is_one_line(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    _, directory = tiny_dataset
+    stopped = train(tiny_config(directory, tmp_path / "a", epochs=3), [AnswersWith(np.True_)])
+    assert len(stopped.history) == 1
+    going = train(tiny_config(directory, tmp_path / "b", epochs=2), [AnswersWith(np.False_)])
+    assert len(going.history) == 2
+    with pytest.raises(CallbackError, match="returned ndarray, which is neither true nor false"):
+        train(tiny_config(directory, tmp_path / "c", epochs=2), [AnswersWith(np.ones(3))])

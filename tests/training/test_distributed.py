@@ -84,7 +84,9 @@ def test_a_killed_worker_is_restarted_and_the_run_resumes(
     os.kill(workers[-1], signal.SIGKILL)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
-    assert "exitcode: -9" in err  # torchrun saw the death and restarted the workers
+    # torchrun saw the death and restarted the workers: one line says so, no tracebacks
+    assert "a training process failed (exitcode -9: killed by SIGKILL); torchrun restarted" in err
+    assert "Traceback" not in err
     assert_close_weights(run, single)
 
 
@@ -141,3 +143,22 @@ def test_a_sigterm_to_the_workers_stops_both_at_one_point_and_the_run_resumes(
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert_close_weights(run, single)
+
+
+def test_a_killed_worker_without_restarts_is_one_line_with_the_resume_command(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, _ = setup
+    run = tmp_path / "my run"  # a path a shell must quote
+    process = train("--data-dir", str(data), "--out-dir", str(run), "--nproc", "2")
+    deadline = time.monotonic() + 120
+    while not (run / CHECKPOINT).exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    (torchrun,) = children(process.pid)
+    os.kill(children(torchrun)[-1], signal.SIGKILL)
+    _, err = process.communicate(timeout=300)
+    print(err)
+    assert process.returncode != 0
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"--resume '{run}'" in err

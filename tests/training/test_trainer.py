@@ -280,7 +280,7 @@ def test_model_options_as_a_toml_table(
         "batch_norm": True,
     }
     flags = TrainConfig(model_options={"kernel": 3, "channels": [4, 8]}).to_flags()
-    assert flags == ["--model-options", "kernel=3 channels=4,8"]  # what torchrun workers get
+    assert flags == ["--model-options=kernel=3 channels=4,8"]  # what torchrun workers get
 
 
 def test_bad_model_options(tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path) -> None:
@@ -337,7 +337,9 @@ def test_bf16_precision_autocasts_where_the_cpu_has_bf16_and_else_says_so(
     monkeypatch.setattr(logging.getLogger("cnnlab"), "propagate", True)
     result = train(tiny_config(tmp_path, directory, precision="bf16", epochs=1))
     wanted = torch.bfloat16 if has_bf16 else torch.float32
-    assert seen and set(seen) == {wanted}  # every step and evaluation, the last layer's output
+    # every step and evaluation, the last layer's output (after the blank batch the model is
+    # tried on before anything is written, which runs outside autocast)
+    assert seen[0] == torch.float32 and seen[1:] and set(seen[1:]) == {wanted}
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["environment"]["precision"] == ("bf16" if has_bf16 else "fp32")
     notices = [r.getMessage() for r in caplog.records if "--precision" in r.getMessage()]

@@ -269,3 +269,20 @@ def test_an_rgb_folder_run_in_the_browser_matches_pytorch_and_cnnlab_predict(
         want = class_probabilities(model.eval(), x)[0].double().numpy()
     assert np.abs(np.array(page.evaluate("window.cnnlab.probabilities")) - want).max() < 1e-4
     assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("layer", "said"),
+    [
+        (nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), "padding_mode='zeros'"),
+        (nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"), "padding_mode='zeros'"),
+        (nn.BatchNorm2d(1, track_running_stats=False), "running statistics"),
+    ],
+)
+def test_a_layer_option_the_page_does_not_compute_is_refused_by_name(
+    layer: nn.Module, said: str
+) -> None:
+    model = nn.Sequential(layer, nn.Flatten(), nn.LazyLinear(10))
+    model(torch.zeros(1, 1, 8, 8))
+    with pytest.raises(ValueError, match=said):
+        model_spec(model, [1, 8, 8])

@@ -1,6 +1,7 @@
 """Kernels and feature maps (viz.features) of a model, headless."""
 
 import torch
+from torch import nn
 
 from cnnlab.models import create_model
 from cnnlab.viz import conv_activations, plot_activation_pair, plot_feature_maps, plot_kernels
@@ -20,3 +21,18 @@ def test_kernels_and_feature_maps() -> None:
     assert sum(len(ax.images) for ax in maps.axes) == 1 + 6 + 16
     pair = plot_activation_pair(model, [torch.rand(1, 28, 28)] * 2, ["a", "b"])
     assert sum(len(ax.images) for ax in pair.axes) == 2 * (1 + 6 + 8)
+
+
+def test_the_feature_maps_of_a_model_that_is_not_a_sequential() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 3, 3, padding=1)
+            self.fc = nn.Linear(3 * 8 * 8, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x).relu().flatten(1))
+
+    layers = conv_activations(Net(), torch.rand(1, 1, 8, 8))
+    assert [(name, tuple(maps.shape)) for name, maps in layers] == [("conv1", (3, 8, 8))]
+    plot_feature_maps(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), torch.rand(1, 8, 8))

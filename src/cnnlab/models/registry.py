@@ -160,6 +160,13 @@ def build(factory: ModelFactory, name: str, overrides: Mapping[str, Any]) -> nn.
         model = factory(**given)
     except TypeError as e:  # a required argument no one gives
         raise ConfigError(f"model {name!r} could not be built: {e}") from None
+    except (RuntimeError, MemoryError) as e:  # e.g. channels=100000,100000
+        if isinstance(e, RuntimeError) and "alloc" not in str(e):
+            raise
+        raise ConfigError(
+            f"model {name!r} with these options does not fit in memory; choose smaller "
+            "channel and dense widths"
+        ) from None
     if not isinstance(model, nn.Module):
         raise ConfigError(
             f"model {name!r}: its function returned a {type(model).__name__}, not a torch.nn.Module"

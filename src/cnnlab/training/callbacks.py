@@ -64,7 +64,22 @@ class Callbacks:
 
     def stop_after_epoch(self, run: Any, row: dict[str, Any]) -> bool:
         """Whether a callback asks the run to stop after this epoch."""
-        return any(value is True for value in self.call("on_epoch_end", run, row))
+        wants = []
+        for callback, value in zip(
+            self.with_hook("on_epoch_end"), self.call("on_epoch_end", run, row), strict=True
+        ):
+            try:
+                wants.append(bool(value))  # True, numpy.True_, 1: any truthy answer stops
+            except (TypeError, ValueError) as e:  # e.g. an array of several values
+                raise CallbackError(
+                    f"callback {describe(callback)}.on_epoch_end returned {type(value).__name__}, "
+                    f"which is neither true nor false ({e}); return True to stop the run"
+                ) from None
+        return any(wants)
+
+    def with_hook(self, hook: str) -> list[Any]:
+        """The callbacks that have ``hook``, in order."""
+        return [c for c in self.items if getattr(c, hook, None) is not None]
 
 
 def describe(callback: Any) -> str:

@@ -178,12 +178,14 @@ def check_meta(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor
             for r in rows
         ):
             raise bad(key, f"a list of rows of numbers with {', '.join(fields)}")
-    if [r["epoch"] for r in meta["history"]] != list(range(1, meta["epoch"] + 1)):
-        raise bad("history", f"one row for each of the {meta['epoch']} epochs done, in order")
-    if meta["step"] < meta["batch"]:
+    epochs = [r["epoch"] for r in meta["history"]]
+    if len(epochs) != meta["epoch"] or meta["step"] < meta["batch"]:
         raise CheckpointError(
-            f"{path}: step {meta['step']} and batch {meta['batch']} do not describe one run"
+            f"{path}: epoch {meta['epoch']}, step {meta['step']}, batch {meta['batch']} and "
+            f"{len(epochs)} epoch rows do not describe one run"
         )
+    if epochs != list(range(1, len(epochs) + 1)):
+        raise bad("history", "one row for each epoch done, in order")
     config = meta.get("config")
     if not isinstance(config, dict) or config.get("model") != meta.get("model"):
         raise bad("config", "the run's settings, naming its model")

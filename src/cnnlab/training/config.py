@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import math
+import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,6 +23,7 @@ from cnnlab.training.optim import OPTIMIZERS, SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
+FLOAT32_MAX = 3.4028234663852886e38  # rates and decays beyond it overflow the weights' type
 KEEP = ("last", "best")
 
 
@@ -164,8 +165,11 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.lr, int | float) or not 0 < self.lr < math.inf:
-            raise ConfigError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not isinstance(self.lr, int | float) or not 0 < self.lr <= FLOAT32_MAX:
+            raise ConfigError(
+                f"lr must be a positive number float32 holds (at most {FLOAT32_MAX:.4g}), got "
+                f"{self.lr!r}"
+            )
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             raise ConfigError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
@@ -174,12 +178,21 @@ class TrainConfig:
             if not isinstance(value, int | float) or not 0 <= value < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
         decay = self.weight_decay
-        if not isinstance(decay, int | float) or not 0 <= decay < math.inf:
-            raise ConfigError(f"weight_decay must be >= 0 and finite, got {decay!r}")
+        if not isinstance(decay, int | float) or not 0 <= decay <= FLOAT32_MAX:
+            raise ConfigError(
+                f"weight_decay must be >= 0 and a number float32 holds (at most "
+                f"{FLOAT32_MAX:.4g}), got {decay!r}"
+            )
         self._check_words()
 
     def _check_words(self) -> None:
         """The fields that are names, choices, flags and sizes (numbers: __post_init__)."""
+        for name in ("data_dir", "out_dir", "resume"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):  # a Path is as good as its string
+                setattr(self, name, os.fspath(value))
+            elif value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name} must be a directory's path, got {value!r}")
         resume = self.resume
         if resume is not None and (not isinstance(resume, str) or not resume.strip()):
             raise ConfigError(f"resume must name a run directory, got {resume!r}")
@@ -240,10 +253,11 @@ class TrainConfig:
         return asdict(self)
 
     def to_flags(self, leave_out: tuple[str, ...] = ()) -> list[str]:
-        """The ``cnnlab train`` flags that give this config (those off their defaults).
+        """The ``cnnlab train`` flags that give this config (those off their defaults), each
+        value joined to its flag (``--data-dir=-odd`` stays one word with its value).
 
         >>> TrainConfig(lr=0.1, fast=False).to_flags()
-        ['--lr', '0.1', '--no-fast']
+        ['--lr=0.1', '--no-fast']
         """
         flags = []
         for f in fields(self):
@@ -254,7 +268,8 @@ class TrainConfig:
             if isinstance(value, bool):
                 flags.append(flag if value else "--no-" + flag[2:])
             else:
-                flags += [flag, format_options(value) if isinstance(value, dict) else str(value)]
+                text = format_options(value) if isinstance(value, dict) else str(value)
+                flags.append(f"{flag}={text}")
         return flags
 
     @classmethod

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fsutil import quote
 
 HANGUP = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()  # none on Windows
 
@@ -39,7 +40,7 @@ def interrupted(signum: int, epoch: int, batch: int, run_dir: object) -> Interru
         where = f"after epoch {epoch}"
     return Interrupted(
         f"{signal.Signals(signum).name}: stopped {where}; checkpoint saved. "
-        f"Resume with: cnnlab train --resume {run_dir}",
+        f"Resume with: cnnlab train --resume {quote(str(run_dir))}",
         signum,
     )
 

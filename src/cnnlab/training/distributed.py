@@ -8,16 +8,24 @@ the one the user set; rank 0 alone prints and writes files.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from cnnlab.fsutil import quote
 
 
 @dataclass(frozen=True)
@@ -106,8 +114,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launch(train_args: Sequence[str], nproc: int, max_restarts: int) -> int:
-    """Run ``cnnlab train train_args`` in ``nproc`` processes under torchrun; its exit code."""
+def launch(
+    train_args: Sequence[str], nproc: int, max_restarts: int, run_dir: Path
+) -> tuple[int, str]:
+    """Run ``cnnlab train train_args`` in ``nproc`` processes under torchrun; its exit code,
+    and for a failure what went wrong in one line.
+
+    The workers' stdout (the epoch lines) passes through; their stderr and torchrun's own
+    logs are kept aside, so that a run whose workers fail ends in one line (the workers'
+    own error, or which one died and how) with the command that resumes it, instead of
+    pages of gloo and torchrun tracebacks.
+    """
+    logs = Path(tempfile.mkdtemp(prefix="cnnlab-torchrun-"))
     command = [
         sys.executable,
         "-m",
@@ -122,9 +140,57 @@ def launch(train_args: Sequence[str], nproc: int, max_restarts: int) -> int:
         "c10d",
         "--rdzv-endpoint",
         f"127.0.0.1:{free_port()}",
+        "--log-dir",
+        str(logs),
+        "--redirects",
+        "2",  # each worker's stderr into LOGS/.../attempt_N/RANK/stderr.log
         "-m",
         "cnnlab",
         "train",
         *train_args,
     ]
-    return subprocess.call(command)
+    done = subprocess.run(command, stderr=subprocess.PIPE, text=True, errors="replace")
+    attempts = sorted(logs.glob("*/attempt_*"), key=lambda a: int(a.name.split("_")[1]))
+    if len(attempts) > 1:
+        print(
+            f"a training process failed ({_death(done.stderr)}); torchrun restarted the "
+            f"workers {len(attempts) - 1} time(s) and the run resumed from its checkpoint",
+            file=sys.stderr,
+        )
+    said = _workers_said(attempts[-1]) if attempts else []
+    if done.returncode == 0:
+        for line in said:  # rank 0's warnings, as a one-process run prints them
+            print(line, file=sys.stderr)
+        shutil.rmtree(logs, ignore_errors=True)
+        return 0, ""
+    errors = [line for line in said if line.startswith(("error: ", "SIG"))]
+    if errors:
+        return done.returncode, errors[-1].removeprefix("error: ")
+    return done.returncode or 1, (
+        f"a training process died ({_death(done.stderr)}) before the run finished; its last "
+        f"checkpoint is whole. Resume with: cnnlab train --resume {quote(run_dir)} --nproc "
+        f"{nproc} (the workers' logs: {logs})"
+    )
+
+
+def _workers_said(attempt: Path) -> list[str]:
+    """The lines the workers of one attempt wrote to stderr, rank 0's first (the others'
+    errors only), with tracebacks and gloo's noise left out."""
+    lines: list[str] = []
+    for log in sorted(attempt.glob("*/stderr.log"), key=lambda p: int(p.parent.name)):
+        text = log.read_text(errors="replace").splitlines()
+        keep = [t for t in text if not t.startswith((" ", "Traceback", "[W", "[E", "[I"))]
+        lines += keep if log.parent.name == "0" else [t for t in keep if t.startswith("error")]
+    return [line for line in lines if line.strip()]
+
+
+def _death(torchrun_said: str) -> str:
+    """How a worker ended, from torchrun's summary (``exitcode: -9``: killed by SIGKILL)."""
+    found = re.search(r"exitcode\s*:\s*(-?\d+)", torchrun_said)
+    if found is None:
+        return "it exited"
+    code = int(found.group(1))
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"exitcode {code}: killed by {signal.Signals(-code).name}"
+    return f"exitcode {code}"

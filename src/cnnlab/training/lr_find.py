@@ -24,7 +24,7 @@ from cnnlab.data import Batches
 from cnnlab.device import numerics, resolve_device
 from cnnlab.errors import ConfigError
 from cnnlab.rundir import create_run_dir
-from cnnlab.training.config import TrainConfig
+from cnnlab.training.config import FLOAT32_MAX, TrainConfig
 from cnnlab.training.optim import make_optimizer
 from cnnlab.training.step import train_step
 from cnnlab.training.trainer import build_parts
@@ -101,8 +101,11 @@ def lr_find(
 
     The model trained is a copy: the one ``config`` builds is left as it was initialised.
     """
-    if not 0 < start_lr < end_lr:
-        raise ConfigError(f"need 0 < start lr < end lr, got {start_lr} and {end_lr}")
+    if not 0 < start_lr < end_lr <= FLOAT32_MAX:
+        raise ConfigError(
+            f"need 0 < start lr < end lr <= {FLOAT32_MAX:.4g} (what float32 holds), got "
+            f"{start_lr} and {end_lr}"
+        )
     if steps < 10:
         raise ConfigError(f"steps must be at least 10 for a curve to read, got {steps}")
     device = resolve_device(config.device)

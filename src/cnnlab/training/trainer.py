@@ -23,6 +23,7 @@ from cnnlab.data.datasets import data_change, fingerprint, parse_size
 from cnnlab.device import autocast, bf16_missing, environment, numerics, resolve_device
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
+from cnnlab.fsutil import quote
 from cnnlab.logs import ensure_logging, in_notebook, log
 from cnnlab.models import create_model, init_weights, parse_options
 from cnnlab.models.registry import is_reference
@@ -182,15 +183,7 @@ def build_model(
     """``config``'s model built with ``options`` for inputs of ``shape``, initialised from
     the config's seed, on ``device``."""
     torch.manual_seed(config.seed)
-    try:
-        model = create_model(config.model, **options)
-    except (RuntimeError, MemoryError) as e:  # e.g. channels=100000,100000
-        if isinstance(e, RuntimeError) and "alloc" not in str(e):
-            raise
-        raise ConfigError(
-            f"model {config.model} with options {config.model_options!r} does not fit in "
-            "memory; choose smaller channel and dense widths"
-        ) from None
+    model = create_model(config.model, **options)
     # One blank batch before anything is written: a model that does not fit the data is
     # one line naming the layer, and lazy layers take their shapes.
     try_on_batch(model, shape, options["num_classes"], config.model)
@@ -516,14 +509,11 @@ def train_in_processes(config: TrainConfig) -> TrainResult:
         run_dir, lock = create_run_dir(None, config.model)
         lock.release()  # rank 0 takes it
         config = dataclasses.replace(config, out_dir=str(run_dir))
-    code = launch(config.to_flags(("nproc", "max_restarts")), config.nproc, config.max_restarts)
-    if code != 0:
-        raise ProcessesFailed(
-            f"the {config.nproc} training processes failed (torchrun's exit "
-            f"code {code}); their messages are above",
-            code,
-        )
     run_dir = Path(config.resume or config.out_dir or "")
+    flags = config.to_flags(("nproc", "max_restarts"))
+    code, failure = launch(flags, config.nproc, config.max_restarts, run_dir)
+    if code != 0:
+        raise ProcessesFailed(failure, code)
     _, history = read_metrics(run_dir)
     seconds = sum(r["train_seconds"] for r in history)
     examples = sum(r["train_seconds"] * r["examples_per_sec"] for r in history)
@@ -645,7 +635,7 @@ def say_why_stopped(run: Run, asked_to_stop: bool) -> None:
             "stopped after epoch %d: a callback asked to (cnnlab train --resume %s "
             "--epochs %d goes on)",
             epoch,
-            run.run_dir,
+            quote(run.run_dir),
             epochs,
         )
     elif epoch < epochs:

@@ -55,10 +55,11 @@ def model_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]
     for module in model:
         entry: dict[str, Any]
         if isinstance(module, CONVS):
-            if module.groups != 1 or not isinstance(module.padding, tuple | list):
+            zeros = getattr(module, "padding_mode", "zeros") == "zeros"
+            if module.groups != 1 or not isinstance(module.padding, tuple | list) or not zeros:
                 raise ValueError(
-                    f"the explorer runs convolutions with groups=1 and numeric "
-                    f"padding, got {module}"
+                    f"the explorer runs convolutions with groups=1 and numeric zero padding "
+                    f"(padding_mode='zeros'), got {module}"
                 )
             stride, padding, dilation = map(_pair, (module.stride, module.padding, module.dilation))
             entry = {
@@ -74,7 +75,11 @@ def model_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]
                 Layer("conv", _pair(tuple(module.weight.shape[2:])), stride, padding, dilation)
             )
         elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
-            assert module.running_mean is not None and module.running_var is not None
+            if module.running_mean is None or module.running_var is None:
+                raise ValueError(
+                    f"the explorer runs batch norm with running statistics, got {module} "
+                    "(track_running_stats=False normalises each batch by its own)"
+                )
             scale = torch.rsqrt(module.running_var + module.eps)
             if module.weight is not None:
                 scale = scale * module.weight

@@ -20,20 +20,25 @@ def conv_activations(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch
     activation (the chapter's exercise looks at activations); otherwise the conv output.
     Returns (name, (channels, H, W)) pairs in forward order.
     """
+    place = {  # where each module stands in a Sequential: (that Sequential, its index)
+        id(child): (seq, i)
+        for seq in model.modules()
+        if isinstance(seq, nn.Sequential)
+        for i, child in enumerate(seq)
+    }
     targets: list[tuple[str, nn.Module]] = []
-    for seq in (m for m in model.modules() if isinstance(m, nn.Sequential)):
-        for i, module in enumerate(seq):
-            if isinstance(module, CONV_TYPES):
-                after = seq[i + 1] if i + 1 < len(seq) else None
-                activation = (
-                    after is not None
-                    and not list(after.parameters())
-                    and not isinstance(after, (*POOL_TYPES, nn.Flatten))
-                )
-                label = f"conv{len(targets) + 1}" + (
-                    f" + {type(after).__name__}" if activation else ""
-                )
-                targets.append((label, after if activation and after is not None else module))
+    for module in model.modules():
+        if not isinstance(module, CONV_TYPES):
+            continue
+        seq, i = place.get(id(module), (None, 0))
+        after = seq[i + 1] if seq is not None and i + 1 < len(seq) else None
+        activation = (
+            after is not None
+            and not list(after.parameters())
+            and not isinstance(after, (*POOL_TYPES, nn.Flatten))
+        )
+        label = f"conv{len(targets) + 1}" + (f" + {type(after).__name__}" if activation else "")
+        targets.append((label, after if activation and after is not None else module))
     captured: dict[str, torch.Tensor] = {}
     handles = [
         module.register_forward_hook(
@@ -77,9 +82,10 @@ def plot_feature_maps(
     ``image`` (C, H, W) scaled as the model expects.
     """
     layers = conv_activations(model, image.unsqueeze(0))
-    columns = max(1, min(max_channels, max(maps.shape[0] for _, maps in layers)))
-    fig = Figure(figsize=(1.1 * (columns + 1), 1.25 * len(layers) + 0.5), layout="constrained")
-    axes = fig.subplots(len(layers), columns + 1, squeeze=False)
+    columns = max(1, min(max_channels, max((maps.shape[0] for _, maps in layers), default=1)))
+    rows = max(1, len(layers))  # a network without convolutions: the input alone
+    fig = Figure(figsize=(1.1 * (columns + 1), 1.25 * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, columns + 1, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     show_input(axes[0, 0], image)
