@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -135,3 +136,22 @@ def test_every_field_is_what_is_trained_or_how_it_runs() -> None:
         resumed_config(saved, TrainConfig(lr=0.1), {"lr"}, 1)
     resumed = resumed_config(saved, TrainConfig(device="cpu", quiet=True), {"device", "quiet"}, 1)
     assert (resumed.device, resumed.quiet, resumed.lr) == ("cpu", True, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        ({"lr": 1e39}, "lr must be a positive number float32 holds"),
+        ({"weight_decay": 1e300}, "weight_decay must be >= 0 and a number float32 holds"),
+        ({"out_dir": 5}, "out_dir must be a directory's path, got 5"),
+        ({"data_dir": ["a"]}, "data_dir must be a directory's path"),
+    ],
+)
+def test_values_are_checked_where_the_config_is_made(values: dict[str, Any], said: str) -> None:
+    with pytest.raises(ConfigError, match=said):
+        TrainConfig(**values)
+
+
+def test_a_path_is_as_good_as_its_string(tmp_path: Path) -> None:
+    config = TrainConfig(out_dir=tmp_path / "run", data_dir=tmp_path)  # type: ignore[arg-type]
+    assert config.out_dir == str(tmp_path / "run") and config.data_dir == str(tmp_path)

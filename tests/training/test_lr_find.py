@@ -163,6 +163,8 @@ def test_suggestion_needs_a_curve() -> None:
 def test_range_refused_when_empty() -> None:
     with pytest.raises(ConfigError, match="need 0 < start lr < end lr"):
         cnnlab.lr_find(TrainConfig(), start_lr=1.0, end_lr=0.1)
+    with pytest.raises(ConfigError, match=r"end lr <= 3\.403e\+38 \(what float32 holds\)"):
+        cnnlab.lr_find(TrainConfig(), start_lr=1.0, end_lr=1e300)
 
 
 def test_training_flags_lr_find_ignores_are_refused_not_dropped(
