@@ -197,32 +197,77 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from cnnlab.models import create_model, format_summary, parse_options, summarize
+    from cnnlab.models.summary import book_lines, input_side
 
-    model = create_model(args.model, **parse_options(args.model, args.model_options))
-    log.info("%s, input 1x28x28\n%s", args.model, format_summary(summarize(model)))
+    if Path(args.model).is_dir():  # a run directory: its model, as it was trained
+        from cnnlab.rundir import load_model
+
+        model, meta = load_model(args.model, trust_model_file=args.trust_model_file)
+        shape = tuple(meta["preprocessing"]["input_shape"])
+    else:
+        channels, height, width = _input_shape(args.input)
+        options = parse_options(args.model, args.model_options)
+        context = {"in_channels": channels, "image_size": (height, width)}
+        model = create_model(args.model, **context, **options)
+        shape = (channels, height, width)
+    side = input_side(model)
+    resized = f", resized to {side}x{side} on the device" if side else ""
+    lines = book_lines(model, shape)
+    book = "\nas the book's shape cell prints it:\n" + "\n".join(lines) + "\n" if lines else ""
+    layers = format_summary(summarize(model, shape))
+    log.info("%s, input %s%s%s\n%s", args.model, "x".join(map(str, shape)), resized, book, layers)
     return 0
+
+
+def _input_shape(text: str) -> tuple[int, int, int]:
+    """ "1x28x28" -> (1, 28, 28): channels 1 or 3, sides 1 to 1024."""
+    try:
+        values = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or values[0] not in (1, 3) or not all(1 <= v <= 1024 for v in values[1:]):
+        raise ConfigError(f"--input must be CxHxW with C 1 or 3 (like 1x28x28), got {text!r}")
+    return values[0], values[1], values[2]
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from cnnlab.models import create_model, list_models, summarize
+    from cnnlab.models.modern import BOOK_TRAINING
     from cnnlab.models.registry import registered, variant_of
-    from cnnlab.models.summary import totals
+    from cnnlab.models.summary import input_side, totals
 
-    lines = [f"{'model':<16}{'params':>10}{'mult-adds':>12}  what it is"]
+    lines = [f"{'model':<15}{'params':>12}{'mult-adds':>15}{'input':>7}  what it is"]
     for name in list_models():
-        params, macs = totals(summarize(create_model(name)))
+        model = create_model(name)
+        params, macs = totals(summarize(model))
         base, options = variant_of(name)
         if base:
             what = f"{base} with " + " ".join(f"{k}={v}" for k, v in options.items())
         else:
-            what = (inspect.getdoc(registered(name)) or "").split("\n")[0]
-        lines.append(f"{name:<16}{params:>10,}{macs:>12,}  {what}")
+            what = first_sentence(inspect.getdoc(registered(name)) or "")
+        side = input_side(model) or 28
+        lines.append(f"{name:<15}{params:>12,}{macs:>15,}{side:>7}  {what}")
+    rates = ", ".join(f"{name} {values['lr']:g}" for name, values in BOOK_TRAINING.items())
     log.info(
-        "%s\nOptions of any of them: cnnlab train --model NAME --model-options 'KEY=VALUE "
-        "...'; see cnnlab summary --model NAME.",
+        "%s\ninput: the side the network sees (the dataset's images are resized to it on the "
+        "device; --model-options resize=N changes it). The Modern-CNN networks train as the "
+        "book trains them unless told otherwise: batch size 128, 10 epochs, lr %s.\n"
+        "Options of any of them: cnnlab train --model NAME --model-options 'KEY=VALUE ...'; "
+        "see cnnlab summary --model NAME.",
         "\n".join(lines),
+        rates,
     )
     return 0
+
+
+def first_sentence(text: str) -> str:
+    """A docstring's first sentence as plain text (reST's ``code`` marks dropped).
+
+    >>> first_sentence("LeNet for ``in_channels`` inputs (1x28x28: the book's). More.")
+    "LeNet for in_channels inputs (1x28x28: the book's)"
+    """
+    flat = " ".join(text.replace("``", "").split())
+    return flat.split(". ")[0].removesuffix(".")
 
 
 def _dims(text: str, name: str) -> tuple[int, int]:
@@ -554,8 +599,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_animate)
 
     p = sub.add_parser("summary", help="layer-by-layer table of a model")
-    p.add_argument("--model", default="lenet", choices=list_models())
-    p.add_argument("--model-options", default="", help="KEY=VALUE options of --model")
+    p.add_argument(
+        "--model",
+        default="lenet",
+        help=f"a registered model ({', '.join(list_models())}), PATH.py:FUNC, "
+        "package.module:FUNC or a run directory (default: %(default)s)",
+    )
+    p.add_argument(
+        "--model-options", default="", help="KEY=VALUE options of --model (default: none)"
+    )
+    p.add_argument(
+        "--input", default="1x28x28", help="CxHxW of the images it gets (default: %(default)s)"
+    )
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("models", help="the registered models with their parameter counts")

@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import create_model, list_models, pool_before_activation, summarize
+from cnnlab.models import (
+    create_model,
+    list_models,
+    model_options,
+    pool_before_activation,
+    summarize,
+)
 
 # SPEC.md item 13: the book's shapes for one 1x28x28 input.
 BOOK_SHAPES = [(6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 5, 5), (400,), (120,), (84,), (10,)]
@@ -24,6 +30,15 @@ PARAMETERS = {
     "lenet-relu": 61_706,
     "lenet-relu-max": 61_706,
     "lenet-bn": 62_158,
+    # the Modern-CNN chapter's networks, for 1 input channel and 10 classes
+    "alexnet": 46_764_746,
+    "vgg11": 128_806_154,
+    "vgg11-small": 43_093_322,
+    "nin": 1_992_166,
+    "googlenet": 5_977_530,
+    "bnlenet": 44_878,
+    "resnet18": 11_178_378,
+    "densenet": 758_226,
 }
 
 
@@ -61,7 +76,8 @@ def test_the_family_covers_the_exercise() -> None:
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_trains(name: str) -> None:
     torch.manual_seed(0)
-    model = create_model(name)
+    small = {"resize": 96} if "resize" in model_options(name) else {}  # quicker than 224
+    model = create_model(name, **small)
     out = model(torch.rand(4, 1, 28, 28))
     assert out.shape == (4, 10) and torch.isfinite(out).all()
     out.logsumexp(1).sum().backward()
@@ -70,7 +86,9 @@ def test_every_model_trains(name: str) -> None:
 
 
 def test_bad_names_and_options() -> None:
-    with pytest.raises(ConfigError, match="unknown model 'lenet9'; choose one of: lenet"):
+    with pytest.raises(
+        ConfigError, match="unknown model 'lenet9'; choose one of: alexnet, bnlenet"
+    ):
         create_model("lenet9")
     with pytest.raises(
         ConfigError, match="has no option 'width'; its options are: activation, pool"

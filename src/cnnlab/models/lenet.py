@@ -42,8 +42,8 @@ def lenet(
     in_channels: int = 1,
     image_size: tuple[int, int] = (28, 28),
 ) -> nn.Sequential:
-    """LeNet for ``in_channels`` x ``image_size`` inputs (the dataset's: 1x28x28 for
-    Fashion-MNIST); the defaults are the book's network.
+    """The book's LeNet (LeCun et al., 1998), sigmoid and average pooling. It takes
+    ``in_channels`` x ``image_size`` inputs (the dataset's: 1x28x28 for Fashion-MNIST).
 
     Book shapes: 1x28x28 -> 6x28x28 -> 6x14x14 -> 16x10x10 -> 16x5x5 -> 400 -> 120 -> 84 ->
     classes. The options cover the chapter's exercise: activation, pooling kind, kernel size,

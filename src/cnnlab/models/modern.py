@@ -97,7 +97,7 @@ def alexnet(
     resize: int = 224,
     dropout: float = 0.5,
 ) -> nn.Sequential:
-    """AlexNet (Krizhevsky et al., 2012) as the book trains it on Fashion-MNIST: five
+    """AlexNet (Krizhevsky et al., 2012), at 224x224 as the book trains it. Five
     convolutions (11x11 stride 4, 5x5, then three 3x3) with ReLU and three 3x3 max poolings
     of stride 2, then two dense layers of 4096 with dropout; at 224x224."""
     front, h, w = _front(resize, image_size)
@@ -144,9 +144,9 @@ def vgg11(
     ratio: int = 1,
     dropout: float = 0.5,
 ) -> nn.Sequential:
-    """VGG-11 (Simonyan and Zisserman, 2014): five blocks of 3x3 convolutions and 2x2 max
-    pooling, ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)), then AlexNet's dense layers;
-    ``ratio=4`` divides the convolutions' widths by 4, as the book does to train it."""
+    """VGG-11 (Simonyan and Zisserman, 2014), at 224x224. Five blocks of 3x3 convolutions
+    and 2x2 max pooling, ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)), then AlexNet's
+    dense layers; ``ratio=4`` divides the convolutions' widths by 4, as the book trains it."""
     if ratio < 1 or 64 % ratio:
         raise ConfigError(f"ratio must divide 64 (1, 2, 4, ...), got {ratio}")
     front, h, w = _front(resize, image_size)
@@ -182,8 +182,9 @@ def nin(
     resize: int = 224,
     dropout: float = 0.5,
 ) -> nn.Sequential:
-    """Network in Network (Lin et al., 2013): NiN blocks with AlexNet's windows, the last
-    one giving one map per class, averaged over the image (no dense layer at all)."""
+    """Network in Network (Lin et al., 2013), at 224x224. NiN blocks with AlexNet's
+    windows, the last one giving one map per class, averaged over the image (no dense layer
+    at all)."""
     front, _, _ = _front(resize, image_size)
     return nn.Sequential(
         *front,
@@ -240,7 +241,7 @@ def googlenet(
     image_size: tuple[int, int] = (28, 28),
     resize: int = 96,
 ) -> nn.Sequential:
-    """GoogLeNet (Szegedy et al., 2015) as the book builds it at 96x96: a 7x7 stem, 1x1 and
+    """GoogLeNet (Szegedy et al., 2015), at 96x96 as the book builds it. A 7x7 stem, 1x1 and
     3x3 convolutions, then nine Inception blocks in three groups with max pooling between,
     global average pooling and one dense layer."""
     front, _, _ = _front(resize, image_size)
@@ -283,7 +284,7 @@ def googlenet(
 def bnlenet(
     num_classes: int = 10, in_channels: int = 1, image_size: tuple[int, int] = (28, 28)
 ) -> nn.Sequential:
-    """The batch-normalisation chapter's LeNet (Ioffe and Szegedy, 2015): the classic LeNet
+    """The batch-norm chapter's LeNet (Ioffe and Szegedy, 2015), at 28x28. The classic LeNet
     without padding, batch norm after every convolution and hidden dense layer, before its
     sigmoid. (``lenet-bn`` is cnnlab's LeNet, first convolution padded, with batch norm.)"""
     h, w = (_side(n, [(5, 1, 0), (2, 2, 0), (5, 1, 0), (2, 2, 0)], "bnlenet") for n in image_size)
@@ -344,7 +345,7 @@ def resnet18(
     image_size: tuple[int, int] = (28, 28),
     resize: int = 96,
 ) -> nn.Sequential:
-    """ResNet-18 (He et al., 2016) as the book builds it at 96x96: the 7x7 stem, four
+    """ResNet-18 (He et al., 2016), at 96x96 as the book builds it. The 7x7 stem, four
     stages of two residual blocks (64, 128, 256, 512 channels; each stage after the first
     halves the maps), global average pooling and one dense layer."""
     front, _, _ = _front(resize, image_size)
@@ -399,7 +400,7 @@ def densenet(
     growth: int = 32,
     blocks: tuple[int, ...] = (4, 4, 4, 4),
 ) -> nn.Sequential:
-    """DenseNet (Huang et al., 2017) as the book builds it at 96x96: the 7x7 stem, dense
+    """DenseNet (Huang et al., 2017), at 96x96 as the book builds it. The 7x7 stem, dense
     blocks of ``blocks`` convolutions adding ``growth`` maps each, a transition halving
     maps and channels between them, then batch norm, ReLU, global average pooling and one
     dense layer."""

@@ -19,6 +19,7 @@ from cnnlab.data.datasets import is_folder, parse_size
 from cnnlab.device import PRECISIONS
 from cnnlab.errors import ConfigError
 from cnnlab.models.common import INITS
+from cnnlab.models.modern import BOOK_TRAINING
 from cnnlab.training.optim import OPTIMIZERS, SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -47,7 +48,12 @@ class TrainConfig:
     directories, device, processes, restarts, checkpoint cadence, logging); see
     :func:`launch_fields`."""
 
-    model: str = _opt("lenet", "registered model name (see `cnnlab summary --model`)")
+    model: str = _opt(
+        "lenet",
+        "a registered model (cnnlab models; the Modern-CNN networks train with the book's lr, "
+        "batch size and epochs unless given), or one of your own: PATH.py:FUNC or "
+        "package.module:FUNC (see cnnlab summary --model)",
+    )
     backend: str = _opt(
         "torch", "conv and pooling layers: torch (torch.nn) or scratch (cnnlab.layers)"
     )
@@ -275,10 +281,13 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """The config of ``values``; a ``recipe`` key (see :data:`RECIPES`) fills in the
-        fields that ``values`` leaves out.
+        fields that ``values`` leaves out, and so do the book's settings for a network of
+        the Modern-CNN chapter (its learning rate, batch size and epochs).
 
         >>> TrainConfig.from_dict({"recipe": "best", "epochs": 3}).epochs
         3
+        >>> TrainConfig.from_dict({"model": "resnet18"}).lr
+        0.01
         """
         values = dict(values)
         recipe = values.pop("recipe", "book")
@@ -290,7 +299,8 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown config keys {unknown}; known keys: {sorted(known | {'recipe'})}"
             )
-        return cls(**{**RECIPES[recipe], **values})
+        book = BOOK_TRAINING.get(values.get("model", ""), {}) if recipe == "book" else {}
+        return cls(**{**RECIPES[recipe], **book, **values})
 
 
 def format_options(options: dict[str, Any]) -> str:

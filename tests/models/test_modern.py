@@ -1,0 +1,49 @@
+"""The Modern-CNN chapter's networks as registered models: `cnnlab summary --model NAME`
+prints the same first and last lines as the book's shape cell for that network (both
+editions' where they differ), each network builds at the book's input size, and the book's
+training settings are the defaults of `cnnlab train --model NAME`."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnlab.cli import main
+from cnnlab.training import TrainConfig
+
+# (first line, last line) of each network's shape cell: the English edition's
+# layer_summary((1, 1, SIDE, SIDE)), and the Chinese edition's loop over `net` where its
+# last block differs (its ResNet and DenseNet end in their bare layers, not one Sequential).
+BOOK = {
+    "alexnet": ("Conv2d", [1, 96, 54, 54], "Linear", [1, 10], None),
+    "vgg11": ("Sequential", [1, 64, 112, 112], "Linear", [1, 10], None),
+    "nin": ("Sequential", [1, 96, 54, 54], "Flatten", [1, 10], None),
+    "googlenet": ("Sequential", [1, 64, 24, 24], "Linear", [1, 10], None),
+    "resnet18": ("Sequential", [1, 64, 24, 24], "Sequential", [1, 10], "Linear"),
+    "densenet": ("Sequential", [1, 64, 24, 24], "Sequential", [1, 10], "Linear"),
+}
+
+
+def line(name: str, shape: list[int]) -> str:
+    return f"{name} output shape:\t torch.Size({shape})"
+
+
+@pytest.mark.parametrize("name", list(BOOK))
+def test_summary_prints_the_books_first_and_last_shape_lines(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, first_shape, last, last_shape, zh_last = BOOK[name]
+    assert main(["summary", "--model", name]) == 0
+    out = capsys.readouterr().out.splitlines()
+    book = out[out.index("as the book's shape cell prints it:") + 1 : out.index("")]
+    assert book[0] == line(first, first_shape) and book[-1] == line(last, last_shape)
+    table = out[out.index("") + 1 :]
+    if zh_last is not None:  # the Chinese edition prints the last block's layers one by one
+        assert table[-2].split()[1:3] == [zh_last, "10"]  # its class, its output shape
+    assert table[-1].startswith("total")
+
+
+def test_the_books_training_settings_are_the_defaults() -> None:
+    assert TrainConfig.from_dict({"model": "nin"}).lr == 0.05
+    assert TrainConfig.from_dict({"model": "alexnet"}).batch_size == 128
+    assert TrainConfig.from_dict({"model": "alexnet", "lr": 0.3}).lr == 0.3
+    assert TrainConfig.from_dict({"model": "lenet"}).lr == 0.9  # the LeNet chapter's
