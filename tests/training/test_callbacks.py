@@ -129,9 +129,13 @@ def test_any_truthy_answer_stops_and_an_undecidable_one_is_one_line(
     import numpy as np
 
     _, directory = tiny_dataset
-    stopped = train(tiny_config(directory, tmp_path / "a", epochs=3), [AnswersWith(np.True_)])
+    stopped = train(
+        tiny_config(directory, tmp_path / "a", epochs=3), callbacks=[AnswersWith(np.True_)]
+    )
     assert len(stopped.history) == 1
-    going = train(tiny_config(directory, tmp_path / "b", epochs=2), [AnswersWith(np.False_)])
+    going = train(
+        tiny_config(directory, tmp_path / "b", epochs=2), callbacks=[AnswersWith(np.False_)]
+    )
     assert len(going.history) == 2
     with pytest.raises(CallbackError, match="returned ndarray, which is neither true nor false"):
-        train(tiny_config(directory, tmp_path / "c", epochs=2), [AnswersWith(np.ones(3))])
+        train(tiny_config(directory, tmp_path / "c", epochs=2), callbacks=[AnswersWith(np.ones(3))])

@@ -173,8 +173,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.lr, int | float) or not 0 < self.lr <= FLOAT32_MAX:
             raise ConfigError(
-                f"lr must be a positive number float32 holds (at most {FLOAT32_MAX:.4g}), got "
-                f"{self.lr!r}"
+                f"lr must be a positive finite number, got {self.lr!r} (float32, the weights' "
+                f"type, holds up to {FLOAT32_MAX:.4g})"
             )
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
@@ -186,8 +186,8 @@ class TrainConfig:
         decay = self.weight_decay
         if not isinstance(decay, int | float) or not 0 <= decay <= FLOAT32_MAX:
             raise ConfigError(
-                f"weight_decay must be >= 0 and a number float32 holds (at most "
-                f"{FLOAT32_MAX:.4g}), got {decay!r}"
+                f"weight_decay must be >= 0 and finite, got {decay!r} (float32, the weights' "
+                f"type, holds up to {FLOAT32_MAX:.4g})"
             )
         self._check_words()
 
