@@ -75,23 +75,69 @@
     }
     return { shape: x.shape, v: out };
   }
+  function gap(x) { // global average pooling: one mean per channel
+    const [C, h, w] = x.shape, out = new Float64Array(C);
+    for (let c = 0; c < C; c++) {
+      let sum = 0;
+      for (let i = 0; i < h * w; i++) sum += x.v[c * h * w + i];
+      out[c] = sum / (h * w);
+    }
+    return { shape: [C, 1, 1], v: out };
+  }
+  function resize(x, l) { // bilinear, as torch's interpolate with align_corners=False
+    const [C, h, w] = x.shape, S = l.size, out = new Float64Array(C * S * S);
+    const at = (n, size, i) => { // (first source index, second, weight of the second)
+      const src = Math.max(((i + 0.5) * n) / size - 0.5, 0), i0 = Math.floor(src);
+      return [i0, Math.min(i0 + 1, n - 1), src - i0];
+    };
+    for (let i = 0; i < S; i++) {
+      const [r0, r1, a] = at(h, S, i);
+      for (let j = 0; j < S; j++) {
+        const [s0, s1, b] = at(w, S, j);
+        for (let c = 0; c < C; c++) {
+          const v = (r, s) => x.v[(c * h + r) * w + s];
+          out[(c * S + i) * S + j] = (1 - a) * ((1 - b) * v(r0, s0) + b * v(r0, s1)) +
+            a * ((1 - b) * v(r1, s0) + b * v(r1, s1));
+        }
+      }
+    }
+    return { shape: [C, S, S], v: out };
+  }
+  function add(xs) {
+    const out = Float64Array.from(xs[0].v);
+    for (const x of xs.slice(1)) for (let i = 0; i < out.length; i++) out[i] += x.v[i];
+    return { shape: xs[0].shape, v: out };
+  }
+  function cat(xs) { // along channels: each input's maps after the one before's
+    const [, h, w] = xs[0].shape, out = new Float64Array(xs.reduce((n, x) => n + x.v.length, 0));
+    let at = 0;
+    for (const x of xs) { out.set(x.v, at); at += x.v.length; }
+    return { shape: [out.length / (h * w), h, w], v: out };
+  }
   const pointwise = { sigmoid: (v) => 1 / (1 + Math.exp(-v)), relu: (v) => Math.max(v, 0),
                       tanh: Math.tanh };
-  function apply(x, l) {
+  function apply(xs, l) {
+    const x = xs[0];
     switch (l.op) {
       case "conv": return conv(x, l);
       case "maxpool": return pool(x, l, true);
       case "avgpool": return pool(x, l, false);
+      case "gap": return gap(x);
+      case "resize": return resize(x, l);
       case "linear": return linear(x, l);
       case "affine": return affine(x, l);
+      case "add": return add(xs);
+      case "cat": return cat(xs);
       case "flatten": return { shape: [x.v.length], v: x.v };
       default: return { shape: x.shape, v: x.v.map(pointwise[l.op]) };
     }
   }
   function forward(pixels) { // pixels: Float64Array (C0*H*W, channel by channel) in [0, 1]
-    const outputs = [];
-    let x = { shape: data.input, v: pixels };
-    for (const l of data.layers) outputs.push((x = apply(x, l)));
+    const image = { shape: data.input, v: pixels }, outputs = [];
+    data.layers.forEach((l, n) => { // each reads the layer before, or the ones it names
+      const xs = (l.inputs || [n - 1]).map((k) => (k < 0 ? image : outputs[k]));
+      outputs.push(apply(xs, l));
+    });
     return outputs;
   }
   function softmax(v) {
@@ -141,7 +187,10 @@
     if (l.op.endsWith("pool")) return `${l.op.slice(0, 3)} pool ${l.kernel.join("x")}, stride ` +
       `${l.stride.join("x")} · ${out}`;
     if (l.op === "affine") return `batch norm (eval: scale and shift) · ${out}`;
-    return `${l.op === "linear" ? "dense" : l.op} · ${out}`;
+    const names = { linear: "dense", gap: "global average pooling", add: "sum (residual)",
+                    cat: "channels concatenated", resize: "resized (bilinear)" };
+    const from = l.inputs ? ` ← ${l.inputs.map((k) => (k < 0 ? "input" : k + 1)).join(", ")}` : "";
+    return `${names[l.op] || l.op}${from} · ${out}`;
   }
   // One block per layer, built once; the maps are repainted on every forward pass.
   const views = data.layers.map((l, n) => {
@@ -158,7 +207,7 @@
     }
     maps.className = "maps";
     const [C, h, w] = l.out, scale = Math.max(2, Math.floor(84 / Math.max(h, w)));
-    return { maps: Array.from({ length: C }, (_, c) => {
+    return { maps: Array.from({ length: Math.min(C, 64) }, (_, c) => { // the first 64 channels
       const m = document.createElement("canvas");
       m.width = w; m.height = h; m.style.width = w * scale + "px"; m.style.height = h * scale + "px";
       m.title = `channel ${c}`;
@@ -172,6 +221,7 @@
     const l = data.layers[n], [, h, w] = l.out, rect = e.target.getBoundingClientRect();
     const i = Math.min(h - 1, Math.floor(((e.clientY - rect.top) / rect.height) * h));
     const j = Math.min(w - 1, Math.floor(((e.clientX - rect.left) / rect.width) * w));
+    if (!l.field) return; // a layer of a network that branches: no single field to show
     const f = l.field, box = [0, 1].map((a) => {
       const centre = f.start[a] + [i, j][a] * f.jump[a];
       const lo = Math.max(0, centre - f.size[a] / 2), hi = Math.min(a ? W : H, centre + f.size[a] / 2);

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import html
 import json
+import operator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,7 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.fx
+import torch.nn.functional as F
 from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
 
 from cnnlab import layers
 from cnnlab.ops import Layer, trace
@@ -29,7 +33,8 @@ from cnnlab.ops import Layer, trace
 CONVS = (nn.Conv2d, layers.Conv2d)
 POOLS = {"max": (nn.MaxPool2d, layers.MaxPool2d), "avg": (nn.AvgPool2d, layers.AvgPool2d)}
 SUPPORTED = (
-    "Conv2d, BatchNorm1d/2d, Sigmoid, ReLU, Tanh, MaxPool2d, AvgPool2d, Flatten, Linear, Dropout"
+    "Conv2d, BatchNorm1d/2d, Sigmoid, ReLU, Tanh, MaxPool2d, AvgPool2d, global average "
+    "pooling, Flatten, Linear, Dropout, additions and channel concatenation"
 )
 
 
@@ -43,87 +48,49 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(v[0]), int(v[-1])) if isinstance(v, tuple | list) else (int(v), int(v))
 
 
+MAX_PARAMETERS = 16_000_000  # a page holds its weights: 16 M floats are 85 MB of base64
+
+
 def model_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]:
-    """The layers of ``model`` (a Sequential) as the page's operations, each with its
-    output shape and, for spatial outputs, the receptive field of one output pixel."""
-    if not isinstance(model, nn.Sequential):
-        raise ValueError(f"the explorer runs Sequential models, got {type(model).__name__}")
+    """The layers of ``model`` as the page's operations, each with its output shape: a
+    Sequential layer by layer (with the receptive field of one output pixel), any other
+    network as the graph ``torch.fx`` traces, each operation naming its inputs (residual
+    additions, channel concatenation)."""
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"the explorer holds the weights in its page, and {count:,} parameters would make "
+            f"it {count * 16 / 3 / 1e6:.0f} MB (it takes up to {MAX_PARAMETERS:,})"
+        )
     model = model.eval()
+    if isinstance(model, nn.Sequential) and all(_known(m) for m in model):
+        return _sequential_spec(model, input_shape)
+    return _graph_spec(model, input_shape)
+
+
+def _known(module: nn.Module) -> bool:
+    """Whether ``module`` is one operation of the page (not a block of several)."""
+    return not list(module.children())
+
+
+def _sequential_spec(model: nn.Sequential, input_shape: list[int]) -> list[dict[str, Any]]:
     spec: list[dict[str, Any]] = []
     stack: list[Layer] = []  # the conv and pooling layers so far, for trace()
     x = torch.zeros(1, *input_shape)
     for module in model:
-        entry: dict[str, Any]
-        if isinstance(module, CONVS):
-            zeros = getattr(module, "padding_mode", "zeros") == "zeros"
-            if module.groups != 1 or not isinstance(module.padding, tuple | list) or not zeros:
-                raise ValueError(
-                    f"the explorer runs convolutions with groups=1 and numeric zero padding "
-                    f"(padding_mode='zeros'), got {module}"
-                )
-            stride, padding, dilation = map(_pair, (module.stride, module.padding, module.dilation))
-            entry = {
-                "op": "conv",
-                "weight": _floats(module.weight),
-                "bias": None if module.bias is None else _floats(module.bias),
-                "kernel": list(module.weight.shape),
-                "stride": stride,
-                "padding": padding,
-                "dilation": dilation,
-            }
-            stack.append(
-                Layer("conv", _pair(tuple(module.weight.shape[2:])), stride, padding, dilation)
-            )
-        elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
-            if module.running_mean is None or module.running_var is None:
-                raise ValueError(
-                    f"the explorer runs batch norm with running statistics, got {module} "
-                    "(track_running_stats=False normalises each batch by its own)"
-                )
-            scale = torch.rsqrt(module.running_var + module.eps)
-            if module.weight is not None:
-                scale = scale * module.weight
-            shift = -module.running_mean * scale
-            if module.bias is not None:
-                shift = shift + module.bias
-            entry = {"op": "affine", "scale": _floats(scale), "shift": _floats(shift)}
-        elif isinstance(module, nn.Sigmoid | nn.ReLU | nn.Tanh):
-            entry = {"op": type(module).__name__.lower()}
-        elif isinstance(module, POOLS["max"] + POOLS["avg"]):
-            kind = "max" if isinstance(module, POOLS["max"]) else "avg"
-            plain = getattr(module, "dilation", 1) in (1, (1, 1)) and getattr(
-                module, "count_include_pad", True
-            )
-            if getattr(module, "ceil_mode", False) or not plain:
-                raise ValueError(
-                    f"the explorer runs pooling without ceil_mode, dilation or "
-                    f"count_include_pad=False, got {module}"
-                )
-            kernel = _pair(module.kernel_size)
-            stride = _pair(module.stride if module.stride is not None else module.kernel_size)
-            padding = _pair(module.padding)
-            entry = {"op": kind + "pool", "kernel": kernel, "stride": stride, "padding": padding}
-            stack.append(Layer("pool", kernel, stride, padding))
-        elif isinstance(module, nn.Flatten):
-            entry = {"op": "flatten"}
-        elif isinstance(module, nn.Linear):
-            entry = {
-                "op": "linear",
-                "weight": _floats(module.weight),
-                "bias": None if module.bias is None else _floats(module.bias),
-                "wshape": list(module.weight.shape),
-            }
-        elif isinstance(module, nn.Dropout | nn.Identity):
-            continue  # eval mode: the identity
-        else:
-            raise ValueError(
-                f"the explorer cannot run {type(module).__name__}; it runs {SUPPORTED}"
-            )
+        entry = _module_entry(module, tuple(x.shape[1:]))
         with torch.no_grad():
             x = module(x)
+        if entry is None:
+            continue  # eval mode: the identity
+        if entry["op"] == "conv" or entry["op"].endswith("pool"):
+            kind = "conv" if entry["op"] == "conv" else "pool"
+            kernel = entry["kernel"][2:] if kind == "conv" else entry["kernel"]
+            dilation = entry.get("dilation", (1, 1))
+            stack.append(Layer(kind, _pair(kernel), entry["stride"], entry["padding"], dilation))
         shape = list(x.shape[1:])
         entry["name"], entry["out"] = type(module).__name__, shape
-        if len(shape) == 3 and stack:
+        if len(shape) == 3 and stack and entry["op"] != "resize":
             step = trace((input_shape[1], input_shape[2]), stack)[-1]
             entry["field"] = {
                 "size": [step.field_h.size, step.field_w.size],
@@ -133,6 +100,159 @@ def model_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]
             }
         spec.append(entry)
     return spec
+
+
+def _module_entry(module: nn.Module, given: tuple[int, ...]) -> dict[str, Any] | None:
+    """One module as the page's operation on an input of shape ``given`` (C, H, W or
+    features); None for one that eval mode makes the identity; ValueError naming what the
+    page cannot compute."""
+    if isinstance(module, CONVS):
+        zeros = getattr(module, "padding_mode", "zeros") == "zeros"
+        if module.groups != 1 or not isinstance(module.padding, tuple | list) or not zeros:
+            raise ValueError(
+                f"the explorer runs convolutions with groups=1 and numeric zero padding "
+                f"(padding_mode='zeros'), got {module}"
+            )
+        stride, padding, dilation = map(_pair, (module.stride, module.padding, module.dilation))
+        return {
+            "op": "conv",
+            "weight": _floats(module.weight),
+            "bias": None if module.bias is None else _floats(module.bias),
+            "kernel": list(module.weight.shape),
+            "stride": stride,
+            "padding": padding,
+            "dilation": dilation,
+        }
+    if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+        if module.running_mean is None or module.running_var is None:
+            raise ValueError(
+                f"the explorer runs batch norm with running statistics, got {module} "
+                "(track_running_stats=False normalises each batch by its own)"
+            )
+        scale = torch.rsqrt(module.running_var + module.eps)
+        if module.weight is not None:
+            scale = scale * module.weight
+        shift = -module.running_mean * scale
+        if module.bias is not None:
+            shift = shift + module.bias
+        return {"op": "affine", "scale": _floats(scale), "shift": _floats(shift)}
+    if isinstance(module, nn.Sigmoid | nn.ReLU | nn.Tanh):
+        return {"op": type(module).__name__.lower()}
+    if isinstance(module, POOLS["max"] + POOLS["avg"]):
+        kind = "max" if isinstance(module, POOLS["max"]) else "avg"
+        plain = getattr(module, "dilation", 1) in (1, (1, 1)) and getattr(
+            module, "count_include_pad", True
+        )
+        if getattr(module, "ceil_mode", False) or not plain:
+            raise ValueError(
+                f"the explorer runs pooling without ceil_mode, dilation or "
+                f"count_include_pad=False, got {module}"
+            )
+        kernel = _pair(module.kernel_size)
+        stride = _pair(module.stride if module.stride is not None else module.kernel_size)
+        return {
+            "op": kind + "pool",
+            "kernel": kernel,
+            "stride": stride,
+            "padding": _pair(module.padding),
+        }
+    if isinstance(module, nn.AdaptiveAvgPool2d) and _pair(module.output_size) == (1, 1):
+        return {"op": "gap"}
+    if isinstance(module, nn.Flatten) and module.start_dim in (1, -len(given) - 1):
+        return {"op": "flatten"}
+    if isinstance(module, nn.Linear):
+        return {
+            "op": "linear",
+            "weight": _floats(module.weight),
+            "bias": None if module.bias is None else _floats(module.bias),
+            "wshape": list(module.weight.shape),
+        }
+    if isinstance(module, nn.Dropout | nn.Identity):
+        return None
+    if type(module).__name__ == "Resize" and isinstance(getattr(module, "size", None), int):
+        return {"op": "resize", "size": module.size}
+    raise ValueError(f"the explorer cannot run {type(module).__name__}; it runs {SUPPORTED}")
+
+
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer, keeping cnnlab's Resize whole (its size test is not traceable)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return type(m).__name__ == "Resize" or super().is_leaf_module(m, qualname)
+
+
+FUNCTIONS: dict[Any, str] = {
+    operator.add: "add",
+    torch.add: "add",
+    torch.cat: "cat",
+    torch.relu: "relu",
+    F.relu: "relu",
+    torch.sigmoid: "sigmoid",
+    torch.tanh: "tanh",
+    torch.flatten: "flatten",
+}
+METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "flatten": "flatten"}
+
+
+def _graph_spec(model: nn.Module, input_shape: list[int]) -> list[dict[str, Any]]:
+    """A network that is not a plain chain, as the graph torch.fx traces: one operation per
+    node, its ``inputs`` the indices of the operations it reads (-1: the image)."""
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as e:
+        raise ValueError(f"the explorer cannot trace {type(model).__name__}: {e}") from None
+    module = torch.fx.GraphModule(model, graph)
+    ShapeProp(module).propagate(torch.zeros(1, *input_shape))
+    index: dict[str, int] = {}  # node -> the operation whose output it is (-1: the image)
+    spec: list[dict[str, Any]] = []
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            index[node.name] = -1
+            continue
+        if node.op == "output":
+            result = node.args[0]
+            if not isinstance(result, torch.fx.Node) or index.get(result.name) != len(spec) - 1:
+                raise ValueError("the explorer runs networks whose output is their last operation")
+            break
+        sources = [a for a in _flat(node.args) if isinstance(a, torch.fx.Node)]
+        given = tuple(sources[0].meta["tensor_meta"].shape[1:]) if sources else ()
+        entry = _node_entry(node, module, given)
+        if entry is None:  # the identity in eval mode: its output is its input's
+            index[node.name] = index[sources[0].name]
+            continue
+        entry["inputs"] = [index[a.name] for a in sources]
+        entry["name"] = node.name
+        entry["out"] = list(node.meta["tensor_meta"].shape[1:])
+        index[node.name] = len(spec)
+        spec.append(entry)
+    return spec
+
+
+def _node_entry(
+    node: torch.fx.Node, module: torch.fx.GraphModule, given: tuple[int, ...]
+) -> dict[str, Any] | None:
+    if node.op == "call_module":
+        return _module_entry(module.get_submodule(str(node.target)), given)
+    op = FUNCTIONS.get(node.target) if node.op == "call_function" else None
+    if node.op == "call_method":
+        op = METHODS.get(str(node.target))
+    if op == "cat" and node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0) != 1:
+        op = None  # channels only
+    if op == "flatten" and (node.args[1:] or [node.kwargs.get("start_dim", 0)])[0] != 1:
+        op = None
+    if op is None:
+        raise ValueError(
+            f"the explorer cannot run {node.target} (in {node.name}); it runs {SUPPORTED}"
+        )
+    return {"op": op}
+
+
+def _flat(args: Any) -> list[Any]:
+    """The arguments of a node, lists and tuples opened (torch.cat's list of tensors)."""
+    out: list[Any] = []
+    for a in args:
+        out += _flat(a) if isinstance(a, list | tuple) else [a]
+    return out
 
 
 def script_json(value: Any) -> str:
