@@ -23,6 +23,7 @@ from cnnlab.fsutil import user_cache
 
 SPLITS = ("train", "test")
 VALIDATION_SEED = 0  # fixes which training examples a validation split holds out
+SUBSET_SEED = 1  # fixes which examples --subset takes
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,19 @@ class ImageSet:
     images: np.ndarray
     labels: np.ndarray
 
+    def subset(self, size: int) -> ImageSet:
+        """``size`` of the examples (all of them if there are no more), the same ones in
+        every run (drawn once with :data:`SUBSET_SEED`), in file order.
+
+        >>> s = ImageSet(np.zeros((10, 2, 2), np.uint8), np.arange(10, dtype=np.uint8))
+        >>> s.subset(3).labels.tolist()
+        [4, 7, 8]
+        """
+        if not 0 < size < len(self.labels):
+            return self
+        chosen = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(self.labels))[:size])
+        return ImageSet(self.images[chosen], self.labels[chosen])
+
     def split_validation(self, size: int) -> tuple[ImageSet, ImageSet]:
         """(rest, held out): ``size`` examples held out for validation, the same ones in
         every run (a fixed permutation, whatever the run's seed), both in file order.
@@ -353,6 +367,16 @@ class ImageSet:
             ImageSet(self.images[rest], self.labels[rest]),
             ImageSet(self.images[held], self.labels[held]),
         )
+
+
+def subset_test_size(subset: int) -> int:
+    """How many test examples a run with ``--subset N`` tests on: a fifth as many, at
+    least one (0: all).
+
+    >>> subset_test_size(1000), subset_test_size(3), subset_test_size(0)
+    (200, 1, 0)
+    """
+    return max(1, subset // 5) if subset else 0
 
 
 def fingerprint(train: ImageSet, test: ImageSet, classes: tuple[str, ...]) -> dict[str, Any]:

@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.data.datasets import PREFIX, ImageSet, get_dataset, is_folder, load_dataset
+from cnnlab.data.datasets import (
+    PREFIX,
+    ImageSet,
+    get_dataset,
+    is_folder,
+    load_dataset,
+    subset_test_size,
+)
 from cnnlab.data.images import is_gray, open_image, pixels
 from cnnlab.errors import DataError
 from cnnlab.fsutil import atomic_write_bytes, user_cache
@@ -54,11 +61,18 @@ def load_splits(
 def splits_of_run(
     meta: dict[str, Any], data_dir: str | Path | None
 ) -> tuple[ImageSet, ImageSet, tuple[str, ...], dict[str, str]]:
-    """The splits a run with the sidecar ``meta`` trained and tested on, converted as then."""
+    """The splits a run with the sidecar ``meta`` trained and tested on, converted as then
+    (and the same subset of the test split, for a run trained with ``--subset``)."""
     if not is_folder(meta["dataset"]):
-        return load_splits(meta["dataset"], data_dir)
-    channels, height, width = meta["preprocessing"]["input_shape"]
-    return load_splits(meta["dataset"], None, int(channels), (int(height), int(width)))
+        train, test, classes, about = load_splits(meta["dataset"], data_dir)
+    else:
+        channels, height, width = meta["preprocessing"]["input_shape"]
+        size = (int(height), int(width))
+        train, test, classes, about = load_splits(meta["dataset"], None, int(channels), size)
+    subset = meta.get("subset", 0)
+    if isinstance(subset, int) and not isinstance(subset, bool) and subset > 0:
+        train, test = train.subset(subset), test.subset(subset_test_size(subset))
+    return train, test, classes, about
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,12 @@ class TrainConfig:
         "batched on the training device, comma separated: crop (pad 2, random 28x28), "
         "flip (left-right), erase (random erasing); empty: none (book)",
     )
+    subset: int = _opt(
+        0,
+        "train on a fixed random N of the training examples and test on a fifth as many "
+        "(the same ones every run; eval and report use them too): a quick try of a big "
+        "network on a CPU. 0: all of them",
+    )
     val_size: int = _opt(
         0,
         "hold out this many training examples (the same ones every run) and report their "
@@ -163,7 +169,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("checkpoint_every", "max_restarts", "val_size", "early_stop"):
+        for name in ("checkpoint_every", "max_restarts", "val_size", "early_stop", "subset"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")

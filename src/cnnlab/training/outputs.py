@@ -63,6 +63,7 @@ def save_outputs(
             "dataset": parts.dataset,
             "classes": list(parts.classes),
             "tta": config.tta,  # evaluation and prediction average image and mirror
+            **({"subset": config.subset} if config.subset else {}),
             "preprocessing": preprocessing(parts),
             **({"dataset_split": parts.about_data["split"]} if "split" in parts.about_data else {}),
             "final": kept,  # the metrics of the epoch whose weights these are

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from cnnlab.data import Batches, ImageSet
 from cnnlab.data.augment import augment, augment_seed, parse_augment
-from cnnlab.data.datasets import data_change, fingerprint, parse_size
+from cnnlab.data.datasets import data_change, fingerprint, parse_size, subset_test_size
 from cnnlab.device import autocast, bf16_missing, environment, numerics, resolve_device
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluation import EVAL_BATCH
@@ -122,6 +122,11 @@ def build_parts(
     train_set, test_set, classes, about = load_splits(
         config.dataset, config.data_dir, config.channels, parse_size(config.image_size)
     )
+    if config.subset:  # a quick try of a big network: the same examples every run
+        train_set, test_set = (
+            train_set.subset(config.subset),
+            test_set.subset(subset_test_size(config.subset)),
+        )
     data = fingerprint(train_set, test_set, classes)
     if run_dir is not None:  # resumed: on the data it trained on, or not at all
         change = data_change(read_config(run_dir).get("data"), data)
