@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cnnlab
+from tests.conftest import needs_real_data, run_cnnlab
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -58,3 +58,32 @@ def test_a_shown_command_runs_as_shown(
     assert done.returncode == 0, f"{page}: `{command}` failed:\n{done.stderr}"
     if output is not None:
         assert done.stdout == output, f"{page}: `{command}` printed something else"
+
+
+def tour() -> list[str]:
+    """The README's tour, line by line (comments dropped)."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## A tour\n\n```bash\n(.*?)```", text, re.S)
+    assert block is not None
+    return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
+    """Every line of the tour, in order, in a fresh directory: `predict` finds the file
+    `data sample` wrote. Two substitutions keep it to minutes: trainings run 1 epoch, and
+    the tour's example run directory is the one the first `cnnlab train` made."""
+    made: str | None = None
+    for command in tour():
+        argv = shlex.split(command)[1:]
+        if argv[0] == "train" and "--epochs" not in argv:
+            argv += ["--epochs", "1"]
+        if made is not None:
+            argv = [made if a == "runs/lenet-20261122-110721" else a for a in argv]
+        done = run_cnnlab(*argv, cwd=tmp_path, timeout=600)
+        assert done.returncode == 0, f"`{command}` failed:\n{done.stderr}"
+        if argv[0] == "train" and made is None:
+            made = str(next((tmp_path / "runs").iterdir()))
+        if argv[0] == "predict":
+            assert done.stdout.startswith("boot.png: Ankle boot"), done.stdout

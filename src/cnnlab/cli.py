@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import errno
 import inspect
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -410,6 +411,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     from cnnlab.data import download, get_dataset
     from cnnlab.data.datasets import candidate_dirs, find_file, missing_files, read_verified
 
+    if args.action == "sample":
+        return data_sample(args)
     dataset = get_dataset(args.dataset)
     if args.action == "download":
         dest = Path(args.data_dir) if args.data_dir else None
@@ -442,10 +445,38 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def data_sample(args: argparse.Namespace) -> int:
+    """`cnnlab data sample`: a test image of a dataset as a PNG file, to try predict on."""
+    import re
+
+    from PIL import Image
+
+    from cnnlab.data.folder import load_splits
+
+    _, test, classes, _ = load_splits(args.dataset, args.data_dir)
+    if not 0 <= args.index < len(test.labels):
+        raise ConfigError(
+            f"--index {args.index}: the test split has images 0 to {len(test.labels) - 1}"
+        )
+    label = classes[int(test.labels[args.index])]
+    image = test.images[args.index]
+    out = args.out or Path(f"{re.sub(r'[^A-Za-z0-9]+', '-', label).strip('-').lower()}.png")
+    picture = Image.fromarray(image if image.ndim == 2 else image.transpose(1, 2, 0))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    atomic_write_bytes(out, buffer.getvalue())
+    log.info("wrote %s: test image %d of %s (%s)", out, args.index, args.dataset, shown(label))
+    return 0
+
+
 def cmd_viz(args: argparse.Namespace) -> int:
     from cnnlab.report import RunView, inputs, make_figure
     from cnnlab.viz import figure_bytes
 
+    if args.kind == "batch":
+        return viz_batch(args)
+    if not args.run_dirs:
+        raise ConfigError(f"`cnnlab viz {args.kind}` draws a run: give its directory")
     run_dir, *others = args.run_dirs
     if others and args.kind != "runs":
         raise ConfigError(
@@ -456,6 +487,40 @@ def cmd_viz(args: argparse.Namespace) -> int:
     out = args.out or run_dir / f"{args.kind}.{args.format}"
     fmt = out.suffix.lstrip(".") or args.format
     atomic_write_bytes(out, figure_bytes(make_figure(view, args.kind, chosen, others), fmt))
+    log.info("wrote %s", out)
+    return 0
+
+
+def viz_batch(args: argparse.Namespace) -> int:
+    """`cnnlab viz batch`: training images as the network gets them (channels, size and
+    --augment applied), each with its label, as fastai's show_batch draws them."""
+    import torch
+
+    from cnnlab.data.augment import augment, parse_augment
+    from cnnlab.data.datasets import parse_size
+    from cnnlab.data.folder import load_splits
+    from cnnlab.viz import figure_bytes
+    from cnnlab.viz.evaluation import plot_examples
+
+    if args.run_dirs:
+        raise ConfigError("`cnnlab viz batch` draws a dataset (--dataset), not a run")
+    if not 1 <= args.count <= 256:
+        raise ConfigError(f"--count must be from 1 to 256, got {args.count}")
+    size = parse_size(args.image_size)
+    train, _, classes, _ = load_splits(args.dataset, args.data_dir, args.channels, size)
+    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(args.seed))
+    chosen = order[: args.count].numpy()
+    x = torch.from_numpy(train.images[chosen]).float() / 255
+    x = x[:, None] if x.dim() == 3 else x  # (N, C, H, W)
+    names = parse_augment(args.augment)
+    if names:
+        x = augment(x, names, torch.Generator().manual_seed(args.seed))
+    shown = f"{args.dataset}: {args.count} training images" + (
+        f", augmented ({', '.join(names)})" if names else ""
+    )
+    figure = plot_examples(x, train.labels[chosen].tolist(), classes, title=shown)
+    out = args.out or Path(f"batch.{args.format}")
+    atomic_write_bytes(out, figure_bytes(figure, out.suffix.lstrip(".") or args.format))
     log.info("wrote %s", out)
     return 0
 
@@ -523,13 +588,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cnnlab.report import KINDS
 
-    p = sub.add_parser("viz", help="write one figure of a trained run as PNG or SVG")
-    p.add_argument("kind", choices=KINDS)
-    p.add_argument(
-        "run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="the run; `runs` overlays several"
+    p = sub.add_parser(
+        "viz", help="write one figure of a trained run (or, batch: of a dataset) as PNG or SVG"
     )
-    p.add_argument("--out", type=Path, help="output file (default: RUN_DIR/KIND.FORMAT)")
-    p.add_argument("--format", choices=["png", "svg"], default="png")
+    p.add_argument("kind", choices=[*KINDS, "batch"])
+    p.add_argument(
+        "run_dirs",
+        nargs="*",
+        type=Path,
+        metavar="RUN_DIR",
+        help="the run; `runs` overlays several; none for `batch`",
+    )
+    p.add_argument(
+        "--out", type=Path, help="output file (default: RUN_DIR/KIND.FORMAT; batch.FORMAT)"
+    )
+    p.add_argument("--format", choices=["png", "svg"], default="png", help="(default: png)")
+    p.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        help="batch: the dataset, as cnnlab train takes it (default: %(default)s)",
+    )
+    p.add_argument("--channels", type=int, default=0, help="batch: as cnnlab train's (default: 0)")
+    p.add_argument(
+        "--image-size", default="", help="batch: as cnnlab train's (default: the folder's)"
+    )
+    p.add_argument("--augment", default="", help="batch: as cnnlab train's (default: none)")
+    p.add_argument("--count", type=int, default=32, help="batch: images drawn (default: 32)")
+    p.add_argument("--seed", type=int, default=0, help="batch: which ones (default: 0)")
     p.add_argument(
         "--index",
         type=int,
@@ -661,10 +746,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_offline_flag(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("data", help="show, verify or download the datasets")
-    p.add_argument("action", choices=["status", "verify", "download"])
-    p.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS))
-    p.add_argument("--data-dir", help="directory to check, or to download into")
+    p = sub.add_parser(
+        "data", help="show, verify or download the datasets; write a test image to a file"
+    )
+    p.add_argument("action", choices=["status", "verify", "download", "sample"])
+    p.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        help=f"{', '.join(DATASETS)}; sample also takes folder:DIR (default: %(default)s)",
+    )
+    p.add_argument("--data-dir", help="directory to check, or to download into (default: none)")
+    p.add_argument("--index", type=int, default=0, help="sample: which test image (default: 0)")
+    p.add_argument("-o", "--out", type=Path, help="sample: the PNG to write (default: CLASS.png)")
     p.add_argument(
         "--mirror",
         action="append",

@@ -139,7 +139,9 @@ def make_figure(
     if kind == "mistakes":
         return plot_mistakes(view.test.images, view.test.labels, view.probs, view.classes)
     if kind == "kernels":
-        first = next(m for m in view.model.modules() if isinstance(m, CONV_TYPES))
+        first = next((m for m in view.model.modules() if isinstance(m, CONV_TYPES)), None)
+        if first is None:
+            raise ConfigError("the model has no convolution, so no kernels to draw")
         return plot_kernels(first.weight)
     if kind == "feature-maps":
         name, image = chosen[0]
@@ -206,6 +208,12 @@ def render_report(view: RunView, explorer: str | None = None) -> str:
         _img(plot_feature_maps(view.model, image, title=name), f"feature maps of {name}")
         for name, image in chosen
     )
+    has_conv = any(isinstance(m, CONV_TYPES) for m in view.model.modules())
+    kernels = (
+        _img(make_figure(view, "kernels"), "conv1 kernels")
+        if has_conv
+        else '<p class="muted">The network has no convolution.</p>'
+    )
     sections = [
         ("Training curves", _img(make_figure(view, "curves"), "training curves")),
         (
@@ -218,7 +226,7 @@ def render_report(view: RunView, explorer: str | None = None) -> str:
         ),
         ("Per-class accuracy", _img(make_figure(view, "per-class"), "per-class accuracy")),
         ("Most confidently wrong", _img(make_figure(view, "mistakes"), "mistakes")),
-        ("First-layer kernels", _img(make_figure(view, "kernels"), "conv1 kernels")),
+        ("First-layer kernels", kernels),
         ("Feature maps", feature_maps),
         (
             "Two inputs side by side",

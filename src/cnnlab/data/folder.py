@@ -118,6 +118,7 @@ def load_folder(dataset: str, channels: int = 0, size: tuple[int, int] | None = 
         np.savez(buffer, **_arrays(folder))  # type: ignore[arg-type]
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cache, buffer.getvalue())
+    print(found(dataset, folder), file=sys.stderr)
     if folder.skipped:
         names = ", ".join(folder.skipped[:SHOWN]) + (", ..." if len(folder.skipped) > SHOWN else "")
         print(
@@ -126,6 +127,24 @@ def load_folder(dataset: str, channels: int = 0, size: tuple[int, int] | None = 
             file=sys.stderr,
         )
     return folder
+
+
+def found(dataset: str, folder: Folder) -> str:
+    """What loading a folder found, in one line (as Keras says "Found N files belonging to
+    K classes"): images per split, the classes, channels and size.
+
+    >>> images = ImageSet(np.zeros((4, 2, 2), np.uint8), np.zeros(4, np.int64))
+    >>> found("folder:pics", Folder(images, images, ("a", "b"), 1, (28, 28), "x", ()))
+    'folder:pics: found 4 training and 4 test images of 2 classes (a, b), as 1-channel 28x28'
+    """
+    names = ", ".join(folder.classes[:SHOWN]) + (
+        f", ... ({len(folder.classes) - SHOWN} more)" if len(folder.classes) > SHOWN else ""
+    )
+    return (
+        f"{dataset}: found {len(folder.train.labels)} training and {len(folder.test.labels)} "
+        f"test images of {len(folder.classes)} classes ({names}), as {folder.channels}-channel "
+        f"{folder.size[0]}x{folder.size[1]}"
+    )
 
 
 def _layout(root: Path) -> tuple[dict[str, Path], tuple[str, ...]]:

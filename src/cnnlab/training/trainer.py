@@ -200,6 +200,29 @@ def build_model(
     return model.to(device)
 
 
+FEW_STEPS = 10  # optimizer steps an epoch should have, at least, to learn steadily
+
+
+def few_steps(examples: int, batch_size: int) -> str | None:
+    """A note for an epoch of fewer than :data:`FEW_STEPS` steps, naming a batch size that
+    gives about that many; None otherwise.
+
+    >>> few_steps(72, 256)[-38:]
+    '--batch-size 7 gives 11 steps an epoch'
+    >>> few_steps(60000, 256) is None
+    True
+    """
+    steps = -(-examples // batch_size)
+    if steps >= FEW_STEPS or examples < 2:
+        return None
+    better = max(1, examples // FEW_STEPS)
+    return (
+        f"each epoch is {steps} step{'s' if steps > 1 else ''} ({examples} training images, "
+        f"--batch-size {batch_size}): the loss swings from step to step and little is learned "
+        f"per epoch; --batch-size {better} gives {-(-examples // better)} steps an epoch"
+    )
+
+
 def stops_early(history: list[dict[str, Any]], patience: int) -> bool:
     """True when the last ``patience`` epochs brought no better validation accuracy.
 
@@ -549,6 +572,8 @@ def _train_in(
     talk = world.is_main and not config.quiet
     if resume and talk:
         log.info("resuming %s at epoch %d, step %d", run_dir, run.state.epoch + 1, run.state.batch)
+    if talk and (note := few_steps(len(parts.train_set.labels), config.batch_size)):
+        log.warning("%s", note)
     asked_to_stop = train_epochs(run, progress=talk and sys.stderr.isatty())
     if talk:
         say_why_stopped(run, asked_to_stop)

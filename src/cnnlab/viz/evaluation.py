@@ -1,11 +1,16 @@
-"""Figures of a model's test-set behaviour: confusion matrix, per-class accuracy, mistakes."""
+"""Figures of a model's test-set behaviour (confusion matrix, per-class accuracy,
+mistakes) and of what it is fed (a batch as the network sees it)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    import torch
 
 
 def plot_confusion(
@@ -93,4 +98,30 @@ def plot_mistakes(
     if len(order) == 0:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     fig.suptitle("most confidently wrong test images", fontsize=10)
+    return fig
+
+
+def plot_examples(
+    images: torch.Tensor,
+    labels: Sequence[int],
+    classes: Sequence[str],
+    columns: int = 8,
+    title: str = "",
+) -> Figure:
+    """A grid of images as a network sees them, each titled with its label (fastai's
+    ``show_batch``): ``images`` (N, C, H, W) floats in [0, 1], C 1 or 3."""
+    rows = max(1, -(-len(labels) // columns))
+    fig = Figure(figsize=(1.45 * columns, 1.6 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label in zip(axes.flat, images, labels, strict=False):
+        pixels = image.clamp(0, 1).cpu().numpy()
+        if pixels.shape[0] == 3:
+            ax.imshow(pixels.transpose(1, 2, 0))
+        else:
+            ax.imshow(pixels[0], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(classes[int(label)], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
