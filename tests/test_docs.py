@@ -85,5 +85,7 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
         assert done.returncode == 0, f"`{command}` failed:\n{done.stderr}"
         if argv[0] == "train" and made is None:
             made = str(next((tmp_path / "runs").iterdir()))
-        if argv[0] == "predict":
-            assert done.stdout.startswith("boot.png: Ankle boot"), done.stdout
+        if argv[:2] == ["data", "sample"]:
+            assert "(Ankle boot)" in done.stdout, done.stdout
+        if argv[0] == "predict":  # one epoch of LeNet need not be right: that it ran is the point
+            assert done.stdout.startswith("boot.png: ") and "Ankle boot" in done.stdout
