@@ -5,6 +5,8 @@ training settings are the defaults of `cnnlab train --model NAME`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cnnlab.cli import main
@@ -47,3 +49,22 @@ def test_the_books_training_settings_are_the_defaults() -> None:
     assert TrainConfig.from_dict({"model": "alexnet"}).batch_size == 128
     assert TrainConfig.from_dict({"model": "alexnet", "lr": 0.3}).lr == 0.3
     assert TrainConfig.from_dict({"model": "lenet"}).lr == 0.9  # the LeNet chapter's
+
+
+def test_summary_of_a_model_file_and_of_a_run_directory(
+    tiny_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "rgbnet.py").write_text(
+        "from torch import nn\n\n\ndef rgbnet(num_classes=10, in_channels=3):\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.ReLU(), nn.MaxPool2d(2),\n"
+        "                         nn.Flatten(), nn.LazyLinear(num_classes))\n"
+    )
+    model = f"{tmp_path / 'rgbnet.py'}:rgbnet"
+    assert main(["summary", "--model", model, "--input", "3x32x32"]) == 0
+    out = capsys.readouterr().out
+    assert "input 3x32x32" in out and "Conv2d output shape:\t torch.Size([1, 4, 30, 30])" in out
+    row = next(line for line in out.splitlines() if line.startswith("2 "))
+    assert row.split()[1:5] == ["MaxPool2d", "2x2", "2x2", "0x0"] and row.split()[-1] == "4x4"
+    run, _ = tiny_run
+    assert main(["summary", "--model", str(run)]) == 0
+    assert "61,706" in capsys.readouterr().out  # the run's LeNet
