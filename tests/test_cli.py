@@ -306,3 +306,8 @@ def test_ctrl_c_while_starting_is_one_line(after: float) -> None:
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 1
     # 1: it got as far as finding no data; -SIGINT: the signal came as it was exiting after it
     assert process.returncode in (1, 130, -signal.SIGINT)
+
+
+def test_a_summary_too_big_for_memory_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "--model-options", "channels=100000,100000"]) == 1
+    assert "does not fit in memory" in capsys.readouterr().err

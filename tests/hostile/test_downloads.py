@@ -202,3 +202,19 @@ def test_a_killed_download_leaves_nothing_once_the_next_one_ran(
         process.wait(timeout=30)
     download(dataset, dest, [url + "/good/"], progress=False)
     assert leftovers(dest) == sorted(r.filename + ".gz" for r in dataset.resources)
+
+
+def test_the_built_in_mirrors_are_tried_https_first() -> None:
+    for dataset in ds.DATASETS.values():
+        schemes = [m.split(":")[0] for m in dataset.mirrors]
+        assert schemes == sorted(schemes, key=lambda s: s != "https"), dataset.name
+
+
+def test_a_raw_idx_file_over_the_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from cnnlab.data.idx import read_bytes
+
+    huge = tmp_path / "train-images-idx3-ubyte"
+    with open(huge, "wb") as f:  # sparse: 1.1 GB on paper, nothing on disk
+        f.truncate(1_100_000_000)
+    with pytest.raises(DataError, match="more than any IDX data set has"):
+        read_bytes(huge)

@@ -188,3 +188,14 @@ def test_pixels_that_are_not_numbers_are_never_classified() -> None:
         x[0, 0] = bad
         with pytest.raises(DataError, match="not finite numbers"):
             classifier.predict(x)
+
+
+def test_a_folder_too_large_to_decode_is_refused_naming_the_image_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = class_folders(tmp_path / "pics", {"a": 3, "b": 3})
+    monkeypatch.setattr("cnnlab.data.folder.MAX_STORE", 10_000)  # bytes, as if 8 GB
+    with pytest.raises(
+        DataError, match=r"6 images of 1x64x64 would take .* choose a smaller --image-size"
+    ):
+        load_folder(f"folder:{root}", size=(64, 64))

@@ -232,3 +232,28 @@ def test_huge_or_odd_values_in_model_json_are_refused_before_any_allocation(
     run = hostile_copy(shared_run, tmp_path, **meta)
     with pytest.raises(CheckpointError, match=message):
         load_model(run)
+
+
+def test_a_model_file_runs_once_per_process_however_often_it_is_named(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_dataset(data, n_train=64, n_test=32)
+    counted = PAYLOAD.replace(
+        'Path(__file__).with_name("PWNED").write_text("ran")',
+        'open(Path(__file__).with_name("runs.txt"), "a").write("x")',
+    )
+    (tmp_path / "net.py").write_text(counted)
+    config = TrainConfig(
+        model=f"{tmp_path / 'net.py'}:net",
+        dataset="idx",
+        data_dir=str(data),
+        epochs=1,
+        batch_size=32,
+        lr=0.1,
+        device="cpu",
+        out_dir=str(tmp_path / "run"),
+        quiet=True,
+    )
+    train(config)
+    train(TrainConfig(resume=str(tmp_path / "run"), epochs=2, quiet=True))
+    load_model(tmp_path / "run")
+    assert (tmp_path / "runs.txt").read_text() == "x"  # trained, resumed, loaded: run once
