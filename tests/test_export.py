@@ -18,8 +18,8 @@ def test_onnx_matches_pytorch_and_carries_its_preprocessing(run: tuple[Path, Pat
     onnx = pytest.importorskip("onnx")
     onnxruntime = pytest.importorskip("onnxruntime")
     run_dir, data = run
-    difference = export(run_dir, "onnx", run_dir / "m.onnx", str(data))
-    assert difference is not None and difference < 1e-5
+    checked = export(run_dir, "onnx", run_dir / "m.onnx", str(data))
+    assert checked is not None and checked[0] < 1e-5 and checked[1] == 40  # the tiny test split
     props = {p.key: p.value for p in onnx.load(str(run_dir / "m.onnx")).metadata_props}
     assert json.loads(props["classes"])[0] == "class0" and "pixels / 255" in props["input"]
     session = onnxruntime.InferenceSession(str(run_dir / "m.onnx"))
@@ -115,3 +115,19 @@ def test_export_onto_a_full_disk_fails_in_one_line_and_leaves_no_file(
     assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
     assert "Traceback" not in done.stderr and "terminate called" not in done.stderr
     assert done.stdout.split("LISTING\n")[1] == ""  # no model file, no temporary file
+
+
+def test_export_prints_no_foreign_warning_and_the_real_image_count(
+    run: tuple[Path, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    run_dir, data = run
+    for fmt in ("onnx", "torchscript"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # as outside pytest, which shows them itself
+            assert main(["export", str(run_dir), "--format", fmt, "--data-dir", str(data)]) == 0
+        out, err = capfd.readouterr()
+        assert err == "", err
+        if fmt == "onnx":
+            assert "onnxruntime against PyTorch on 40 test images" in out

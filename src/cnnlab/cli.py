@@ -142,14 +142,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cnnlab.export import ONNX_EXTRA, export
 
     out = args.out or args.run_dir / f"model.{'onnx' if args.format == 'onnx' else 'pt'}"
-    difference = export(args.run_dir, args.format, out, args.data_dir, trust=args.trust_model_file)
+    checked = export(args.run_dir, args.format, out, args.data_dir, trust=args.trust_model_file)
     log.info("wrote %s (%s; preprocessing and classes in its metadata)", out, args.format)
-    if args.format == "onnx" and difference is None:
+    if args.format == "onnx" and checked is None:
         log.info("not checked: onnxruntime is not installed (%s)", ONNX_EXTRA)
-    elif args.format == "onnx":
+    elif checked is not None:
         log.info(
-            "onnxruntime against PyTorch on 256 test images: max |logit difference| %.2e",
-            difference,
+            "onnxruntime against PyTorch on %d test images: max |logit difference| %.2e",
+            checked[1],
+            checked[0],
         )
     return 0
 

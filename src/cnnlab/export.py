@@ -3,8 +3,12 @@ the file, and the ONNX file checked against PyTorch in onnxruntime."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +49,10 @@ def export(
     data_dir: str | None = None,
     check_images: int = 256,
     trust: bool = False,
-) -> float | None:
+) -> tuple[float, int] | None:
     """Write the model of ``run_dir`` to ``out`` as ``fmt``; for ONNX, return the largest
-    difference from PyTorch's logits on the first ``check_images`` test images (None when
-    onnxruntime is not installed)."""
+    difference from PyTorch's logits on the first ``check_images`` test images and how many
+    there were (None when onnxruntime is not installed)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     model, meta = load_model(run_dir, trust_model_file=trust)
@@ -57,9 +61,11 @@ def export(
     # Each format is serialized in memory, then written through the atomic path: a full
     # disk or a kill leaves no partial file at ``out`` (torch's own writers write in place).
     if fmt == "torchscript":
-        traced = torch.jit.trace(model, example)  # type: ignore[no-untyped-call]
-        buffer = io.BytesIO()
-        torch.jit.save(traced, buffer, _extra_files={"cnnlab.json": json.dumps(describe(meta))})
+        with quiet_torch():
+            traced = torch.jit.trace(model, example)  # type: ignore[no-untyped-call]
+            buffer = io.BytesIO()
+            extra = {"cnnlab.json": json.dumps(describe(meta))}
+            torch.jit.save(traced, buffer, _extra_files=extra)
         atomic_write_bytes(out, buffer.getvalue())
         return None
     try:
@@ -68,15 +74,16 @@ def export(
     except ImportError:
         raise ConfigError(f"ONNX export needs the onnx extra: {ONNX_EXTRA}") from None
     try:
-        program = torch.onnx.export(
-            model,
-            (example,),
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-            dynamo=True,
-            verbose=False,
-        )
+        with quiet_torch():
+            program = torch.onnx.export(
+                model,
+                (example,),
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamo=True,
+                verbose=False,
+            )
     except Exception as e:  # the exporter raises many kinds; say which model failed
         raise CnnlabError(f"ONNX export of {meta['model']} failed: {e}") from e
     assert program is not None
@@ -87,14 +94,31 @@ def export(
     return check_onnx(out, model, meta, data_dir_of(run_dir, data_dir), check_images)
 
 
+@contextlib.contextmanager
+def quiet_torch() -> Iterator[None]:
+    """PyTorch's exporters' own notices, which a user cannot act on (deprecations of
+    TorchScript, torchvision's ops skipped as not installed), kept off the terminal."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def check_onnx(
     path: Path,
     model: torch.nn.Module,
     meta: dict[str, Any],
     data_dir: str | Path | None,
     count: int,
-) -> float | None:
-    """The largest |logit difference| between onnxruntime and PyTorch on test images."""
+) -> tuple[float, int] | None:
+    """The largest |logit difference| between onnxruntime and PyTorch on test images, and
+    how many images it compared."""
     try:
         import onnxruntime
     except ImportError:
@@ -105,4 +129,4 @@ def check_onnx(
     (ours,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     with torch.inference_mode():
         theirs = model(x).numpy()
-    return float(abs(ours - theirs).max())
+    return float(abs(ours - theirs).max()), len(x)

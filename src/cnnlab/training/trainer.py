@@ -516,6 +516,8 @@ def train(
         return train_in_processes(config)
     if is_reference(config.model) and not config.resume:  # the user's own code: trusted
         config = dataclasses.replace(config, model=own_reference(config.model))
+    if config.data_dir:  # recorded as a whole path: eval, report, export find it from anywhere
+        config = dataclasses.replace(config, data_dir=os.path.abspath(config.data_dir))
     device = resolve_device(config.device)
     world = setup(device.type)
     try:
