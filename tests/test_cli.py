@@ -311,3 +311,19 @@ def test_ctrl_c_while_starting_is_one_line(after: float) -> None:
 def test_a_summary_too_big_for_memory_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["summary", "--model-options", "channels=100000,100000"]) == 1
     assert "does not fit in memory" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_shows_its_default() -> None:
+    import argparse
+
+    from cnnlab.cli import build_parser
+
+    commands = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            shown = parser._get_formatter()._format_action(action)
+            assert "default" in shown, f"cnnlab {name} --help: {action.option_strings[0]}"

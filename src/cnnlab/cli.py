@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import functools
 import inspect
 import io
 import os
@@ -534,6 +535,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class ShowDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, as a user reads it ("off", "none")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        default = action.default
+        shown = "off" if default is False else "none" if default in (None, []) else "%(default)s"
+        return f"{text} (default: {shown})".strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab import __version__
     from cnnlab.data import DATASETS
@@ -545,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=ShowDefaults)  # type: ignore[method-assign]
 
     p = sub.add_parser("train", help="train a model (default: the book's LeNet recipe)")
     _add_config_flags(p)
@@ -559,7 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="a trained model as ONNX or TorchScript, for deployment")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument(
+        "--format", choices=["onnx", "torchscript"], default="onnx", help="the file format"
+    )
     p.add_argument("-o", "--out", type=Path, help="file to write (default: RUN/model.onnx|pt)")
     p.add_argument("--data-dir", help="where the test images for the ONNX check are")
     _add_offline_flag(p)
@@ -570,7 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     _add_offline_flag(p)
-    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps"
+    )
     _add_trust_flag(p)
     p.set_defaults(func=cmd_eval)
 
@@ -583,7 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="invert the images (for dark objects on a light background)",
     )
     p.add_argument("--top", type=int, default=3, help="how many classes to show")
-    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps"
+    )
     _add_trust_flag(p)
     p.set_defaults(func=cmd_predict)
 
@@ -675,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="2x1",
         help="channels and conv1x1: C_INxC_OUT, each 1..4 (default: %(default)s)",
     )
-    p.add_argument("--pool", choices=["max", "avg"], default="max")
+    p.add_argument("--pool", choices=["max", "avg"], default="max", help="pool: the kind")
     p.add_argument(
         "--values",
         action=argparse.BooleanOptionalAction,
