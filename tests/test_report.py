@@ -159,3 +159,28 @@ def test_the_report_of_a_model_that_is_not_a_sequential(
     page = write_report(train(config).run_dir).read_text()
     assert "feature maps of" in page
     assert "The in-browser explorer cannot run it: the explorer runs Sequential models" in page
+
+
+def test_feature_maps_draws_every_image_it_is_given(
+    tiny_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from cnnlab.report import RunView, inputs, make_figure
+
+    run, data = tiny_run
+    Image.new("L", (28, 28), 180).save(tmp_path / "coat.png")
+    view = RunView.load(run, str(data))
+    figure = make_figure(view, "feature-maps", inputs(view, [7], [tmp_path / "coat.png"], False))
+    titles = [part._suptitle.get_text() for part in figure.subfigs]
+    assert titles == [view.test_input(7)[0], "coat.png"]  # both drawn, in the order given
+    words = [
+        "viz",
+        "feature-maps",
+        str(run),
+        "--data-dir",
+        str(data),
+        "--out",
+        str(tmp_path / "m.png"),
+    ]
+    assert main([*words, "--index", "7", "--image", str(tmp_path / "coat.png")]) == 0

@@ -31,6 +31,7 @@ from cnnlab.viz import (
     plot_confusion,
     plot_curves,
     plot_feature_maps,
+    plot_feature_maps_of,
     plot_kernels,
     plot_mistakes,
     plot_per_class_accuracy,
@@ -143,9 +144,8 @@ def make_figure(
         if first is None:
             raise ConfigError("the model has no convolution, so no kernels to draw")
         return plot_kernels(first.weight)
-    if kind == "feature-maps":
-        name, image = chosen[0]
-        return plot_feature_maps(view.model, image, title=name)
+    if kind == "feature-maps":  # every chosen image, one below the other
+        return plot_feature_maps_of(view.model, chosen)
     if kind == "activations":
         return plot_activation_pair(view.model, [c[1] for c in chosen], [c[0] for c in chosen])
     raise ConfigError(f"unknown figure {kind!r}; choose one of: {', '.join(KINDS)}")

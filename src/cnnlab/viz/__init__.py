@@ -8,6 +8,7 @@ from cnnlab.viz.features import (
     conv_activations,
     plot_activation_pair,
     plot_feature_maps,
+    plot_feature_maps_of,
     plot_kernels,
     plot_panels,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "plot_confusion",
     "plot_curves",
     "plot_feature_maps",
+    "plot_feature_maps_of",
     "plot_kernels",
     "plot_mistakes",
     "plot_panels",

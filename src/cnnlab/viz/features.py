@@ -81,10 +81,30 @@ def plot_feature_maps(
 
     ``image`` (C, H, W) scaled as the model expects.
     """
-    layers = conv_activations(model, image.unsqueeze(0))
-    columns = max(1, min(max_channels, max((maps.shape[0] for _, maps in layers), default=1)))
+    return plot_feature_maps_of(model, [(title, image)], max_channels)
+
+
+def plot_feature_maps_of(
+    model: nn.Module, chosen: Sequence[tuple[str, torch.Tensor]], max_channels: int = 16
+) -> Figure:
+    """:func:`plot_feature_maps` for each of the ``chosen`` (title, image) pairs, one
+    below the other in one figure."""
+    drawn = [(title, image, conv_activations(model, image.unsqueeze(0))) for title, image in chosen]
+    columns = max(
+        1, min(max_channels, max((m.shape[0] for *_, ls in drawn for _, m in ls), default=1))
+    )
+    heights = [1.25 * max(1, len(layers)) + 0.5 for *_, layers in drawn]
+    fig = Figure(figsize=(1.1 * (columns + 1), sum(heights)), layout="constrained")
+    parts = fig.subfigures(len(drawn), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for part, (title, image, layers) in zip(parts, drawn, strict=True):
+        _feature_rows(part, image, layers, columns, title)
+    return fig
+
+
+def _feature_rows(
+    fig: Any, image: torch.Tensor, layers: list[tuple[str, torch.Tensor]], columns: int, title: str
+) -> None:
     rows = max(1, len(layers))  # a network without convolutions: the input alone
-    fig = Figure(figsize=(1.1 * (columns + 1), 1.25 * rows + 0.5), layout="constrained")
     axes = fig.subplots(rows, columns + 1, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -96,7 +116,6 @@ def plot_feature_maps(
             axes[row, c + 1].imshow(maps[c].numpy(), cmap="viridis")
     if title:
         fig.suptitle(title, fontsize=10)
-    return fig
 
 
 def plot_activation_pair(
