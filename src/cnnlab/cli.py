@@ -375,7 +375,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
             _dims(args.input, "--input"),
             _dims(args.kernel, "--kernel"),
             _dims(args.padding, "--padding"),
-            _dims(args.stride, "--stride"),
+            _dims(args.stride, "--stride") if args.stride else None,
             _dims(args.dilation, "--dilation"),
             channels,
             args.pool,
@@ -384,7 +384,8 @@ def cmd_animate(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     atomic_write_bytes(args.out, animation.to_bytes(fmt))
-    log.info("wrote %s (%d frames)", args.out, len(animation.frames))
+    count = len(animation.frames)
+    log.info("wrote %s (%d frame%s)", args.out, count, "" if count == 1 else "s")
     return 0
 
 
@@ -687,7 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", default="2x2", help="kernel or window (default: %(default)s)")
     p.add_argument("--padding", default="0", help="padding on each side (default: %(default)s)")
     p.add_argument(
-        "--stride", default="1", help="stride (default: %(default)s, as the book's examples)"
+        "--stride",
+        default="",
+        help="stride (default: 1 for the convolutions, the window for pool: PyTorch's, as "
+        "cnnlab shape and the ops have it)",
     )
     p.add_argument("--dilation", default="1", help="dilation (default: %(default)s)")
     p.add_argument(

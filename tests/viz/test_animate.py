@@ -36,7 +36,9 @@ def test_channels_and_pool_and_1x1_values_are_the_ops_values() -> None:
     anim = animate("channels", (3, 3), (2, 2), channels=(2, 1))  # the book's 56, 72, 104, 120
     assert [f.caption.split(" = ")[1] for f in anim.frames] == ["56", "72", "104", "120"]
     assert anim.frames[0].caption.startswith("19 (channel 0) + 37 (channel 1)")
-    assert [f.caption[-1] for f in animate("pool").frames] == ["4", "5", "7", "8"]
+    assert [f.caption[-1] for f in animate("pool", stride=(1, 1)).frames] == ["4", "5", "7", "8"]
+    default = animate("pool", (4, 4)).frames  # the stride is the window, as torch's layers
+    assert [f.caption.split(" = ")[1] for f in default] == ["5", "7", "13", "15"]
     avg = animate("pool", (4, 4), (2, 2), stride=(2, 2), pool="avg")
     expected = ops.avg_pool2d(torch.arange(16.0).view(1, 4, 4), 2)
     assert [float(f.caption.split(" = ")[1]) for f in avg.frames] == expected.flatten().tolist()

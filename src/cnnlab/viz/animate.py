@@ -222,8 +222,10 @@ def animate(
 
     The inputs are the book's worked examples: 0, 1, 2, ... row by row (channel c adds c),
     kernels 0, 1, 2, ... (output channel o adds o). ``values`` (default: inputs up to 6x6)
-    writes the numbers into the cells. ``stride`` defaults to 1, as in the book's examples
-    (torch's pooling layers default to the kernel size).
+    writes the numbers into the cells. ``stride`` defaults to 1 for the convolutions and
+    to the window for pooling, as PyTorch's layers, ``cnnlab shape`` and ``cnnlab.ops``
+    have it (the book's pooling example, ``pool2d(X, (2, 2))`` on a 3x3 input, slides by 1:
+    ``stride=(1, 1)``).
 
     >>> [f.caption for f in animate("conv").frames]
     ['0·0 + 1·1 + 3·2 + 4·3 = 19', '1·0 + 2·1 + 4·2 + 5·3 = 25', \
@@ -235,7 +237,7 @@ def animate(
         raise ValueError(f"pool must be max or avg, got {pool!r}")
     if kind == "conv1x1":
         kernel, padding, dilation = (1, 1), (0, 0), (1, 1)
-    stride = stride or (1, 1)
+    stride = stride or (kernel if kind == "pool" else (1, 1))
     if min(*input, *kernel, *stride, *dilation) < 1 or min(padding) < 0:
         raise ValueError(
             f"sizes must be positive and padding non-negative, got input {input}, kernel "
