@@ -184,3 +184,14 @@ def test_feature_maps_draws_every_image_it_is_given(
         str(tmp_path / "m.png"),
     ]
     assert main([*words, "--index", "7", "--image", str(tmp_path / "coat.png")]) == 0
+
+
+def test_the_reports_settings_are_what_applies_in_words(tiny_run: tuple[Path, Path]) -> None:
+    from cnnlab.report import config_rows
+    from cnnlab.rundir import read_config
+
+    run, _ = tiny_run
+    rows = dict(config_rows(read_config(run)))
+    assert rows["optimizer"] == "sgd" and "momentum" not in rows  # plain SGD has none
+    assert "channels" not in rows and "image size" not in rows  # not a folder dataset
+    assert rows["lr"] == "0.9" and not any(v.startswith("{") for v in rows.values())

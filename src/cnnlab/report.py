@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -174,6 +173,45 @@ table { border-collapse: collapse; font-size: 0.9rem; } td, th { padding: 0.15re
 """
 
 
+# Settings that say nothing about a run at these values (off, none, one process).
+UNSAID: dict[str, Any] = {
+    "data_dir": None, "out_dir": None, "resume": None, "checkpoint_every": 0, "nproc": 1,
+    "max_restarts": 0, "val_size": 0, "early_stop": 0, "subset": 0, "augment": "",
+    "model_options": "", "label_smoothing": 0.0, "weight_decay": 0.0, "tta": False,
+    "compile": False, "tensorboard": False, "quiet": False, "trust_model_file": False,
+    "channels": 0, "image_size": "", "fast": None,
+}  # fmt: skip
+
+
+def config_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The report's table of a run's settings and environment: only what applies to the
+    run (momentum only for the momentum optimizers, a folder's channels only for a folder),
+    each value in words.
+
+    >>> config_rows({"optimizer": "sgd", "momentum": 0.9, "lr": 0.1, "model_options": {"k": 3}})
+    [('optimizer', 'sgd'), ('lr', '0.1'), ('model options', 'k=3')]
+    """
+    rows = []
+    for key, value in {**settings(config), **config.get("environment", {})}.items():
+        if key in UNSAID and value == UNSAID[key]:
+            continue
+        if key == "momentum" and config.get("optimizer") not in ("momentum", "nesterov"):
+            continue
+        rows.append((key.replace("_", " "), _words(value)))
+    return rows
+
+
+def _words(value: Any) -> str:
+    """A setting's value as a person writes it: true/false as yes/no, tables as key=value."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_words(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ",".join(_words(v) for v in value)
+    return str(value)
+
+
 def _not_explorable(view: RunView) -> str | None:
     """Why ``cnnlab explore`` cannot open the run's network, or None when it can."""
     from cnnlab.viz.explorer import model_spec
@@ -197,11 +235,9 @@ def render_report(view: RunView, explorer: str | None = None) -> str:
         ("examples/sec", f"{final.get('examples_per_sec', 0):,.0f}"),
     ]
     metrics = "".join(f'<div class="metric">{k}<b>{v}</b></div>' for k, v in cells)
-    shown = settings(view.config)
-    shown.update(view.config.get("environment", {}))
     config = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
-        for k, v in shown.items()
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+        for k, v in config_rows(view.config)
     )
     chosen = inputs(view, [], [], invert=False)
     feature_maps = "".join(

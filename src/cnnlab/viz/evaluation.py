@@ -26,7 +26,8 @@ def plot_confusion(
     if normalize:
         matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     n = len(classes)
-    fig = Figure(figsize=(1.2 + 0.55 * n, 0.8 + 0.5 * n), layout="constrained")
+    # at least wide enough for the title, however few the classes
+    fig = Figure(figsize=(max(4.2, 1.2 + 0.55 * n), max(3.2, 0.8 + 0.5 * n)), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, shrink=0.8)
@@ -34,7 +35,7 @@ def plot_confusion(
     ax.set_yticks(range(n), classes)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title("confusion matrix" + (" (row-normalised)" if normalize else " (counts)"))
+    ax.set_title("confusion matrix\n" + ("(row-normalised)" if normalize else "(counts)"))
     threshold = matrix.max() / 2
     for i in range(n):
         for j in range(n):
