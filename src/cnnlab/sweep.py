@@ -15,7 +15,8 @@ The file names the runs, as a list, a grid, or both::
 
 Each run is an ordinary ``cnnlab train`` process with its own run directory under the
 sweep's directory, which ends with ``sweep.md``, ``sweep.csv`` (run, model, parameters,
-epochs, wall time, train and test accuracy) and ``sweep.png`` (every run's curves). A
+epochs, wall time, train and test accuracy) and ``sweep.png`` (every run's curves, with
+the accuracy the table says to choose by: validation where the runs hold some out). A
 line on stderr reports each variant as it ends. Ctrl-C (or SIGTERM) stops launching variants, stops
 the running ones as ``cnnlab train`` stops (a checkpoint to resume from) and writes the
 table of what finished. A file of more than ``MAX_VARIANTS`` variants is refused unless
@@ -265,8 +266,10 @@ def write_outputs(out_dir: Path, runs: Sequence[SweepRun], rows: Sequence[dict[s
     for run, row in zip(runs, rows, strict=True):
         if "error" not in row:
             histories[run.name] = read_metrics(out_dir / _slug(run.name))[1]
-    if histories:
-        atomic_write_bytes(out_dir / "sweep.png", figure_bytes(plot_run_comparison(histories)))
+    if histories:  # the accuracy the table says to choose by
+        chosen_by = "val_acc" if "val_acc" in columns(rows) else "test_acc"
+        figure = plot_run_comparison(histories, chosen_by)
+        atomic_write_bytes(out_dir / "sweep.png", figure_bytes(figure))
 
 
 def sweep(

@@ -36,3 +36,12 @@ def test_the_feature_maps_of_a_model_that_is_not_a_sequential() -> None:
     layers = conv_activations(Net(), torch.rand(1, 1, 8, 8))
     assert [(name, tuple(maps.shape)) for name, maps in layers] == [("conv1", (3, 8, 8))]
     plot_feature_maps(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), torch.rand(1, 8, 8))
+
+
+def test_run_comparison_plots_the_accuracy_runs_are_chosen_by() -> None:
+    from cnnlab.viz import plot_run_comparison
+
+    rows = [{"epoch": 1, "train_loss": 1.0, "test_acc": 0.5, "val_acc": 0.25}]
+    figure = plot_run_comparison({"a": rows}, "val_acc")
+    assert figure.axes[1].get_ylabel() == "val acc"
+    assert list(figure.axes[1].lines[0].get_ydata()) == [0.25]

@@ -34,8 +34,11 @@ def plot_curves(points: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any
     return fig
 
 
-def plot_run_comparison(runs: Mapping[str, Sequence[dict[str, Any]]]) -> Figure:
-    """Several runs overlaid: train loss and test accuracy per epoch, one line per run.
+def plot_run_comparison(
+    runs: Mapping[str, Sequence[dict[str, Any]]], accuracy: str = "test_acc"
+) -> Figure:
+    """Several runs overlaid: train loss and an accuracy per epoch (``test_acc``, or
+    ``val_acc``: the one runs are chosen by), one line per run.
 
     >>> fig = plot_run_comparison({"a": [{"epoch": 1, "train_loss": 1.0, "test_acc": 0.5}]})
     >>> [len(ax.lines) for ax in fig.axes]
@@ -46,8 +49,8 @@ def plot_run_comparison(runs: Mapping[str, Sequence[dict[str, Any]]]) -> Figure:
     for name, epochs in runs.items():
         xs = [e["epoch"] for e in epochs]
         loss_ax.plot(xs, [e["train_loss"] for e in epochs], marker=".", label=name)
-        acc_ax.plot(xs, [e["test_acc"] for e in epochs], marker=".", label=name)
-    for ax, label in ((loss_ax, "train loss"), (acc_ax, "test acc")):
+        acc_ax.plot(xs, [e.get(accuracy, float("nan")) for e in epochs], marker=".", label=name)
+    for ax, label in ((loss_ax, "train loss"), (acc_ax, accuracy.replace("_", " "))):
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(True)
