@@ -24,7 +24,9 @@ def test_help_and_summary() -> None:
     out = run_cnnlab("summary", "--model-options", "kernel=3 channels=8,16").stdout
     assert "16x6x6" in out
     out = run_cnnlab("models").stdout
-    assert "lenet-bn            62,158     416,520  lenet with batch_norm=True" in out
+    assert "lenet-bn             62,158        416,520     28  lenet with batch_norm=True" in out
+    assert "``" not in out  # plain text, no reST markup
+    assert "alexnet          46,764,746    938,146,176    224  AlexNet (Krizhevsky et al., 2012)" in out
 
 
 def test_missing_data_names_the_fix(tmp_path: Path) -> None:
@@ -327,3 +329,23 @@ def test_every_option_of_every_command_shows_its_default() -> None:
                 continue
             shown = parser._get_formatter()._format_action(action)
             assert "default" in shown, f"cnnlab {name} --help: {action.option_strings[0]}"
+
+
+@pytest.mark.parametrize(
+    "words",
+    [["--help"], ["shape", "--input", "8x8", "--kernel", "3"], ["data", "status"],
+     ["train", "--help"], ["viz", "--help"], ["demo", "--help"], ["predict", "--help"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_the_quick_commands_answer_without_loading_torch(words: list[str]) -> None:
+    import re
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "cnnlab", *words],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = [line for line in done.stderr.splitlines() if re.search(r"\|\s*torch$", line)]
+    assert loaded == [], f"cnnlab {' '.join(words)} imported torch"

@@ -551,7 +551,7 @@ class ShowDefaults(argparse.HelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab import __version__
     from cnnlab.data import DATASETS
-    from cnnlab.models import list_models
+    from cnnlab.viz.kinds import ANIMATIONS, DEMOS, FIGURES, LEARNED_KERNELS
 
     parser = argparse.ArgumentParser(
         prog="cnnlab",
@@ -608,12 +608,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trust_flag(p)
     p.set_defaults(func=cmd_predict)
 
-    from cnnlab.report import KINDS
-
     p = sub.add_parser(
         "viz", help="write one figure of a trained run (or, batch: of a dataset) as PNG or SVG"
     )
-    p.add_argument("kind", choices=[*KINDS, "batch"])
+    p.add_argument("kind", choices=[*FIGURES, "batch"])
     p.add_argument(
         "run_dirs",
         nargs="*",
@@ -679,8 +677,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trust_flag(p)
     p.set_defaults(func=cmd_explore)
 
-    from cnnlab.viz.animate import KINDS as ANIMATIONS
-
     p = sub.add_parser("animate", help="the chapter's operations as a GIF, SVG or HTML animation")
     p.add_argument("kind", choices=ANIMATIONS)
     p.add_argument("-o", "--out", type=Path, required=True, help="FILE.gif, FILE.svg or FILE.html")
@@ -712,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="lenet",
-        help=f"a registered model ({', '.join(list_models())}), PATH.py:FUNC, "
+        help="a registered model (cnnlab models lists them), PATH.py:FUNC, "
         "package.module:FUNC or a run directory (default: %(default)s)",
     )
     p.add_argument(
@@ -758,12 +754,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_sweep)
 
-    from cnnlab.demos import DEMOS, TARGETS
-
     p = sub.add_parser("demo", help="the chapter's demonstrations, printed (and drawn)")
-    p.add_argument("name", choices=list(DEMOS))
+    p.add_argument("name", choices=DEMOS)
     p.add_argument("--out", type=Path, help="picture of edges, kernels (default: ./NAME.png)")
-    p.add_argument("--kernel", choices=list(TARGETS), help="learn-kernel: the kernel to learn")
+    p.add_argument("--kernel", choices=LEARNED_KERNELS, help="learn-kernel: the kernel to learn")
     p.add_argument("--steps", type=int, help="learn-kernel: gradient steps")
     p.add_argument("--lr", type=float, help="learn-kernel: learning rate")
     p.add_argument("--index", type=int, help="kernels: the Fashion-MNIST test image")

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from cnnlab import ops
 from cnnlab.data import load_dataset
+from cnnlab.viz import kinds
 
 # The book's 6x8 image: white (1) with a black (0) band in columns 2..5.
 EDGE_IMAGE = torch.ones(6, 8)
@@ -184,6 +185,9 @@ DEMOS: dict[str, Callable[..., Demo]] = {
     "channels": channels,
     "pooling": pooling,
 }
+
+
+assert tuple(DEMOS) == kinds.DEMOS and tuple(TARGETS) == kinds.LEARNED_KERNELS  # --help's lists
 
 
 def run_demo(name: str, **options: Any) -> Demo:

@@ -36,18 +36,9 @@ from cnnlab.viz import (
     plot_per_class_accuracy,
     plot_run_comparison,
 )
+from cnnlab.viz.kinds import FIGURES
 
-KINDS = (
-    "curves",
-    "runs",
-    "confusion",
-    "confusion-normalized",
-    "per-class",
-    "mistakes",
-    "kernels",
-    "feature-maps",
-    "activations",
-)
+KINDS = FIGURES
 PAIR = ("Pullover", "Coat")  # the chapter's "pullover and coat" comparison
 
 

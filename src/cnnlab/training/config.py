@@ -14,13 +14,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from cnnlab.data.augment import parse_augment
 from cnnlab.data.datasets import is_folder, parse_size
-from cnnlab.device import PRECISIONS
 from cnnlab.errors import ConfigError
-from cnnlab.models.common import INITS
-from cnnlab.models.modern import BOOK_TRAINING
-from cnnlab.training.optim import OPTIMIZERS, SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
@@ -198,7 +193,14 @@ class TrainConfig:
         self._check_words()
 
     def _check_words(self) -> None:
-        """The fields that are names, choices, flags and sizes (numbers: __post_init__)."""
+        """The fields that are names, choices, flags and sizes (numbers: __post_init__).
+        The tables they are checked against load here, with torch, so that the command
+        line reads this module (to parse its flags) without it."""
+        from cnnlab.data.augment import parse_augment
+        from cnnlab.device import PRECISIONS
+        from cnnlab.models.common import INITS
+        from cnnlab.training.optim import OPTIMIZERS, SCHEDULES
+
         for name in ("data_dir", "out_dir", "resume"):
             value = getattr(self, name)
             if isinstance(value, os.PathLike):  # a Path is as good as its string
@@ -295,6 +297,8 @@ class TrainConfig:
         >>> TrainConfig.from_dict({"model": "resnet18"}).lr
         0.01
         """
+        from cnnlab.models.modern import BOOK_TRAINING
+
         values = dict(values)
         recipe = values.pop("recipe", "book")
         if not isinstance(recipe, str) or recipe not in RECIPES:

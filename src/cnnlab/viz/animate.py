@@ -19,8 +19,9 @@ from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFont
 
 from cnnlab import ops
+from cnnlab.viz.kinds import ANIMATIONS
 
-KINDS = ("conv", "pool", "channels", "conv1x1")
+KINDS = ANIMATIONS
 MAX_SIDE = 32  # input cells per side that still read as a picture
 MAX_FRAMES = 1024
 FONT = font_manager.findfont("DejaVu Sans")  # matplotlib's own font: every glyph used here
