@@ -26,7 +26,10 @@ def test_help_and_summary() -> None:
     out = run_cnnlab("models").stdout
     assert "lenet-bn             62,158        416,520     28  lenet with batch_norm=True" in out
     assert "``" not in out  # plain text, no reST markup
-    assert "alexnet          46,764,746    938,146,176    224  AlexNet (Krizhevsky et al., 2012)" in out
+    assert (
+        "alexnet          46,764,746    938,146,176    224  AlexNet (Krizhevsky et al., 2012)"
+        in out
+    )
 
 
 def test_missing_data_names_the_fix(tmp_path: Path) -> None:
@@ -349,3 +352,50 @@ def test_the_quick_commands_answer_without_loading_torch(words: list[str]) -> No
     assert done.returncode == 0, done.stderr[-2000:]
     loaded = [line for line in done.stderr.splitlines() if re.search(r"\|\s*torch$", line)]
     assert loaded == [], f"cnnlab {' '.join(words)} imported torch"
+
+
+def test_long_commands_show_progress_on_a_terminal_and_nothing_more_when_piped(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from tests.conftest import write_dataset
+
+    write_dataset(tmp_path / "data", n_train=64, n_test=40)
+    run = tmp_path / "run"
+    words = ["--dataset", "idx", "--data-dir", str(tmp_path / "data"), "--device", "cpu"]
+    assert main(["train", *words, "--epochs", "1", "--out-dir", str(run), "--quiet"]) == 0
+
+    def on_a_terminal(*args: str) -> str:  # a terminal of 100 columns, as a user's
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cnnlab", *args], stdout=follower, stderr=follower
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=120)
+        os.close(leader)
+        return b"".join(chunks).decode(errors="replace")
+
+    lr_find = ["lr-find", *words, "--steps", "20", "--out-dir"]
+    for terminal, piped, bar in (
+        (["eval", str(run)], ["eval", str(run)], "test images"),
+        (["report", str(run)], ["report", str(run)], "test images"),
+        ([*lr_find, str(tmp_path / "lr1")], [*lr_find, str(tmp_path / "lr2")], "lr-find"),
+    ):
+        assert f"{bar}:" in on_a_terminal(*terminal)  # tqdm's bar, as training's
+        done = run_cnnlab(*piped)
+        assert done.returncode == 0 and "%|" not in done.stderr + done.stdout

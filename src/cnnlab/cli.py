@@ -162,7 +162,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from cnnlab.training.metrics import accuracy, per_class_accuracy
 
     result = evaluate_saved_run(
-        args.run_dir, args.data_dir, resolve_device(args.device), args.trust_model_file
+        args.run_dir,
+        args.data_dir,
+        resolve_device(args.device),
+        args.trust_model_file,
+        progress=sys.stderr.isatty(),
     )
     meta, classes, confusion = result.meta, result.classes, result.confusion
     log.info(
@@ -485,7 +489,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"`cnnlab viz {args.kind}` takes one run directory, got {len(args.run_dirs)}"
         )
-    view = RunView.load(run_dir, args.data_dir, args.trust_model_file)
+    view = RunView.load(run_dir, args.data_dir, args.trust_model_file, sys.stderr.isatty())
     chosen = inputs(view, args.index, args.image, args.invert)
     out = args.out or run_dir / f"{args.kind}.{args.format}"
     fmt = out.suffix.lstrip(".") or args.format
@@ -531,7 +535,9 @@ def viz_batch(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from cnnlab.report import write_report
 
-    path = write_report(args.run_dir, args.data_dir, args.out, args.trust_model_file)
+    path = write_report(
+        args.run_dir, args.data_dir, args.out, args.trust_model_file, sys.stderr.isatty()
+    )
     log.info("wrote %s (open it in any browser)", path)
     return 0
 

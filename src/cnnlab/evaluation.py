@@ -42,14 +42,15 @@ def evaluate_saved_run(
     data_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
     trust_model_file: bool = False,
+    progress: bool = False,
 ) -> Evaluation:
     """Load the model of ``run_dir`` and predict its dataset's test split, as the run did
     (with its test-time augmentation, if it used one). ``trust_model_file``: see
-    :func:`~cnnlab.rundir.load_model`."""
+    :func:`~cnnlab.rundir.load_model`; ``progress``: a bar over the test set."""
     from cnnlab.data.folder import splits_of_run  # PIL: not for the trainer's EVAL_BATCH
 
     model, meta = load_model(run_dir, device, trust_model_file)
     _, test, _, _ = splits_of_run(meta, data_dir_of(run_dir, data_dir))
     batches = Batches(test, EVAL_BATCH, device)
-    probs = predict_proba(model, batches, meta.get("tta", False)).cpu()
+    probs = predict_proba(model, batches, meta.get("tta", False), progress).cpu()
     return Evaluation(model, meta, test, probs)

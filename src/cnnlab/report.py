@@ -53,8 +53,12 @@ class RunView:
     evaluation: Evaluation
 
     @classmethod
-    def load(cls, run_dir: Path, data_dir: str | None = None, trust: bool = False) -> RunView:
-        evaluation = evaluate_saved_run(run_dir, data_dir, trust_model_file=trust)
+    def load(
+        cls, run_dir: Path, data_dir: str | None = None, trust: bool = False, progress: bool = False
+    ) -> RunView:
+        evaluation = evaluate_saved_run(
+            run_dir, data_dir, trust_model_file=trust, progress=progress
+        )
         points, epochs = read_metrics(run_dir)
         return cls(run_dir, read_config(run_dir), points, epochs, evaluation)
 
@@ -288,10 +292,14 @@ report written {datetime.now():%Y-%m-%d %H:%M}</p>
 
 
 def write_report(
-    run_dir: Path, data_dir: str | None = None, out: Path | None = None, trust: bool = False
+    run_dir: Path,
+    data_dir: str | None = None,
+    out: Path | None = None,
+    trust: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Write ``report.html`` (or ``out``) for ``run_dir``; return its path."""
-    view = RunView.load(run_dir, data_dir, trust)
+    view = RunView.load(run_dir, data_dir, trust, progress)
     path = out or run_dir / "report.html"
     page = run_dir / EXPLORER  # where `cnnlab explore RUN` writes by default
     explorer = os.path.relpath(page, path.parent) if page.exists() else None

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
+from tqdm import tqdm
 
 from cnnlab.data import Batches
 from cnnlab.device import numerics, resolve_device
@@ -110,7 +112,8 @@ def lr_find(
         raise ConfigError(f"steps must be at least 10 for a curve to read, got {steps}")
     device = resolve_device(config.device)
     with numerics(device):
-        result = range_test(config, device, steps, start_lr, end_lr)
+        progress = sys.stderr.isatty() and not config.quiet
+        result = range_test(config, device, steps, start_lr, end_lr, progress)
     directory, lock = create_run_dir(Path(out_dir) if out_dir else None, f"lr-find-{config.model}")
     try:
         result.figure().savefig(directory / PLOT, dpi=130)
@@ -121,7 +124,12 @@ def lr_find(
 
 
 def range_test(
-    config: TrainConfig, device: torch.device, steps: int, start_lr: float, end_lr: float
+    config: TrainConfig,
+    device: torch.device,
+    steps: int,
+    start_lr: float,
+    end_lr: float,
+    progress: bool = False,
 ) -> LrFindResult:
     """Train a copy of ``config``'s model for ``steps`` steps at learning rates growing
     geometrically from ``start_lr`` to ``end_lr``; the smoothed loss at each, and the
@@ -136,6 +144,7 @@ def range_test(
     average, best = 0.0, math.inf
     growth = (end_lr / start_lr) ** (1 / (steps - 1))
     step = 0
+    bar = tqdm(total=steps, desc="lr-find", unit="step", leave=False, disable=not progress)
     while step < steps:
         for x, y in batches.epoch(step // len(batches)):
             lr = start_lr * growth**step
@@ -145,6 +154,7 @@ def range_test(
                 model, optimizer, x, y, 1 / len(y), label_smoothing=config.label_smoothing
             )
             step += 1
+            bar.update()
             loss = (loss_sum / len(y)).item()  # the batch's mean, as cross-entropy gives it
             average = SMOOTHING * average + (1 - SMOOTHING) * loss
             smoothed = average / (1 - SMOOTHING**step)
@@ -156,6 +166,7 @@ def range_test(
             result.losses.append(smoothed)
             if step == steps:
                 break
+    bar.close()
     result.guess = math.log(len(parts.classes))
     result.suggestion, result.how = suggest(result.lrs, result.losses, result.guess)
     return result

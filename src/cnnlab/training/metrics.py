@@ -16,10 +16,16 @@ def class_probabilities(model: nn.Module, x: torch.Tensor, tta: bool = False) ->
 
 
 @torch.inference_mode()
-def predict_proba(model: nn.Module, batches: Batches, tta: bool = False) -> torch.Tensor:
-    """Class probabilities (N, classes) for every example of ``batches``, in order."""
+def predict_proba(
+    model: nn.Module, batches: Batches, tta: bool = False, progress: bool = False
+) -> torch.Tensor:
+    """Class probabilities (N, classes) for every example of ``batches``, in order;
+    ``progress``: a bar (for a terminal) over the batches."""
+    from tqdm import tqdm
+
     model.eval()
-    return torch.cat([class_probabilities(model, x, tta) for x, _ in batches])
+    shown = tqdm(batches, desc="test images", unit="batch", leave=False, disable=not progress)
+    return torch.cat([class_probabilities(model, x, tta) for x, _ in shown])
 
 
 def confusion_from(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
