@@ -537,3 +537,13 @@ def test_the_loaders_take_any_argument_or_refuse_it_in_a_sentence(
             assert str(e) and "\n" not in str(e)
             continue
         assert X.ndim == 4 and X.shape[0] == len(y) <= int(batch_size)  # type: ignore[call-overload]
+
+
+def test_one_epoch_shows_its_val_acc_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    model = d2l.LeNet(lr=0.5)
+    d2l.Trainer(max_epochs=1).fit(model, SyntheticData())
+    axes = model.board.fig.axes[0]
+    val_acc = next(line for line in axes.lines if line.get_label() == "val_acc")
+    assert list(val_acc.get_xdata()) == [1] and val_acc.get_marker() == "o"  # a visible point

@@ -171,8 +171,17 @@ class ProgressBoard(HyperParameters):
         for (label, line), style, color in zip(
             self.data.items(), self.ls, self.colors, strict=False
         ):
+            # one point per epoch for the validation lines: marked, so that even a single
+            # epoch's val_acc shows (a line needs two points to be seen)
+            marker = "o" if label.startswith("val_") or len(line) == 1 else None
             axes.plot(
-                [p.x for p in line], [p.y for p in line], linestyle=style, color=color, label=label
+                [p.x for p in line],
+                [p.y for p in line],
+                linestyle=style,
+                color=color,
+                label=label,
+                marker=marker,
+                markersize=4,
             )
         if self.xlim:
             axes.set_xlim(*self.xlim)
