@@ -10,6 +10,7 @@ import functools
 import inspect
 import io
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,6 +130,10 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         log.info("%s", result.how)
     else:
         log.info("suggested lr %.3g: %s", result.suggestion, result.how)
+        lr = float(f"{result.suggestion:.3g}")
+        settings = dataclasses.replace(config, lr=lr, schedule="onecycle", out_dir=None)
+        command = shlex.join(["cnnlab", "train", *settings.to_flags(("quiet", "offline"))])
+        log.info("train with it (one-cycle up to that rate, as fastai does): %s", command)
     log.info(
         "tried %d learning rates from %.3g to %.3g; the curve is in %s",
         len(result.lrs),

@@ -27,7 +27,7 @@ from cnnlab.training import TrainConfig
         ("resume", "", "resume must name a run directory, got ''"),
         ("device", "tpu", "device must be one of auto, cpu, cuda, mps, got 'tpu'"),
         ("optimizer", "lbfgs", "optimizer must be one of sgd, momentum, nesterov, adamw"),
-        ("schedule", "step", "schedule must be one of constant, cosine, onecycle, got 'step'"),
+        ("schedule", "step", "schedule must be one of constant, cosine, onecycle, warmup-cosine"),
         ("init", "zeros", "init must be one of xavier, kaiming, default, got 'zeros'"),
         ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
         ("momentum", -0.1, r"momentum must be in \[0, 1\), got -0.1"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,30 @@ def test_training_flags_lr_find_ignores_are_refused_not_dropped(
     assert code == 1 and not (tmp_path / "lr").exists()
     err = capsys.readouterr().err
     assert "lr-find does not use --epochs, --schedule:" in err and "--batch-size" not in err
+
+
+def test_the_suggestion_comes_with_the_command_that_trains_with_it(
+    tiny_dataset: tuple[ds.Dataset, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shlex
+
+    from cnnlab.cli import train_config
+
+    _, directory = tiny_dataset
+    words = ["--dataset", "tiny", "--data-dir", str(directory), "--model", "lenet-bn"]
+    words += ["--batch-size", "16", "--device", "cpu"]
+    assert main(["lr-find", *words, "--steps", "200", "--out-dir", str(tmp_path / "lr")]) == 0
+    out = capsys.readouterr().out
+    suggested = re.search(r"suggested lr (\S+):", out)
+    line = next((x for x in out.splitlines() if x.startswith("train with it")), None)
+    assert suggested is not None and line is not None, out
+    command = shlex.split(line.split(": ", 1)[1])
+    assert command[:2] == ["cnnlab", "train"]
+    from cnnlab.cli import build_parser
+
+    config, _ = train_config(build_parser().parse_args(command[1:]))
+    assert config.lr == float(suggested.group(1)) and config.schedule == "onecycle"
+    assert (config.model, config.batch_size, config.data_dir) == ("lenet-bn", 16, str(directory))

@@ -74,7 +74,8 @@ class TrainConfig:
     weight_decay: float = _opt(0.0, "weight decay (L2 for sgd, decoupled for adamw)")
     schedule: str = _opt(
         "constant",
-        "learning rate per step: constant (book), cosine (down to 0), onecycle "
+        "learning rate per step: constant (book), cosine (down to 0), onecycle (Smith's: up "
+        "from lr/25 over 30% of the steps, then down, momentum the other way), warmup-cosine "
         "(linear warm-up over the first 25% of steps, then cosine down)",
     )
     label_smoothing: float = _opt(0.0, "cross-entropy label smoothing, in [0, 1)")
@@ -400,7 +401,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "optimizer": "nesterov",
         "lr": 0.1,
         "weight_decay": 5e-4,
-        "schedule": "onecycle",
+        "schedule": "warmup-cosine",  # chosen as "onecycle" before that name cycled momentum
         "label_smoothing": 0.1,
         "init": "kaiming",
         "augment": "flip",
