@@ -185,12 +185,11 @@ def test_own_runs_open_and_resume_from_anywhere_and_an_edited_file_is_refused(
     assert json.loads((run / "model.json").read_text())["epochs_trained"] == 2
 
 
-def test_resume_of_someone_elses_run_runs_its_file_only_when_trusted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def train_own_file(tmp_path: Path, code: str) -> None:
+    """One epoch of the model in ``code``, written to tmp_path/net.py, into tmp_path/run."""
     data = tmp_path / "data"
     write_dataset(data, n_train=64, n_test=32)
-    (tmp_path / "net.py").write_text(PAYLOAD)
+    (tmp_path / "net.py").write_text(code)
     config = TrainConfig(
         model=f"{tmp_path / 'net.py'}:net",
         dataset="idx",
@@ -203,6 +202,12 @@ def test_resume_of_someone_elses_run_runs_its_file_only_when_trusted(
         quiet=True,
     )
     train(config)
+
+
+def test_resume_of_someone_elses_run_runs_its_file_only_when_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train_own_file(tmp_path, PAYLOAD)
     (tmp_path / "PWNED").unlink()
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "another-user"))  # not trusted there
     with pytest.raises(UntrustedModel, match="--trust-model-file"):
@@ -235,25 +240,11 @@ def test_huge_or_odd_values_in_model_json_are_refused_before_any_allocation(
 
 
 def test_a_model_file_runs_once_per_process_however_often_it_is_named(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    write_dataset(data, n_train=64, n_test=32)
     counted = PAYLOAD.replace(
         'Path(__file__).with_name("PWNED").write_text("ran")',
         'open(Path(__file__).with_name("runs.txt"), "a").write("x")',
     )
-    (tmp_path / "net.py").write_text(counted)
-    config = TrainConfig(
-        model=f"{tmp_path / 'net.py'}:net",
-        dataset="idx",
-        data_dir=str(data),
-        epochs=1,
-        batch_size=32,
-        lr=0.1,
-        device="cpu",
-        out_dir=str(tmp_path / "run"),
-        quiet=True,
-    )
-    train(config)
+    train_own_file(tmp_path, counted)
     train(TrainConfig(resume=str(tmp_path / "run"), epochs=2, quiet=True))
     load_model(tmp_path / "run")
     assert (tmp_path / "runs.txt").read_text() == "x"  # trained, resumed, loaded: run once
