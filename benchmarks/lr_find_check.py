@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import tempfile
 import time
@@ -41,6 +42,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
+    quiet = logging.getLogger("cnnlab")  # the runs' summary lines: this prints JSON alone
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
     started, report = time.perf_counter(), {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
