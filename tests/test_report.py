@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -156,9 +157,14 @@ def test_the_report_of_a_model_that_is_not_a_sequential(
         out_dir=str(tmp_path / "own"),
         quiet=True,
     )
-    page = write_report(train(config).run_dir).read_text()
+    run = train(config).run_dir
+    page = write_report(run).read_text()
     assert "feature maps of" in page
-    assert "The in-browser explorer cannot run it: the explorer runs Sequential models" in page
+    assert "cnnlab explore" in page  # traced by torch.fx: the page can run it
+    (tmp_path / "net.py").write_text(NOT_SEQUENTIAL.replace(".relu()", ".sinh()"))
+    own = train(dataclasses.replace(config, out_dir=str(tmp_path / "other"))).run_dir
+    page = write_report(own).read_text()
+    assert "The in-browser explorer cannot run it: the explorer cannot run sinh" in page
 
 
 def test_feature_maps_draws_every_image_it_is_given(

@@ -310,7 +310,8 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown config keys {unknown}; known keys: {sorted(known | {'recipe'})}"
             )
-        book = BOOK_TRAINING.get(values.get("model", ""), {}) if recipe == "book" else {}
+        model = values.get("model")
+        book = BOOK_TRAINING.get(model, {}) if recipe == "book" and isinstance(model, str) else {}
         return cls(**{**RECIPES[recipe], **book, **values})
 
 

@@ -233,6 +233,8 @@ def _node_entry(
 ) -> dict[str, Any] | None:
     if node.op == "call_module":
         return _module_entry(module.get_submodule(str(node.target)), given)
+    if node.op == "call_function" and node.target in (F.max_pool2d, F.avg_pool2d):
+        return _functional_pool(node)
     op = FUNCTIONS.get(node.target) if node.op == "call_function" else None
     if node.op == "call_method":
         op = METHODS.get(str(node.target))
@@ -241,10 +243,25 @@ def _node_entry(
     if op == "flatten" and (node.args[1:] or [node.kwargs.get("start_dim", 0)])[0] != 1:
         op = None
     if op is None:
+        what = node.target if node.op == "call_method" else node.name
         raise ValueError(
-            f"the explorer cannot run {node.target} (in {node.name}); it runs {SUPPORTED}"
+            f"the explorer cannot run {what} (a function its forward calls); it runs {SUPPORTED}"
         )
     return {"op": op}
+
+
+def _functional_pool(node: torch.fx.Node) -> dict[str, Any]:
+    """``F.max_pool2d(x, kernel, stride, padding)`` (or ``avg_pool2d``) as the pooling
+    module with the same arguments would be."""
+    names = ("input", "kernel_size", "stride", "padding")
+    given = {**dict(zip(names, node.args, strict=False)), **node.kwargs}
+    kind: Any = nn.MaxPool2d if node.target is F.max_pool2d else nn.AvgPool2d
+    options = {k: v for k, v in given.items() if k != "input"}
+    try:
+        pool = kind(**options)
+    except TypeError as e:
+        raise ValueError(f"the explorer cannot run {node.name}: {e}") from None
+    return _module_entry(pool, ()) or {}
 
 
 def _flat(args: Any) -> list[Any]:
