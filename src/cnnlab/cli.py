@@ -211,6 +211,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from cnnlab.models import create_model, format_summary, parse_options, summarize
     from cnnlab.models.summary import book_lines, input_side
 
+    if args.run is not None:
+        args.model = str(args.run)
     if Path(args.model).is_dir():  # a run directory: its model, as it was trained
         from cnnlab.rundir import load_model
 
@@ -716,6 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_animate)
 
     p = sub.add_parser("summary", help="layer-by-layer table of a model")
+    p.add_argument("run", nargs="?", type=Path, help="a run directory (or give --model)")
     p.add_argument(
         "--model",
         default="lenet",

@@ -66,5 +66,6 @@ def test_summary_of_a_model_file_and_of_a_run_directory(
     row = next(line for line in out.splitlines() if line.startswith("2 "))
     assert row.split()[1:5] == ["MaxPool2d", "2x2", "2x2", "0x0"] and row.split()[-1] == "4x4"
     run, _ = tiny_run
-    assert main(["summary", "--model", str(run)]) == 0
-    assert "61,706" in capsys.readouterr().out  # the run's LeNet
+    for words in (["--model", str(run)], [str(run)]):  # cnnlab summary RUN
+        assert main(["summary", *words]) == 0
+        assert "61,706" in capsys.readouterr().out  # the run's LeNet
