@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -93,6 +94,14 @@ class OneCycle(torch.optim.lr_scheduler.LambdaLR):
         self.steps = steps
         self.top = [group.get("momentum", 0.0) for group in optimizer.param_groups]
         super().__init__(optimizer, lambda step: _one_cycle(step, steps))
+
+    def state_dict(self) -> dict[str, Any]:
+        """LambdaLR's state alone: the length and the top momentum are the schedule's
+        arguments, given again when a resumed run builds it."""
+        state = super().state_dict()
+        for own in ("steps", "top"):
+            state.pop(own, None)
+        return state
 
     def step(self, epoch: int | None = None) -> None:
         super().step(epoch)
