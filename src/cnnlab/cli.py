@@ -71,6 +71,12 @@ def _add_trust_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps"
+    )
+
+
 def _add_offline_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offline",
@@ -600,9 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     _add_offline_flag(p)
-    p.add_argument(
-        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps"
-    )
+    _add_device_flag(p)
     _add_trust_flag(p)
     p.set_defaults(func=cmd_eval)
 
@@ -615,9 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="invert the images (for dark objects on a light background)",
     )
     p.add_argument("--top", type=int, default=3, help="how many classes to show")
-    p.add_argument(
-        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps"
-    )
+    _add_device_flag(p)
     _add_trust_flag(p)
     p.set_defaults(func=cmd_predict)
 

@@ -58,11 +58,16 @@ def save_model(run_dir: Path, model: nn.Module, meta: dict[str, Any]) -> None:
 MAX_JSON = 16 << 20  # bytes: a run's JSON files are small; a larger one is not read
 
 
+def _bounded_text(path: Path) -> str:
+    """The text of a run's JSON file, refused unread if it is larger than any run writes."""
+    if path.stat().st_size > MAX_JSON:
+        raise CheckpointError(f"{path}: over 16 MiB, which no cnnlab run writes; not read")
+    return path.read_text()
+
+
 def read_json(path: Path) -> Any:
     try:
-        if path.stat().st_size > MAX_JSON:
-            raise CheckpointError(f"{path}: over 16 MiB, which no cnnlab run writes; not read")
-        return json.loads(path.read_text(), parse_constant=_no_constant)
+        return json.loads(_bounded_text(path), parse_constant=_no_constant)
     except FileNotFoundError:
         raise CheckpointError(
             f"{path} not found; is {path.parent} a cnnlab run directory?"
@@ -80,9 +85,7 @@ def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, An
     point has a number ``x``, an epoch row a whole ``epoch``, and every value is a number."""
     path = run_dir / METRICS
     try:
-        if path.stat().st_size > MAX_JSON:
-            raise CheckpointError(f"{path}: over 16 MiB, which no cnnlab run writes; not read")
-        lines = path.read_text().splitlines()
+        lines = _bounded_text(path).splitlines()
         rows = [json.loads(line, parse_constant=_no_constant) for line in lines if line.strip()]
     except FileNotFoundError:
         raise CheckpointError(f"{path} not found; is {run_dir} a cnnlab run directory?") from None

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cnnlab.layers import CONV_TYPES, POOL_TYPES
+from cnnlab.models.modern import Resize
 from cnnlab.ops.shapes import receptive_field
 
 Pair = tuple[int, int]
@@ -147,13 +148,9 @@ def _probed_fields(
                 weight.fill_(1.0 / fan_in)
             if isinstance(bias, torch.Tensor):
                 bias.zero_()
-    resized = next(iter(model.children()), None)
-    start = (
-        probe[1:]
-        if type(resized).__name__ == "Resize" and isinstance(probe, nn.Sequential)
-        else probe
-    )
-    side = getattr(resized, "size", None) if start is not probe else None
+    side = input_side(model)
+    # the fields are in the resized image's pixels: the probe starts after the resizing
+    start = probe[1:] if side and isinstance(probe, nn.Sequential) else probe
     shape = (input_shape[0], side, side) if side else input_shape
     outputs: dict[str, torch.Tensor] = {}
     paths = {m: name for name, m in probe.named_modules()}
@@ -201,7 +198,7 @@ def book_lines(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> 
     with torch.inference_mode():
         for block in model.eval():
             x = block(x)
-            if type(block).__name__ != "Resize":
+            if not isinstance(block, Resize):
                 lines.append(f"{type(block).__name__} output shape:\t {x.shape}")
     return lines
 
@@ -209,8 +206,7 @@ def book_lines(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> 
 def input_side(model: nn.Module) -> int | None:
     """The side a model resizes its input to first (the Modern-CNN networks), if it does."""
     first = next(iter(model.children()), None)
-    size = getattr(first, "size", None) if type(first).__name__ == "Resize" else None
-    return size if isinstance(size, int) else None
+    return first.size if isinstance(first, Resize) else None
 
 
 def totals(rows: list[LayerRow]) -> tuple[int, int]:

@@ -151,12 +151,12 @@ def build_parts(
     optimizer = make_optimizer(
         model, config.optimizer, config.lr, config.weight_decay, config.momentum
     )
-    steps = config.epochs * -(-len(train_set.labels) // config.batch_size)
-    scheduler = make_scheduler(optimizer, config.schedule, steps)
+    examples = len(train_set.labels)
+    per_epoch = -(-examples // config.batch_size)  # optimizer steps
+    scheduler = make_scheduler(optimizer, config.schedule, config.epochs * per_epoch)
     state = TrainState()
     if run_dir is not None:
         state = load_checkpoint(run_dir, model, optimizer, scheduler)
-        per_epoch, examples = -(-len(train_set.labels) // config.batch_size), len(train_set.labels)
         if state.batch > per_epoch or state.seen > examples:
             raise CheckpointError(
                 f"{run_dir / CHECKPOINT}: batch {state.batch} and {state.seen} examples seen "

@@ -28,6 +28,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from cnnlab import layers
+from cnnlab.models.modern import Resize
 from cnnlab.ops import Layer, trace
 
 CONVS = (nn.Conv2d, layers.Conv2d)
@@ -169,7 +170,7 @@ def _module_entry(module: nn.Module, given: tuple[int, ...]) -> dict[str, Any] |
         }
     if isinstance(module, nn.Dropout | nn.Identity):
         return None
-    if type(module).__name__ == "Resize" and isinstance(getattr(module, "size", None), int):
+    if isinstance(module, Resize):
         return {"op": "resize", "size": module.size}
     raise ValueError(f"the explorer cannot run {type(module).__name__}; it runs {SUPPORTED}")
 
@@ -178,7 +179,7 @@ class _Tracer(torch.fx.Tracer):
     """torch.fx's tracer, keeping cnnlab's Resize whole (its size test is not traceable)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return type(m).__name__ == "Resize" or super().is_leaf_module(m, qualname)
+        return isinstance(m, Resize) or super().is_leaf_module(m, qualname)
 
 
 FUNCTIONS: dict[Any, str] = {
