@@ -102,7 +102,7 @@ def blocks(peak: float, act: int, pool: int) -> dict[str, Any]:
         grad = torch.ones(BATCH, o, side // 2, side // 2)
 
         forwards = {
-            "fused": partial(BlockFunction.apply, x, w, b, pad, act, pool),
+            "fused": partial(BlockFunction.apply, x, w, b, pad, act, pool, True, library()),
             "eager": lambda x=xl, w=wl, b=b, pad=pad: pooling(
                 activation(F.conv2d(x, w, b, padding=pad)), 2
             ),

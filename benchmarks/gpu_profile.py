@@ -22,7 +22,9 @@ from torch.profiler import ProfilerActivity, profile
 from cnnlab.device import resolve_device
 from cnnlab.training import TrainConfig
 from cnnlab.training.distributed import World
-from cnnlab.training.trainer import Run, build_parts
+from cnnlab.training.parts import build_parts
+from cnnlab.training.run import Run
+from cnnlab.training.trainer import capture_graphs
 
 
 def timed(step: Callable[[], object], steps: int) -> dict[str, float]:
@@ -79,23 +81,17 @@ def main() -> None:
         device = resolve_device(config.device)
         run = Run(config, build_parts(config, device), Path(tmp), World())
         assert run.graph_lengths, "the book's recipe on CUDA is graphed"
-        run.steps.capture(
-            run.graph_lengths,
-            run.model,
-            run.fast_model,
-            run.optimizer,
-            (run.state.loss_sum, run.state.correct),
-        )
+        capture_graphs(run)
         index = next(run.train_batches.indices(0))
-        graphed = lambda: run.steps(index, config.batch_size)  # noqa: E731
-        eager = lambda: run.batch_step(index, config.batch_size)  # noqa: E731
+        graphed = lambda: run.graphs[config.batch_size](index)  # noqa: E731
+        eager = lambda: run.step(index, config.batch_size)  # noqa: E731
         for step in (graphed, eager):  # warm up both
             timed(step, 10)
         report = {
             "gpu": torch.cuda.get_device_name(),
             "torch": torch.__version__,
             "batch": config.batch_size,
-            "capture_seconds": round(run.steps.capture_seconds, 3),
+            "capture_seconds": round(run.capture_seconds, 3),
             "graphed": timed(graphed, args.steps),
             "eager": timed(eager, args.steps),
             "graphed_kernels": kernels(graphed, 20, args.top),

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
 from cnnlab.lazy import lazy_names
-
-__version__ = "0.1.0"
+from cnnlab.version import __version__
 
 if TYPE_CHECKING:
     from cnnlab.data import load_dataset

@@ -3,6 +3,8 @@
 import os
 import sys
 
+from cnnlab import environ
+
 
 def run() -> None:
     """The command line, from its first import: Ctrl-C while torch is still loading ends
@@ -14,7 +16,7 @@ def run() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+    if environ.torchrun()[0] > 1:
         # One of torchrun's workers, its work on disk: end it without the interpreter's
         # shutdown. There, a gloo thread still releasing the last collective's tensors needs
         # the GIL, finds the interpreter finalizing and is unwound through a C++ destructor:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cnnlab import environ
 from cnnlab.errors import CnnlabError, ConfigError, DataError
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.logs import ensure_logging, log, shown
@@ -27,14 +28,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, with its help and default, plus --recipe and
     --config. A flag left out stays out of the namespace, so the recipe and the config
     file can fill it in."""
-    from cnnlab.training.config import RECIPES
+    from cnnlab.training.recipes import RECIPES
 
     parser.add_argument(
         "--recipe",
         choices=list(RECIPES),
         default=argparse.SUPPRESS,
         help="starting point for every flag below: book (the chapter's, default) or best "
-        "(a tuned 81k-parameter LeNet variant, 0.932 mean test accuracy; see the README)",
+        "(a tuned 81k-parameter LeNet variant, 0.932 mean test accuracy; see docs/training.md)",
     )
     parser.add_argument(
         "--config",
@@ -59,7 +60,6 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
         group.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help)
-    _add_offline_flag(parser)
 
 
 def _add_trust_flag(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +81,7 @@ def _add_offline_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offline",
         action="store_true",
+        default=None,  # unless CNNLAB_OFFLINE=1 says so
         help="never download a missing dataset (as CNNLAB_OFFLINE=1 does)",
     )
 
@@ -88,9 +89,10 @@ def _add_offline_flag(parser: argparse.ArgumentParser) -> None:
 def train_config(args: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
     """The config of ``cnnlab train``'s arguments (the flags given, then the --config
     file, then the recipe, then the defaults), and the fields the user set."""
-    from cnnlab.training.config import RECIPES, load_toml
+    from cnnlab.fsutil import load_toml
+    from cnnlab.training.recipes import RECIPES
 
-    launcher = ("config", "command", "func", "offline")
+    launcher = ("config", "command", "func")
     given = {k: v for k, v in vars(args).items() if k not in launcher}
     from_file = {}
     if args.config:
@@ -154,7 +156,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cnnlab.export import ONNX_EXTRA, export
 
     out = args.out or args.run_dir / f"model.{'onnx' if args.format == 'onnx' else 'pt'}"
-    checked = export(args.run_dir, args.format, out, args.data_dir, trust=args.trust_model_file)
+    checked = export(
+        args.run_dir,
+        args.format,
+        out,
+        args.data_dir,
+        trust=args.trust_model_file,
+        offline=args.offline,
+    )
     log.info("wrote %s (%s; preprocessing and classes in its metadata)", out, args.format)
     if args.format == "onnx" and checked is None:
         log.info("not checked: onnxruntime is not installed (%s)", ONNX_EXTRA)
@@ -178,6 +187,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         resolve_device(args.device),
         args.trust_model_file,
         progress=sys.stderr.isatty(),
+        offline=args.offline,
     )
     meta, classes, confusion = result.meta, result.classes, result.confusion
     log.info(
@@ -362,6 +372,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     demo = DEMOS[args.name]
     accepted = inspect.signature(demo).parameters
     given = {k: v for k, v in vars(args).items() if k in DEMO_OPTIONS and v is not None}
+    if "offline" in accepted:
+        given["offline"] = args.offline
     wrong = sorted(set(given) - set(accepted))
     if wrong:
         flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
@@ -411,7 +423,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from cnnlab.viz.explorer import explore_run
 
     out = args.out or args.run_dir / EXPLORER
-    explorer = explore_run(args.run_dir, args.data_dir, args.images, args.trust_model_file)
+    explorer = explore_run(
+        args.run_dir, args.data_dir, args.images, args.trust_model_file, args.offline
+    )
     page = explorer.html.encode()
     atomic_write_bytes(out, page)
     log.info("wrote %s (%.0f kB; open it in any browser, offline)", out, len(page) / 1e3)
@@ -448,7 +462,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     # verify: every file of the directory that would be used
     from cnnlab.data import locate
 
-    directory = locate(dataset, args.data_dir)
+    directory = locate(dataset, args.data_dir, offline=environ.offline())
     bad = 0
     for resource in dataset.resources:
         try:
@@ -473,7 +487,7 @@ def data_sample(args: argparse.Namespace) -> int:
 
     from cnnlab.data.folder import load_splits
 
-    _, test, classes, _ = load_splits(args.dataset, args.data_dir)
+    _, test, classes, _ = load_splits(args.dataset, args.data_dir, offline=environ.offline())
     if not 0 <= args.index < len(test.labels):
         raise ConfigError(
             f"--index {args.index}: the test split has images 0 to {len(test.labels) - 1}"
@@ -502,7 +516,9 @@ def cmd_viz(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"`cnnlab viz {args.kind}` takes one run directory, got {len(args.run_dirs)}"
         )
-    view = RunView.load(run_dir, args.data_dir, args.trust_model_file, sys.stderr.isatty())
+    view = RunView.load(
+        run_dir, args.data_dir, args.trust_model_file, sys.stderr.isatty(), args.offline
+    )
     chosen = inputs(view, args.index, args.image, args.invert)
     out = args.out or run_dir / f"{args.kind}.{args.format}"
     fmt = out.suffix.lstrip(".") or args.format
@@ -527,7 +543,9 @@ def viz_batch(args: argparse.Namespace) -> int:
     if not 1 <= args.count <= 256:
         raise ConfigError(f"--count must be from 1 to 256, got {args.count}")
     size = parse_size(args.image_size)
-    train, _, classes, _ = load_splits(args.dataset, args.data_dir, args.channels, size)
+    train, _, classes, _ = load_splits(
+        args.dataset, args.data_dir, args.channels, size, args.offline
+    )
     order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(args.seed))
     chosen = order[: args.count].numpy()
     x = torch.from_numpy(train.images[chosen]).float() / 255
@@ -812,8 +830,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     ensure_logging(command_line=True)
-    if getattr(args, "offline", False):  # the command's whole process, its workers included
-        os.environ["CNNLAB_OFFLINE"] = "1"
     try:
         code: int = args.func(args)
     except CnnlabError as e:

@@ -95,11 +95,13 @@ def learn_kernel(
     return Demo("\n".join(lines))
 
 
-def kernels(index: int = 0, data_dir: str | Path | None = None) -> Demo:
+def kernels(
+    index: int = 0, data_dir: str | Path | None = None, offline: bool | None = None
+) -> Demo:
     """The hand-made kernels on a real Fashion-MNIST test image, side by side."""
     from cnnlab.viz import plot_panels
 
-    _, test = load_dataset("fashion-mnist", data_dir)
+    _, test = load_dataset("fashion-mnist", data_dir, offline=offline)
     if not 0 <= index < len(test.labels):
         raise ValueError(f"index must be in [0, {len(test.labels)}), got {index}")
     image = torch.from_numpy(test.images[index]).float() / 255

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from cnnlab.errors import ConfigError
+from cnnlab.version import __version__
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -97,8 +98,6 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager[Any
 def environment(device: torch.device, processes: int = 1) -> dict[str, Any]:
     """Library versions and device, recorded with every run."""
     import matplotlib
-
-    from cnnlab import __version__
 
     return {
         "cnnlab": __version__,

@@ -12,9 +12,7 @@ from torch import nn
 
 from cnnlab.data import Batches, ImageSet
 from cnnlab.rundir import data_dir_of, load_model
-from cnnlab.training.metrics import confusion_from, predict_proba
-
-EVAL_BATCH = 2000  # examples per evaluation batch: larger than training, same result
+from cnnlab.training.metrics import EVAL_BATCH, confusion_from, predict_proba
 
 
 @dataclass
@@ -43,14 +41,16 @@ def evaluate_saved_run(
     device: torch.device | str = "cpu",
     trust_model_file: bool = False,
     progress: bool = False,
+    offline: bool | None = None,
 ) -> Evaluation:
     """Load the model of ``run_dir`` and predict its dataset's test split, as the run did
     (with its test-time augmentation, if it used one). ``trust_model_file``: see
-    :func:`~cnnlab.rundir.load_model`; ``progress``: a bar over the test set."""
-    from cnnlab.data.folder import splits_of_run  # PIL: not for the trainer's EVAL_BATCH
+    :func:`~cnnlab.rundir.load_model`; ``progress``: a bar over the test set; ``offline``:
+    never download its dataset (None: unless ``CNNLAB_OFFLINE`` says so)."""
+    from cnnlab.data.folder import splits_of_run  # PIL: only when a saved run is evaluated
 
     model, meta = load_model(run_dir, device, trust_model_file)
-    _, test, _, _ = splits_of_run(meta, data_dir_of(run_dir, data_dir))
+    _, test, _, _ = splits_of_run(meta, data_dir_of(run_dir, data_dir), offline)
     batches = Batches(test, EVAL_BATCH, device)
     probs = predict_proba(model, batches, meta.get("tta", False), progress).cpu()
     return Evaluation(model, meta, test, probs)

@@ -17,9 +17,9 @@ import torch
 from cnnlab.data import Batches
 from cnnlab.data.folder import splits_of_run
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.evaluation import EVAL_BATCH
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.rundir import data_dir_of, load_model
+from cnnlab.training.metrics import EVAL_BATCH
 
 FORMATS = ("onnx", "torchscript")
 ONNX_EXTRA = "pip install 'cnnlab[onnx]'"
@@ -49,6 +49,7 @@ def export(
     data_dir: str | None = None,
     check_images: int = 256,
     trust: bool = False,
+    offline: bool | None = None,
 ) -> tuple[float, int] | None:
     """Write the model of ``run_dir`` to ``out`` as ``fmt``; for ONNX, return the largest
     difference from PyTorch's logits on the first ``check_images`` test images and how many
@@ -91,7 +92,7 @@ def export(
     for key, value in describe(meta).items():
         proto.metadata_props.add(key=key, value=value)
     atomic_write_bytes(out, proto.SerializeToString())
-    return check_onnx(out, model, meta, data_dir_of(run_dir, data_dir), check_images)
+    return check_onnx(out, model, meta, data_dir_of(run_dir, data_dir), check_images, offline)
 
 
 @contextlib.contextmanager
@@ -116,6 +117,7 @@ def check_onnx(
     meta: dict[str, Any],
     data_dir: str | Path | None,
     count: int,
+    offline: bool | None = None,
 ) -> tuple[float, int] | None:
     """The largest |logit difference| between onnxruntime and PyTorch on test images, and
     how many images it compared."""
@@ -123,7 +125,7 @@ def check_onnx(
         import onnxruntime
     except ImportError:
         return None
-    _, test, _, _ = splits_of_run(meta, data_dir)
+    _, test, _, _ = splits_of_run(meta, data_dir, offline)
     x, _ = next(iter(Batches(test, min(count, EVAL_BATCH))))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (ours,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})

@@ -10,12 +10,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 if sys.platform == "win32":
     import msvcrt
 else:
     import fcntl
+
+from cnnlab import environ
+from cnnlab.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 @contextmanager
@@ -52,7 +60,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def user_cache() -> Path:
     """cnnlab's per-user cache: ``$XDG_CACHE_HOME/cnnlab``, else ``~/.cache/cnnlab``."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnlab"
+    return Path(environ.cache_home() or Path.home() / ".cache") / "cnnlab"
 
 
 @contextmanager
@@ -99,3 +107,16 @@ def quote(path: str | Path) -> str:
     "'runs/my run'"
     """
     return shlex.quote(str(path))
+
+
+def load_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML file ``path`` (a ``what``, for messages) as a dict."""
+    try:
+        values: dict[str, Any] = tomllib.loads(path.read_text())
+        return values
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable TOML file ({e})") from None
+    except RecursionError:  # tomllib parses nested tables and arrays recursively
+        raise ConfigError(f"{path}: its tables or arrays are nested too deeply to read") from None

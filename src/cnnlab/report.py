@@ -54,10 +54,15 @@ class RunView:
 
     @classmethod
     def load(
-        cls, run_dir: Path, data_dir: str | None = None, trust: bool = False, progress: bool = False
+        cls,
+        run_dir: Path,
+        data_dir: str | None = None,
+        trust: bool = False,
+        progress: bool = False,
+        offline: bool | None = None,
     ) -> RunView:
         evaluation = evaluate_saved_run(
-            run_dir, data_dir, trust_model_file=trust, progress=progress
+            run_dir, data_dir, trust_model_file=trust, progress=progress, offline=offline
         )
         points, epochs = read_metrics(run_dir)
         return cls(run_dir, read_config(run_dir), points, epochs, evaluation)

@@ -42,11 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab import environ
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.fsutil import atomic_write_bytes
+from cnnlab.fsutil import atomic_write_bytes, load_toml
 from cnnlab.rundir import check_run_dir, load_model, read_metrics
 from cnnlab.training import TrainConfig
-from cnnlab.training.config import load_toml
 from cnnlab.training.control import Interrupted, StopOnSignal
 
 COLUMNS = ("run", "model", "parameters", "epochs", "wall_seconds", "train_acc", "test_acc")
@@ -117,7 +117,7 @@ def run_sweep(runs: Sequence[SweepRun], out_dir: Path, jobs: int = 1) -> list[di
         raise ConfigError(f"jobs must be a positive integer, got {jobs}")
     check_run_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = environ.for_child()
     if jobs > 1:  # share the cores instead of each process taking them all
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     ended, lock = [0], threading.Lock()

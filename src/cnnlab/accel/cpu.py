@@ -6,7 +6,7 @@ convolution, the activation, the pooling, and their three gradients), each strea
 tensor the size of the batch's feature maps out of the cache and back, and oneDNN's kernels
 for convolutions with 1 or 6 input channels are far from the CPU's arithmetic rate. The C
 kernel in ``cpu_block.c`` takes one image at a time through the whole block while its maps
-sit in the core's cache, with every loop vectorised (see the file's header); the README's
+sit in the core's cache, with every loop vectorised (see the file's header); docs/speed.md's
 CPU section has the measurements.
 
 The kernel is compiled at first use with the system's C compiler (``$CC``, else ``cc``)
@@ -21,6 +21,7 @@ import hashlib
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -32,6 +33,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from cnnlab import environ
 from cnnlab.errors import ConfigError
 from cnnlab.fsutil import atomic_write_bytes, user_cache
 from cnnlab.logs import log
@@ -67,7 +69,7 @@ ISAS = {
 
 def isa() -> str:
     """The instruction set to build for: ``CNNLAB_CPU_ISA``, else ``native``."""
-    name = os.environ.get("CNNLAB_CPU_ISA") or "native"
+    name = environ.cpu_isa() or "native"
     if name not in ISAS:
         raise ConfigError(
             f"CNNLAB_CPU_ISA={name!r} is not a target the kernels build for: "
@@ -95,7 +97,7 @@ def compile_library(
     clang) the kernels build single-threaded; where the compiler does not know
     ``-march=native``, for its baseline. A compile that takes over a second says so; one
     that takes over ``COMPILE_TIMEOUT_S`` is given up."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    compiler = environ.compiler() or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return "no C compiler found (install gcc, or set CC)"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -134,9 +136,15 @@ def compile_library(
 
 def _run(command: list[str], deadline: float) -> tuple[int, str]:
     """Run ``command`` until ``deadline``; after a second, say that the kernels are being
-    built (the first CPU training run on a machine waits for it)."""
+    built (the first CPU training run on a machine waits for it). Past the deadline the
+    compiler is killed with every process it started (gcc's cc1 and as, a wrapper's own),
+    so none keeps its output open and the build waits no longer."""
     with subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, to kill as a whole
     ) as process:
         try:
             _, stderr = process.communicate(timeout=1.0)
@@ -145,7 +153,7 @@ def _run(command: list[str], deadline: float) -> tuple[int, str]:
             try:
                 _, stderr = process.communicate(timeout=max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.communicate()
                 raise
         return process.returncode, stderr
@@ -193,10 +201,10 @@ def _load(target: Path, again: bool = False) -> tuple[ctypes.CDLL | None, str]:
     return lib, ""
 
 
-def library() -> ctypes.CDLL | None:
-    """The compiled kernels for :func:`isa`, built on first use; None (and a one-line
-    notice) where they cannot be built or loaded."""
-    return _library(isa())
+def library(target: str | None = None) -> ctypes.CDLL | None:
+    """The compiled kernels for ``target`` (default: :func:`isa`), built on first use; None
+    (and a one-line notice) where they cannot be built or loaded."""
+    return _library(target or isa())
 
 
 def build() -> str:
@@ -277,8 +285,9 @@ def _shape(x: torch.Tensor, weight: torch.Tensor, pad: int, act: int, pool: int)
 
 class BlockFunction(torch.autograd.Function):
     """pool(act(conv2d(x, weight, bias, padding=pad)), 2) for float32 CPU tensors, with
-    act 0 sigmoid, 1 ReLU and pool 0 average, 1 maximum. ``keep``: keep the activations
-    for a backward (off where none will follow: evaluating, predicting)."""
+    act 0 sigmoid, 1 ReLU and pool 0 average, 1 maximum, by the kernels ``lib``. ``keep``:
+    keep the activations for a backward (off where none will follow: evaluating,
+    predicting)."""
 
     @staticmethod
     def forward(
@@ -289,15 +298,14 @@ class BlockFunction(torch.autograd.Function):
         pad: int,
         act: int,
         pool: int,
-        keep: bool = True,
+        keep: bool,
+        lib: ctypes.CDLL,
     ) -> torch.Tensor:
         x, weight, bias = x.contiguous(), weight.contiguous(), bias.contiguous()
         n, _, h, w = x.shape
         k = weight.shape[2]
         ho, wo = h + 2 * pad - k + 1, w + 2 * pad - k + 1
         shape = _shape(x, weight, pad, act, pool)
-        lib = library()
-        assert lib is not None
         y = x.new_empty(n, weight.shape[0], ho // 2, wo // 2)
         kept = x.new_empty(lib.cnnlab_block_kept(ctypes.byref(shape))) if keep else None
         with torch.profiler.record_function("cnnlab::fused_block"):
@@ -313,7 +321,7 @@ class BlockFunction(torch.autograd.Function):
                 )
             )
         ctx.save_for_backward(x, weight, kept)
-        ctx.shape = shape
+        ctx.shape, ctx.lib = shape, lib
         return y
 
     @staticmethod
@@ -322,11 +330,9 @@ class BlockFunction(torch.autograd.Function):
         grad = grad.contiguous()
         gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         gw, gb = torch.empty_like(weight), weight.new_empty(weight.shape[0])
-        lib = library()
-        assert lib is not None
         with torch.profiler.record_function("cnnlab::fused_block_backward"):
             _checked(
-                lib.cnnlab_block_backward(
+                ctx.lib.cnnlab_block_backward(
                     _pointer(x),
                     _pointer(weight),
                     _pointer(kept),
@@ -338,18 +344,21 @@ class BlockFunction(torch.autograd.Function):
                     torch.get_num_threads(),
                 )
             )
-        return gx, gw, gb, None, None, None, None
+        return gx, gw, gb, None, None, None, None, None
 
 
 class FusedBlock(nn.Module):
-    """A conv -> activation -> pool block of a model, run by the fused kernel (float32 on
-    a CPU; anything else by the layers themselves); it holds the model's own layers (the
-    weights are shared, not copied)."""
+    """A conv -> activation -> pool block of a model, run by the fused kernels ``lib``
+    (float32 on a CPU; anything else by the layers themselves); it holds the model's own
+    layers (the weights are shared, not copied)."""
 
-    def __init__(self, conv: nn.Conv2d, act: nn.Module, pool: nn.Module) -> None:
+    def __init__(self, conv: nn.Conv2d, act: nn.Module, pool: nn.Module, lib: ctypes.CDLL) -> None:
         super().__init__()
         self.layers = nn.Sequential(conv, act, pool)
         self.kinds = ACTIVATIONS[type(act)], POOLS[type(pool)]
+        self.lib = (
+            lib  # the build it was fused (and timed) with, whatever the environment says later
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.layers[0]
@@ -362,6 +371,7 @@ class FusedBlock(nn.Module):
             int(conv.padding[0]),  # type: ignore[index]
             *self.kinds,
             torch.is_grad_enabled() and any(t.requires_grad for t in (x, conv.weight, conv.bias)),
+            self.lib,
         )
         return y
 
@@ -378,7 +388,12 @@ class NormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        eps: float,
+        lib: ctypes.CDLL,
     ) -> tuple[torch.Tensor, ...]:
         n, c, h, w = x.shape
         rows, weight, bias = _rows(x), weight.contiguous(), bias.contiguous()
@@ -386,8 +401,6 @@ class NormFunction(torch.autograd.Function):
         y = x.new_empty(n, h // 2, w // 2, c)
         arg = torch.empty(y.shape, dtype=torch.uint8)
         mean, var, invstd = x.new_empty(3, c)
-        lib = library()
-        assert lib is not None
         with torch.profiler.record_function("cnnlab::fused_norm"):
             _checked(
                 lib.cnnlab_norm_forward(
@@ -405,7 +418,7 @@ class NormFunction(torch.autograd.Function):
                 )
             )
         ctx.save_for_backward(rows, weight, arg, mean, invstd, y)
-        ctx.shape = shape
+        ctx.shape, ctx.lib = shape, lib
         ctx.mark_non_differentiable(mean, var)
         return y.permute(0, 3, 1, 2), mean, var
 
@@ -414,11 +427,9 @@ class NormFunction(torch.autograd.Function):
         rows, weight, arg, mean, invstd, y = ctx.saved_tensors
         gy = _rows(grad)
         gx, gw, gb = torch.empty_like(rows), torch.empty_like(weight), torch.empty_like(weight)
-        lib = library()
-        assert lib is not None
         with torch.profiler.record_function("cnnlab::fused_norm_backward"):
             _checked(
-                lib.cnnlab_norm_backward(
+                ctx.lib.cnnlab_norm_backward(
                     _pointer(rows),
                     _pointer(weight),
                     _pointer(arg),
@@ -433,7 +444,7 @@ class NormFunction(torch.autograd.Function):
                     torch.get_num_threads(),
                 )
             )
-        return gx.permute(0, 3, 1, 2), gw, gb, None
+        return gx.permute(0, 3, 1, 2), gw, gb, None, None
 
 
 class FusedNorm(nn.Module):
@@ -442,10 +453,13 @@ class FusedNorm(nn.Module):
     updated as ``nn.BatchNorm2d`` does; in eval mode (the batch norm's), or on anything
     else, by the layers."""
 
-    def __init__(self, norm: nn.BatchNorm2d, act: nn.Module, pool: nn.Module) -> None:
+    def __init__(
+        self, norm: nn.BatchNorm2d, act: nn.Module, pool: nn.Module, lib: ctypes.CDLL
+    ) -> None:
         super().__init__()
         relu, pool = (act, pool) if isinstance(act, nn.ReLU) else (pool, act)
         self.layers = nn.Sequential(norm, pool, relu)  # pooling first: a quarter of the ReLUs
+        self.lib = lib  # as FusedBlock's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = cast(nn.BatchNorm2d, self.layers[0])
@@ -453,7 +467,7 @@ class FusedNorm(nn.Module):
         # training, which reaches the shared layers but not the wrappers around them
         if not norm.training or x.dtype != torch.float32 or x.device.type != "cpu":
             return self.layers(x)  # type: ignore[no-any-return]
-        y, mean, var = NormFunction.apply(x, norm.weight, norm.bias, norm.eps)  # type: ignore[no-untyped-call]
+        y, mean, var = NormFunction.apply(x, norm.weight, norm.bias, norm.eps, self.lib)  # type: ignore[no-untyped-call]
         running, batches = (norm.running_mean, norm.running_var), norm.num_batches_tracked
         if running[0] is not None and running[1] is not None and batches is not None:
             with torch.no_grad():
@@ -518,25 +532,30 @@ def fusable(conv: nn.Module, act: nn.Module, pool: nn.Module) -> bool:
     )
 
 
-def fuse_blocks(model: nn.Module) -> nn.Module:
+def fuse_blocks(model: nn.Module, target: str | None = None) -> nn.Module:
     """``model`` itself, or, where it is a Sequential with fusable conv -> activation ->
-    pool or batch norm -> ReLU -> max pool triples and the kernels are available, a
-    Sequential of the same layers (shared, not copied) with each triple run by one
-    :class:`FusedBlock` or :class:`FusedNorm`."""
+    pool or batch norm -> ReLU -> max pool triples and the kernels for ``target`` (default:
+    :func:`isa`, read now) are available, a Sequential of the same layers (shared, not
+    copied) with each triple run by one :class:`FusedBlock` or :class:`FusedNorm`, which
+    keep calling the kernels of that target."""
     if not isinstance(model, nn.Sequential):
         return model
-    modules, out, i = list(model), list[nn.Module](), 0
+    modules, triples = list(model), list[int]()
+    for i in range(len(modules) - 2):
+        after = not triples or i >= triples[-1] + 3  # triples do not overlap
+        if after and (fusable(*modules[i : i + 3]) or fusable_norm(*modules[i : i + 3])):
+            triples.append(i)
+    lib = _library(target or isa()) if triples else None
+    if lib is None:
+        return model
+    out, i = list[nn.Module](), 0
     while i < len(modules):
-        triple = modules[i : i + 3]
-        if len(triple) == 3 and fusable(*triple):
-            out.append(FusedBlock(*triple))  # type: ignore[arg-type]
-            i += 3
-        elif len(triple) == 3 and fusable_norm(*triple):
-            out.append(FusedNorm(*triple))  # type: ignore[arg-type]
+        if i in triples:
+            conv, act, pool = modules[i : i + 3]
+            block = FusedBlock if fusable(conv, act, pool) else FusedNorm
+            out.append(block(conv, act, pool, lib))  # type: ignore[arg-type]
             i += 3
         else:
             out.append(modules[i])
             i += 1
-    if len(out) == len(modules) or library() is None:
-        return model
     return nn.Sequential(*out)

@@ -186,13 +186,6 @@ INLINE void correlate(const vf *in, long in_rs, long step, long rows, long j0, l
         }
 }
 
-/* The sigmoid of a vector, with exp as 2^n * p(r): n rounded by the 1.5 * 2^23 trick, 2^n
- * from its bits, p of degree 5 fitted to exp on [-ln 2 / 2, ln 2 / 2] for the least
- * largest relative error (2e-7 in float arithmetic, as Cephes' degree-7 one it replaced:
- * the sigmoid within 4e-7 of torch's either way); 1 / d as the hardware's reciprocal
- * estimate (14 bits with AVX-512, 12 with AVX) and one Newton step, which squares its
- * error, instead of a division. About 19 vector operations. */
-
 /* x limited to [lo, hi], NaN kept (the instructions return their second operand then). */
 static inline vf clamp(vf x, float lo, float hi) {
 #if defined(__AVX512F__)
@@ -207,6 +200,12 @@ static inline vf clamp(vf x, float lo, float hi) {
 #endif
 }
 
+/* The sigmoid of a vector, with exp as 2^n * p(r): n rounded by the 1.5 * 2^23 trick, 2^n
+ * from its bits, p of degree 5 fitted to exp on [-ln 2 / 2, ln 2 / 2] for the least
+ * largest relative error (2e-7 in float arithmetic, as Cephes' degree-7 one it replaced:
+ * the sigmoid within 4e-7 of torch's either way); 1 / d as the hardware's reciprocal
+ * estimate (14 bits with AVX-512, 12 with AVX) and one Newton step, which squares its
+ * error, instead of a division. About 19 vector operations. */
 static inline vf sigmoid(vf v) {
     vf x = clamp(-v, -87.0f, 88.0f);
     vf n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;

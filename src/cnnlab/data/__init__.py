@@ -8,18 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnnlab.data.datasets import (
-    DATASETS,
-    FASHION_MNIST,
-    MNIST,
-    Dataset,
-    ImageSet,
-    get_dataset,
-    load_dataset,
-    locate,
-)
+from cnnlab.data.datasets import DATASETS, FASHION_MNIST, MNIST, Dataset, ImageSet, get_dataset
 from cnnlab.data.download import download
 from cnnlab.data.idx import parse_idx, read_idx
+from cnnlab.data.load import load_dataset, locate
 from cnnlab.lazy import lazy_names
 
 if TYPE_CHECKING:

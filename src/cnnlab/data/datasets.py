@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnnlab.data.idx import check_images_labels, parse_idx, read_bytes
+from cnnlab import environ
+from cnnlab.data.idx import parse_idx, read_bytes
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.fsutil import user_cache
 
@@ -196,16 +195,11 @@ def cache_dir(dataset: Dataset) -> Path:
     return user_cache() / dataset.name
 
 
-def offline() -> bool:
-    """True when ``CNNLAB_OFFLINE`` (1, true, yes, on) forbids downloading."""
-    return os.environ.get("CNNLAB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def mirrors_of(dataset: Dataset) -> tuple[str, ...]:
     """Where ``dataset`` is downloaded from: the base URLs in ``CNNLAB_MIRRORS`` (comma-
     separated) if it is set, else the dataset's own mirrors; none for a set that is never
     downloaded (``idx``)."""
-    chosen = tuple(m.strip() for m in os.environ.get("CNNLAB_MIRRORS", "").split(",") if m.strip())
+    chosen = tuple(m.strip() for m in environ.mirrors().split(",") if m.strip())
     return (chosen or dataset.mirrors) if dataset.mirrors else ()
 
 
@@ -217,8 +211,8 @@ def candidate_dirs(
     places: list[tuple[str, Path]] = []
     if data_dir is not None:
         places.append(("--data-dir", Path(data_dir)))
-    if os.environ.get("CNNLAB_DATA"):
-        places.append(("CNNLAB_DATA", Path(os.environ["CNNLAB_DATA"])))
+    if environ.data_dir():
+        places.append(("CNNLAB_DATA", Path(environ.data_dir())))
     if root is not None and dataset.torchvision_dir is not None:
         places.append(("root", Path(root) / dataset.torchvision_dir / "raw"))
     places.append(("cache", cache_dir(dataset)))
@@ -236,60 +230,6 @@ def find_file(directory: Path, resource: Resource) -> Path | None:
 
 def missing_files(directory: Path, dataset: Dataset) -> list[str]:
     return [r.filename for r in dataset.resources if find_file(directory, r) is None]
-
-
-def locate(
-    dataset: Dataset,
-    data_dir: str | Path | None = None,
-    root: str | Path | None = None,
-    fetch: bool = True,
-) -> Path:
-    """The first directory holding all of ``dataset``'s files; if there is none, the
-    cache directory after downloading them there (unless ``fetch`` is False or
-    ``CNNLAB_OFFLINE`` is set).
-
-    An explicit ``data_dir`` (or ``CNNLAB_DATA``) must hold them: a directory the
-    user named is never skipped silently.
-    """
-    for origin, directory in candidate_dirs(dataset, data_dir, root):
-        missing = missing_files(directory, dataset)
-        if not missing:
-            return directory
-        if origin in ("--data-dir", "CNNLAB_DATA"):
-            fetched = f", or drop {origin} and cnnlab will download them"
-            fetched = fetched if mirrors_of(dataset) else ""
-            raise DataError(
-                f"{dataset.name} files not found in {directory} (given by {origin}): "
-                f"missing {', '.join(missing)} (raw or .gz). Put the four IDX files "
-                f"there{fetched}."
-            )
-    searched = ", ".join(str(d) for _, d in candidate_dirs(dataset, data_dir, root))
-    if not mirrors_of(dataset):
-        raise DataError(
-            f"{dataset.name} files not found (searched {searched}): it is never downloaded; "
-            "put its four IDX files in a directory and pass --data-dir DIR (data_dir= in Python)"
-        )
-    if fetch and not offline():
-        from cnnlab.data.download import download  # which imports this module
-
-        print(
-            f"{dataset.name} is not on this machine (searched {searched}): downloading it "
-            f"into {cache_dir(dataset)} (CNNLAB_OFFLINE=1 forbids this)",
-            file=sys.stderr,
-        )
-        return download(dataset)
-    hint = (
-        ", or install Debian's package: `apt-get install dataset-fashion-mnist`"
-        if dataset.system_dirs
-        else ""
-    )
-    why = "; CNNLAB_OFFLINE is set, so nothing was downloaded" if offline() else ""
-    raise DataError(
-        f"{dataset.name} is not on this machine (searched {searched}){why}. Download it "
-        f"with `{dataset.download_command}` or, in Python, `{dataset.download_call}`{hint}; "
-        "or point cnnlab at your copy with --data-dir DIR (data_dir= in Python) or "
-        "CNNLAB_DATA=DIR."
-    )
 
 
 def checksum_problem(path: Path, payload: bytes, resource: Resource) -> str | None:
@@ -334,6 +274,12 @@ class ImageSet:
 
     images: np.ndarray
     labels: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image (grayscale sets: one channel)."""
+        shape = self.images.shape
+        return (1, shape[1], shape[2]) if len(shape) == 3 else (shape[1], shape[2], shape[3])
 
     def subset(self, size: int) -> ImageSet:
         """``size`` of the examples (all of them if there are no more), the same ones in
@@ -405,27 +351,3 @@ def data_change(recorded: Any, now: dict[str, Any]) -> str | None:
         if recorded.get(key) != now[key]
     ]
     return "; ".join(changes) or "the same sizes and classes, other pixels or labels"
-
-
-def load_dataset(
-    dataset: Dataset | str, data_dir: str | Path | None = None, root: str | Path | None = None
-) -> tuple[ImageSet, ImageSet]:
-    """Locate (downloading on first use), verify and decode ``dataset``; return its
-    (train, test) splits. ``root``: see :func:`candidate_dirs`."""
-    if isinstance(dataset, str):
-        dataset = get_dataset(dataset)
-    directory = locate(dataset, data_dir, root)
-    splits = []
-    for split, (images_res, labels_res) in zip(
-        SPLITS,
-        ((dataset.train_images, dataset.train_labels), (dataset.test_images, dataset.test_labels)),
-        strict=True,
-    ):
-        images = read_verified(directory, images_res)
-        labels = read_verified(directory, labels_res)
-        name = f"{directory} ({dataset.name} {split})"
-        check_images_labels(images, labels, len(dataset.classes), name)
-        if len(labels) == 0:
-            raise DataError(f"{name}: the split holds no examples")
-        splits.append(ImageSet(images, labels))
-    return splits[0], splits[1]

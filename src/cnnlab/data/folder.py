@@ -21,15 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.data.datasets import (
-    PREFIX,
-    ImageSet,
-    get_dataset,
-    is_folder,
-    load_dataset,
-    subset_test_size,
-)
+from cnnlab.data.datasets import PREFIX, ImageSet, get_dataset, is_folder, subset_test_size
 from cnnlab.data.images import is_gray, open_image, pixels
+from cnnlab.data.load import load_dataset
 from cnnlab.errors import DataError
 from cnnlab.fsutil import atomic_write_bytes, user_cache
 from cnnlab.logs import shown
@@ -47,24 +41,26 @@ def load_splits(
     data_dir: str | Path | None = None,
     channels: int = 0,
     size: tuple[int, int] | None = None,
+    offline: bool | None = None,
 ) -> tuple[ImageSet, ImageSet, tuple[str, ...], dict[str, str]]:
     """Any dataset by name, a folder or an IDX set: (train, test, class names, what a
-    run's model.json records of it beyond its name)."""
+    run's model.json records of it beyond its name); ``offline``: see
+    :func:`~cnnlab.data.load.load_dataset`."""
     if is_folder(dataset):
         folder = load_folder(dataset, channels, size)
         return folder.train, folder.test, folder.classes, {"split": folder.split}
     known = get_dataset(dataset)
-    train, test = load_dataset(known, data_dir)
+    train, test = load_dataset(known, data_dir, offline=offline)
     return train, test, known.classes, {}
 
 
 def splits_of_run(
-    meta: dict[str, Any], data_dir: str | Path | None
+    meta: dict[str, Any], data_dir: str | Path | None, offline: bool | None = None
 ) -> tuple[ImageSet, ImageSet, tuple[str, ...], dict[str, str]]:
     """The splits a run with the sidecar ``meta`` trained and tested on, converted as then
     (and the same subset of the test split, for a run trained with ``--subset``)."""
     if not is_folder(meta["dataset"]):
-        train, test, classes, about = load_splits(meta["dataset"], data_dir)
+        train, test, classes, about = load_splits(meta["dataset"], data_dir, offline=offline)
     else:
         channels, height, width = meta["preprocessing"]["input_shape"]
         size = (int(height), int(width))

@@ -8,7 +8,6 @@ limit of 179 million), else the file is refused by name.
 
 from __future__ import annotations
 
-import os
 import stat
 import warnings
 from pathlib import Path
@@ -16,15 +15,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cnnlab import environ
 from cnnlab.errors import DataError
 
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 # Pixels an image may have (width x height): a 25-megapixel photo decodes to about 100 MB
-# here. Change it with CNNLAB_MAX_PIXELS (read when cnnlab starts) or by setting this.
+# here. Change it with CNNLAB_MAX_PIXELS (read when cnnlab loads this module) or by setting this.
 def _max_pixels(default: int = 25_000_000) -> int:
-    text = os.environ.get("CNNLAB_MAX_PIXELS", "").strip()
+    text = environ.max_pixels()
     return max(1, int(text)) if text.isdigit() else default
 
 

@@ -17,7 +17,7 @@ def pool_before_activation(model: nn.Module) -> nn.Module:
     pooling, a Sequential of the same layers (shared, not copied) with each such pair in the
     other order: a non-decreasing activation commutes with a maximum, so the function and
     its gradients are the same, and the activation runs on a quarter of the values
-    (1.06x per step for ``--recipe best`` on a 2-core CPU; README, "--recipe best")."""
+    (1.06x per step for ``--recipe best`` on a 2-core CPU; docs/training.md)."""
     if not isinstance(model, nn.Sequential):
         return model
     modules, swapped = list(model), False

@@ -14,12 +14,12 @@ its digest and the flag that runs it anyway (``--trust-model-file``,
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cnnlab import environ
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.fsutil import atomic_write_bytes, exclusive
 from cnnlab.logs import log
@@ -36,7 +36,7 @@ class UntrustedModel(CheckpointError):
 def trust_file() -> Path:
     """The per-user list of trusted model files: ``$XDG_CONFIG_HOME/cnnlab/trusted-models.json``
     (else ``~/.config/cnnlab/...``), one entry per SHA-256."""
-    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    config = environ.config_home() or Path.home() / ".config"
     return Path(config) / "cnnlab" / "trusted-models.json"
 
 

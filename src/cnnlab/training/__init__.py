@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.control import Diverged, Interrupted
     from cnnlab.training.metrics import accuracy, confusion_matrix, per_class_accuracy
-    from cnnlab.training.trainer import Run, TrainResult, train
+    from cnnlab.training.outputs import TrainResult
+    from cnnlab.training.run import Run
+    from cnnlab.training.trainer import train
 
 __getattr__ = lazy_names(
     "cnnlab.training",
@@ -28,8 +30,8 @@ __getattr__ = lazy_names(
         "accuracy": "metrics",
         "confusion_matrix": "metrics",
         "per_class_accuracy": "metrics",
-        "Run": "trainer",
-        "TrainResult": "trainer",
+        "Run": "run",
+        "TrainResult": "outputs",
         "train": "trainer",
     },
 )

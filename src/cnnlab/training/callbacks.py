@@ -3,8 +3,14 @@
 A callback is any object with some of these methods, called on the process that writes
 the run directory (rank 0 under torchrun):
 
+- ``on_train_start(run)``: before the first step (of this process: a resumed run's too);
+  return True to train no further;
+- ``on_epoch_start(run)``: before an epoch's (first remaining) step;
+- ``on_step(run)``: after each optimizer step (``run.state.step`` counts them);
 - ``on_point(run, row)``: a point of the training curve (5 per epoch, as the book plots:
   ``row`` has ``x`` in epochs, ``train_loss``, ``train_acc``);
+- ``on_evaluated(run, row)``: an epoch's row once it is evaluated, before its checkpoint
+  is written (what a resumed run must find already recorded: the best weights);
 - ``on_epoch_end(run, row)``: an epoch's row as ``metrics.jsonl`` has it (``test_acc``,
   ``val_acc`` with ``--val-size``, ...), after its checkpoint is written; return True to
   stop the run there, as early stopping stops it (the model is saved, and ``--resume RUN
@@ -27,7 +33,15 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 
-HOOKS = ("on_point", "on_epoch_end", "on_train_end")
+HOOKS = (
+    "on_train_start",
+    "on_epoch_start",
+    "on_step",
+    "on_point",
+    "on_evaluated",
+    "on_epoch_end",
+    "on_train_end",
+)
 
 
 class CallbackError(CnnlabError):
@@ -62,20 +76,20 @@ class Callbacks:
                 ) from e
         return returned
 
-    def stop_after_epoch(self, run: Any, row: dict[str, Any]) -> bool:
-        """Whether a callback asks the run to stop after this epoch."""
-        wants = []
-        for callback, value in zip(
-            self.with_hook("on_epoch_end"), self.call("on_epoch_end", run, row), strict=True
-        ):
+    def asking_to_stop(self, hook: str, *args: Any) -> list[Any]:
+        """Call ``hook`` (``on_train_start`` or ``on_epoch_end``); the callbacks whose answer
+        asks the run to stop."""
+        asking = []
+        for callback, value in zip(self.with_hook(hook), self.call(hook, *args), strict=True):
             try:
-                wants.append(bool(value))  # True, numpy.True_, 1: any truthy answer stops
+                if value:  # True, numpy.True_, 1: any truthy answer stops
+                    asking.append(callback)
             except (TypeError, ValueError) as e:  # e.g. an array of several values
                 raise CallbackError(
-                    f"callback {describe(callback)}.on_epoch_end returned {type(value).__name__}, "
+                    f"callback {describe(callback)}.{hook} returned {type(value).__name__}, "
                     f"which is neither true nor false ({e}); return True to stop the run"
                 ) from None
-        return any(wants)
+        return asking
 
     def with_hook(self, hook: str) -> list[Any]:
         """The callbacks that have ``hook``, in order."""

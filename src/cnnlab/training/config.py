@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import sys
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from cnnlab.data.datasets import is_folder, parse_size
 from cnnlab.errors import ConfigError
+from cnnlab.training.recipes import RECIPES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
@@ -23,7 +16,7 @@ FLOAT32_MAX = 3.4028234663852886e38  # rates and decays beyond it overflow the w
 KEEP = ("last", "best")
 
 
-def _opt(default: Any, help: str) -> Any:
+def _trained(default: Any, help: str) -> Any:
     """A field of what is trained (it defines the result), with its one-line help, shown
     by `cnnlab train --help`."""
     return field(default=default, metadata={"help": help})
@@ -38,21 +31,21 @@ def _launch(default: Any, help: str) -> Any:
 @dataclass
 class TrainConfig:
     """Everything that defines a run; each field is one ``cnnlab train`` flag. Each field
-    is either part of what is trained (``_opt``: the model, data, optimizer, schedule,
+    is either part of what is trained (``_trained``: the model, data, optimizer, schedule,
     epochs, seed, augmentation, precision) or of how the run is launched (``_launch``: the
     directories, device, processes, restarts, checkpoint cadence, logging); see
     :func:`launch_fields`."""
 
-    model: str = _opt(
+    model: str = _trained(
         "lenet",
         "a registered model (cnnlab models; the Modern-CNN networks train with the book's lr, "
         "batch size and epochs unless given), or one of your own: PATH.py:FUNC or "
         "package.module:FUNC (see cnnlab summary --model)",
     )
-    backend: str = _opt(
+    backend: str = _trained(
         "torch", "conv and pooling layers: torch (torch.nn) or scratch (cnnlab.layers)"
     )
-    dataset: str = _opt(
+    dataset: str = _trained(
         "fashion-mnist",
         "fashion-mnist, mnist, idx (any four IDX files in --data-dir), or "
         "folder:DIR (your own images: DIR/<class>/*, or DIR/train/<class>/* and DIR/test/...)",
@@ -60,62 +53,62 @@ class TrainConfig:
     data_dir: str | None = _launch(
         None, "directory holding the IDX files (default: CNNLAB_DATA, the cache, the OS package)"
     )
-    channels: int = _opt(
+    channels: int = _trained(
         0, "folder datasets: 1 (grayscale) or 3 (RGB); 0: what most of the images are"
     )
-    image_size: str = _opt(
+    image_size: str = _trained(
         "", "folder datasets: HxW the images are resized to (default 28x28 grayscale, 32x32 RGB)"
     )
-    epochs: int = _opt(10, "passes over the training set")
-    batch_size: int = _opt(256, "examples per SGD step")
-    lr: float = _opt(0.9, "learning rate (the peak one with --schedule onecycle)")
-    optimizer: str = _opt("sgd", "sgd (the book's, plain), momentum, nesterov or adamw")
-    momentum: float = _opt(0.9, "momentum of --optimizer momentum and nesterov")
-    weight_decay: float = _opt(0.0, "weight decay (L2 for sgd, decoupled for adamw)")
-    schedule: str = _opt(
+    epochs: int = _trained(10, "passes over the training set")
+    batch_size: int = _trained(256, "examples per SGD step")
+    lr: float = _trained(0.9, "learning rate (the peak one with --schedule onecycle)")
+    optimizer: str = _trained("sgd", "sgd (the book's, plain), momentum, nesterov or adamw")
+    momentum: float = _trained(0.9, "momentum of --optimizer momentum and nesterov")
+    weight_decay: float = _trained(0.0, "weight decay (L2 for sgd, decoupled for adamw)")
+    schedule: str = _trained(
         "constant",
         "learning rate per step: constant (book), cosine (down to 0), onecycle (Smith's: up "
         "from lr/25 over 30% of the steps, then down, momentum the other way), warmup-cosine "
         "(linear warm-up over the first 25% of steps, then cosine down)",
     )
-    label_smoothing: float = _opt(0.0, "cross-entropy label smoothing, in [0, 1)")
-    augment: str = _opt(
+    label_smoothing: float = _trained(0.0, "cross-entropy label smoothing, in [0, 1)")
+    augment: str = _trained(
         "",
         "batched on the training device, comma separated: crop (pad 2, random 28x28), "
         "flip (left-right), erase (random erasing); empty: none (book)",
     )
-    subset: int = _opt(
+    subset: int = _trained(
         0,
         "train on a fixed random N of the training examples and test on a fifth as many "
         "(the same ones every run; eval and report use them too): a quick try of a big "
         "network on a CPU. 0: all of them",
     )
-    val_size: int = _opt(
+    val_size: int = _trained(
         0,
         "hold out this many training examples (the same ones every run) and report their "
         "accuracy each epoch as val acc, for tuning without the test set",
     )
-    early_stop: int = _opt(
+    early_stop: int = _trained(
         0, "stop when val acc has not improved for this many epochs (needs --val-size); 0: never"
     )
-    keep: str = _opt(
+    keep: str = _trained(
         "last",
         "which epoch's weights model.safetensors holds: last, or best (by val acc; "
         "needs --val-size)",
     )
-    tta: bool = _opt(
+    tta: bool = _trained(
         False,
         "evaluate with test-time augmentation: average over the image and its left-right mirror",
     )
-    init: str = _opt(
+    init: str = _trained(
         "xavier", "weight init of conv and linear layers: xavier (book), kaiming or default"
     )
-    model_options: str | dict[str, Any] = _opt(  # noqa: RUF009  (a string default: immutable)
+    model_options: str | dict[str, Any] = _trained(  # noqa: RUF009  (a string default: immutable)
         "",
         "options of --model as KEY=VALUE, space separated: 'kernel=3 channels=16,32' "
         "(in a TOML file, a [model_options] table of values: kernel = 3, channels = [16, 32])",
     )
-    seed: int = _opt(0, "seed of the initial weights and of the per-epoch shuffle")
+    seed: int = _trained(0, "seed of the initial weights and of the per-epoch shuffle")
     device: str = _launch("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps")
     out_dir: str | None = _launch(
         None, "run directory to create (default: runs/<model>-<date>-<time>); never overwritten"
@@ -145,7 +138,7 @@ class TrainConfig:
         "layers a few timed steps find faster (remembered per CPU, threads, torch and "
         "shapes); --fast forces the kernels, --no-fast the plain eager loop",
     )
-    precision: str = _opt(
+    precision: str = _trained(
         "fp32",
         "fp32, or bf16: train and evaluate under bfloat16 autocast (CPUs with AVX512-BF16 or "
         "AMX, CUDA GPUs from Ampere on; elsewhere it says so and runs fp32)",
@@ -163,6 +156,7 @@ class TrainConfig:
     quiet: bool = _launch(
         False, "no progress bar and no per-epoch lines; summary lines still print"
     )
+    offline: bool = _launch(False, "never download a missing dataset (as CNNLAB_OFFLINE=1 does)")
 
     def __post_init__(self) -> None:
         for name in ("checkpoint_every", "max_restarts", "val_size", "early_stop", "subset"):
@@ -223,7 +217,7 @@ class TrainConfig:
                 )
         if self.fast is not None and not isinstance(self.fast, bool):
             raise ConfigError(f"fast must be true or false, got {self.fast!r}")
-        for name in ("tta", "compile", "quiet", "tensorboard", "trust_model_file"):
+        for name in ("tta", "compile", "quiet", "tensorboard", "trust_model_file", "offline"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.model_options, str | dict):
@@ -330,95 +324,3 @@ def format_options(options: dict[str, Any]) -> str:
         return str(value)
 
     return " ".join(f"{key}={word(value)}" for key, value in options.items())
-
-
-def launch_fields() -> tuple[str, ...]:
-    """The fields declared with ``_launch``: how a run is launched, not what it trains.
-
-    >>> launch_fields()[:3]
-    ('data_dir', 'device', 'out_dir')
-    """
-    return tuple(f.name for f in fields(TrainConfig) if f.metadata.get("launch"))
-
-
-# What a resumed run may change: how it is launched, and how long it trains (the epochs).
-# Every field of what is trained stays as the run saved it. (A resumed run stays in its
-# own directory: prepare_run_dir refuses another --out-dir before this is asked.)
-RESUMABLE = ("epochs", *(name for name in launch_fields() if name != "out_dir"))
-
-
-def resumed_config(
-    saved: TrainConfig, config: TrainConfig, asked: set[str], epochs_done: int
-) -> TrainConfig:
-    """The config a run saved as ``saved`` continues with when resumed by ``config``:
-    the fields in ``asked`` (what the user set) that :data:`RESUMABLE` allows, taken from
-    ``config``; any other asked field must keep its saved value.
-
-    >>> saved = TrainConfig(epochs=1)
-    >>> resumed_config(saved, TrainConfig(epochs=3, resume="r"), {"epochs", "resume"}, 1).epochs
-    3
-    """
-    for name in sorted(asked - set(RESUMABLE)):
-        value, kept = getattr(config, name), getattr(saved, name)
-        if value != kept:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(
-                f"{flag} {value} differs from the run's saved {name} = {kept!r}: a resumed "
-                f"run keeps what defines it. Leave {flag} out to resume, or start a new run "
-                f"(without --resume) to train with {flag} {value}."
-            )
-    changes = {name: getattr(config, name) for name in asked & set(RESUMABLE)}
-    epochs = changes.get("epochs", saved.epochs)
-    if epochs < epochs_done:
-        raise ConfigError(
-            f"--epochs {epochs} is fewer than the {epochs_done} epochs the run has already "
-            f"trained; give --epochs {epochs_done} or more (or leave it out)"
-        )
-    if epochs != saved.epochs and saved.schedule != "constant":
-        raise ConfigError(
-            f"--epochs {epochs}: the run's {saved.schedule} schedule was laid out over "
-            f"{saved.epochs} epochs, so it cannot be extended exactly; resume without "
-            "--epochs, or start a new run with the length you want"
-        )
-    return dataclasses.replace(saved, **changes)
-
-
-# Named starting points for a config. ``book`` is the chapter's recipe (the defaults);
-# ``best`` is the most accurate LeNet variant found under 100k parameters that trains
-# in about five minutes on a 2-core CPU (README: "`--recipe best`", with its numbers).
-RECIPES: dict[str, dict[str, Any]] = {
-    "book": {},
-    "best": {
-        "model_options": {
-            "activation": "relu",
-            "pool": "max",
-            "kernel": 3,
-            "channels": [8, 32, 96],
-            "dense": [128],
-            "batch_norm": True,
-        },
-        "epochs": 16,
-        "batch_size": 128,
-        "optimizer": "nesterov",
-        "lr": 0.1,
-        "weight_decay": 5e-4,
-        "schedule": "warmup-cosine",  # chosen as "onecycle" before that name cycled momentum
-        "label_smoothing": 0.1,
-        "init": "kaiming",
-        "augment": "flip",
-        "tta": True,
-    },
-}
-
-
-def load_toml(path: Path, what: str) -> dict[str, Any]:
-    """The TOML file ``path`` (a ``what``, for messages) as a dict."""
-    try:
-        values: dict[str, Any] = tomllib.loads(path.read_text())
-        return values
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable TOML file ({e})") from None
-    except RecursionError:  # tomllib parses nested tables and arrays recursively
-        raise ConfigError(f"{path}: its tables or arrays are nested too deeply to read") from None

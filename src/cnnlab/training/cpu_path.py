@@ -19,36 +19,37 @@ from cnnlab.errors import CheckpointError
 from cnnlab.logs import log
 from cnnlab.models import pool_before_activation
 from cnnlab.rundir import read_config
-from cnnlab.training.config import TrainConfig
 from cnnlab.training.distributed import World, broadcast_text
 
 
 def choose_forward(
-    config: TrainConfig,
     model: nn.Module,
     batches: Batches,
     world: World,
     run_dir: Path,
     precision: str,
+    fast: bool | None = None,
+    quiet: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """What runs ``model``'s forward (max pooling before the activation), and which CPU
     path that is and why (config.json's ``cpu_path``; empty off the CPU): its layers, or
-    its blocks fused where --fast forces them or, by default, where a few timed steps on
-    the first batch of ``batches`` find them faster. A resumed run keeps its path."""
+    its blocks fused where ``fast`` (--fast) forces them or, by default (None), where a
+    few timed steps on the first batch of ``batches`` find them faster. A resumed run keeps
+    its path."""
     eager = pool_before_activation(model)
     device = next(model.parameters()).device
-    if config.fast is False or device.type != "cpu":
+    if fast is False or device.type != "cpu":
         return eager, {}  # --no-fast: the kernels are not even built
     fused = fuse_blocks(model)
     if fused is model:
         return eager, {}
     nets = {"fused": pool_before_activation(fused), "eager": eager}
-    if config.fast:
+    if fast:
         return nets["fused"], {"path": "fused", "why": "--fast"}
     earlier = earlier_path(run_dir)
     if earlier is not None:  # a resumed run keeps its path: the same bits as unbroken
         return nets[earlier], {"path": earlier, "why": "this run's earlier choice"}
-    x, y = batches.gather(torch.arange(min(config.batch_size, batches.num_examples)))
+    x, y = batches.gather(torch.arange(min(batches.batch_size, batches.num_examples)))
 
     def step(net: nn.Module) -> None:
         with autocast(device, precision):
@@ -59,7 +60,7 @@ def choose_forward(
     name = broadcast_text(world, choice.name if choice else "")
     if choice is None:
         return nets[name], {}
-    if not config.quiet:
+    if not quiet:
         log.info(
             "fused CPU kernels: %.1f ms per step against %.1f ms for the eager layers "
             "(%s); training runs the %s",

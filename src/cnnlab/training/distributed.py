@@ -9,7 +9,6 @@ the one the user set; rank 0 alone prints and writes files.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
@@ -25,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from cnnlab import environ
 from cnnlab.fsutil import quote
 
 
@@ -45,26 +45,25 @@ class World:
     @property
     def restarted(self) -> bool:
         """True in a worker that torchrun restarted after a failure."""
-        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+        return environ.torchrun()[2] > 0
 
 
 def setup(device_type: str) -> World:
     """Join the process group torchrun describes in the environment (if any)."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size, local_rank, restart = environ.torchrun()
     if size <= 1:
         return World()
     if not dist.is_initialized():
         # torchrun keeps one key-value store across worker restarts; without a prefix per
         # restart, restarted gloo workers read their dead predecessors' addresses and hang.
         store, rank, size = next(iter(dist.rendezvous("env://")))  # type: ignore[attr-defined]
-        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
         dist.init_process_group(
             "nccl" if device_type == "cuda" else "gloo",
             store=dist.PrefixStore(f"cnnlab-restart-{restart}", store),  # type: ignore[attr-defined]
             rank=rank,
             world_size=size,
         )
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return World(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def teardown(world: World) -> None:

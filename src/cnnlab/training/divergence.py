@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 from cnnlab.rundir import CHECKPOINT
-from cnnlab.training.config import TrainConfig
 from cnnlab.training.control import Diverged
 
 DIVERGED_FACTOR = 10  # stop when the average loss exceeds this many times ln(classes)
@@ -34,11 +33,11 @@ def advice(lr: float, weight_decay: float) -> str:
 
 
 def diverged(
-    what: str, where: tuple[int, int], classes: int, config: TrainConfig, run_dir: Path
+    what: str, where: tuple[int, int], classes: int, lr: float, decay: float, run_dir: Path
 ) -> Diverged:
     """The error for a loss that ``what`` (is not a finite number, averages ...) at
-    ``where`` (epoch, step; 1-based), saying what to try and what is left on disk."""
-    lr, decay = config.lr, config.weight_decay
+    ``where`` (epoch, step; 1-based) of a run at rate ``lr`` and weight decay ``decay``,
+    saying what to try and what is left on disk."""
     return Diverged(
         f"training diverged: the loss {what} at epoch {where[0]}, step {where[1]} (lr {lr}; a "
         f"model that guesses scores {math.log(classes):.2f}). {advice(lr, decay)} "

@@ -26,10 +26,11 @@ from cnnlab.data import Batches
 from cnnlab.device import numerics, resolve_device
 from cnnlab.errors import ConfigError
 from cnnlab.rundir import create_run_dir
+from cnnlab.training.checkpoint import TrainState
 from cnnlab.training.config import FLOAT32_MAX, TrainConfig
 from cnnlab.training.optim import make_optimizer
-from cnnlab.training.step import train_step
-from cnnlab.training.trainer import build_parts
+from cnnlab.training.parts import build_parts
+from cnnlab.training.step import Step
 
 PLOT = "lr_find.png"
 # TrainConfig fields the range test has no use for: given to `cnnlab lr-find`, refused.
@@ -140,22 +141,21 @@ def range_test(
         model, config.optimizer, start_lr, config.weight_decay, config.momentum
     )
     batches = Batches(parts.train_set, config.batch_size, device, True, config.seed)
+    step_on = Step(batches, model, optimizer, TrainState(), label_smoothing=config.label_smoothing)
     result = LrFindResult()
     average, best = 0.0, math.inf
     growth = (end_lr / start_lr) ** (1 / (steps - 1))
     step = 0
     bar = tqdm(total=steps, desc="lr-find", unit="step", leave=False, disable=not progress)
     while step < steps:
-        for x, y in batches.epoch(step // len(batches)):
+        for index in batches.indices(step // len(batches)):
             lr = start_lr * growth**step
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum, _ = train_step(
-                model, optimizer, x, y, 1 / len(y), label_smoothing=config.label_smoothing
-            )
+            loss_sum, _ = step_on(index, len(index))
             step += 1
             bar.update()
-            loss = (loss_sum / len(y)).item()  # the batch's mean, as cross-entropy gives it
+            loss = (loss_sum / len(index)).item()  # the batch's mean, as cross-entropy gives it
             average = SMOOTHING * average + (1 - SMOOTHING) * loss
             smoothed = average / (1 - SMOOTHING**step)
             if not math.isfinite(smoothed) or smoothed > BLOWN_UP * best:

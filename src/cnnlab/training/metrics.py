@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from cnnlab.data import Batches
+
+EVAL_BATCH = 2000  # examples per evaluation batch: larger than training, same result
 
 
 def class_probabilities(model: nn.Module, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
@@ -62,3 +66,9 @@ def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
     [0.75, 1.0]
     """
     return confusion.diag().double() / confusion.sum(dim=1).clamp(min=1).double()
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int:
+    """The epoch (1-based) of the highest validation accuracy (the first, on a tie)."""
+    best = max(range(len(history)), key=lambda i: (history[i]["val_acc"], -i))
+    return best + 1

@@ -3,37 +3,38 @@ to use them (model.json), and the book's figure of its curves."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
-from cnnlab.data import ImageSet
 from cnnlab.data.datasets import is_folder
 from cnnlab.models.trust import model_record
 from cnnlab.rundir import BEST, CURVES, load_weights, save_model
 from cnnlab.training.checkpoint import TrainState
-from cnnlab.training.config import TrainConfig
-
-if TYPE_CHECKING:
-    from cnnlab.training.trainer import Parts
+from cnnlab.training.metrics import best_epoch
+from cnnlab.training.parts import Parts
 
 
-def best_epoch(history: list[dict[str, Any]]) -> int:
-    """The epoch (1-based) of the highest validation accuracy (the first, on a tie)."""
-    best = max(range(len(history)), key=lambda i: (history[i]["val_acc"], -i))
-    return best + 1
+@dataclass
+class TrainResult:
+    """What a run produced: its directory and its per-epoch history."""
 
+    run_dir: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    examples_per_sec: float = 0.0
+    device: str = "cpu"
+    capture_seconds: float = 0.0  # recording the CUDA graph, not counted as training
 
-def input_shape(split: ImageSet) -> tuple[int, int, int]:
-    """(channels, height, width) of the images of ``split``."""
-    shape = split.images.shape
-    return (1, shape[1], shape[2]) if len(shape) == 3 else (shape[1], shape[2], shape[3])
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1]
 
 
 def preprocessing(parts: Parts) -> dict[str, Any]:
     """How the model's input is made from a picture (model.json's ``preprocessing``)."""
-    channels, height, width = input_shape(parts.train_set)
+    channels, height, width = parts.train_set.shape
     own = is_folder(parts.dataset)
     return {
         "input_shape": [channels, height, width],
@@ -45,29 +46,36 @@ def preprocessing(parts: Parts) -> dict[str, Any]:
 
 
 def save_outputs(
-    run_dir: Path, model: nn.Module, config: TrainConfig, parts: Parts, state: TrainState
+    run_dir: Path,
+    model: nn.Module,
+    parts: Parts,
+    state: TrainState,
+    reference: str,
+    keep: str,
+    tta: bool,
+    subset: int,
 ) -> None:
     """The trained model (the best epoch's weights with ``keep = "best"``), model.json and
-    curves.png."""
+    curves.png; ``reference``: the model's name, or its own file's reference."""
     kept = state.history[-1]
-    if config.keep == "best":
+    if keep == "best":
         kept = state.history[best_epoch(state.history) - 1]
         model.load_state_dict(load_weights(run_dir / BEST))
     save_model(
         run_dir,
         model,
         {
-            "model": config.model,
-            **model_record(config.model),
+            "model": reference,
+            **model_record(reference),
             "model_options": parts.model_options,
             "dataset": parts.dataset,
             "classes": list(parts.classes),
-            "tta": config.tta,  # evaluation and prediction average image and mirror
-            **({"subset": config.subset} if config.subset else {}),
+            "tta": tta,  # evaluation and prediction average image and mirror
+            **({"subset": subset} if subset else {}),
             "preprocessing": preprocessing(parts),
             **({"dataset_split": parts.about_data["split"]} if "split" in parts.about_data else {}),
             "final": kept,  # the metrics of the epoch whose weights these are
-            "keep": config.keep,
+            "keep": keep,
             "epochs_trained": len(state.history),
         },
     )

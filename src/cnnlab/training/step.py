@@ -1,16 +1,19 @@
-"""One training step, and how a run takes it: eagerly, or replayed from a CUDA graph.
+"""One training step, whole, in one function; and its replay from CUDA graphs.
 
-:func:`train_step` is the whole step on a batch already in memory. :class:`Steps` is how a
-run takes it on the examples ``index`` of a global batch: on CUDA, for the book's recipe in
-one process (:func:`graphable`), the full batch and the epoch's last, smaller one are
-replayed from captured CUDA graphs (the first block as fused Triton kernels where it
-applies, matrix products in TF32); every other batch runs the step eagerly.
+:class:`Step` holds what a run's step uses and ``step(index, count)`` takes it on the
+examples ``index`` of a global batch of ``count``: gather, augment, scale, forward, loss,
+backward, optimizer update, and the batch's summed loss and correct count, top to bottom.
+On CUDA, for the book's recipe in one process (:func:`graphable`), :func:`capture` records
+that same function as one CUDA graph per batch length (the first block as fused Triton
+kernels where it applies, matrix products in TF32), replayed with one launch per step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -19,34 +22,50 @@ from torch import nn
 
 from cnnlab.accel.cuda_graph import GraphedStep, tf32_matmuls
 from cnnlab.accel.fused import fast_forward
-from cnnlab.data.augment import parse_augment
+from cnnlab.data import Batches
+from cnnlab.data.augment import augment, augment_seed
 from cnnlab.device import autocast
-from cnnlab.training.config import TrainConfig
+from cnnlab.training.checkpoint import TrainState
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-# (index, count, forward or None) -> (summed loss, number correct), on the device
-Take = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-def train_step(
-    net: Forward,
-    optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    scale: float,
-    precision: str = "fp32",
-    label_smoothing: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on the batch (x, y) through ``net``, the gradient that of the
-    summed loss times ``scale`` (1 / the global batch's length: the mean); returns the
-    batch's summed loss and number correct, on the device (no host synchronisation)."""
-    with autocast(x.device, precision):
-        logits = net(x)  # (batch, classes)
-        loss_sum = F.cross_entropy(logits, y, reduction="sum", label_smoothing=label_smoothing)
-    optimizer.zero_grad(set_to_none=True)
-    (loss_sum * scale).backward()  # type: ignore[no-untyped-call]
-    optimizer.step()
-    return loss_sum.detach(), (logits.argmax(dim=1) == y).sum()
+@dataclass
+class Step:
+    """``step(index, count)``: one optimizer step on the examples ``index`` (this process's
+    share of a global batch of ``count``) of ``batches`` through ``net``, the gradient that
+    of the global batch's mean loss; adds the batch's summed loss and correct count to
+    ``state``'s epoch sums and returns them, on the device (no host synchronisation)."""
+
+    batches: Batches
+    net: Forward  # the model's forward, maybe with its blocks fused, maybe under DDP
+    optimizer: torch.optim.Optimizer
+    state: TrainState  # the epoch's sums; its step count seeds the augmentation
+    precision: str = "fp32"
+    label_smoothing: float = 0.0
+    augmentations: Sequence[str] = ()
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+    def __call__(self, index: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.batches.gather(index)
+        if self.augmentations:  # a function of (seed, step, rank): resumed runs draw the same
+            seed = augment_seed(self.seed, self.state.step, self.rank)
+            x = augment(x, self.augmentations, torch.Generator(x.device).manual_seed(seed))
+        scale = self.world_size / count  # the global batch's mean; DDP averages over the world
+        with autocast(x.device, self.precision):
+            logits = self.net(x)  # (batch, classes)
+            loss_sum = F.cross_entropy(
+                logits, y, reduction="sum", label_smoothing=self.label_smoothing
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss_sum * scale).backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step()
+        loss_sum, correct = loss_sum.detach(), (logits.argmax(dim=1) == y).sum()
+        self.state.loss_sum += loss_sum
+        self.state.correct += correct
+        return loss_sum, correct
 
 
 def graphable(
@@ -76,58 +95,31 @@ def graphable(
     )
 
 
-def graph_lengths(
-    config: TrainConfig, device: torch.device, processes: int, num_examples: int
-) -> list[int]:
-    """The batch lengths a run replays from CUDA graphs: the full batch and the epoch's
-    last, smaller one, where :func:`graphable` and ``--fast`` allow; else none."""
-    size = config.batch_size
-    if config.fast is False or not graphable(
-        device,
-        processes,
-        num_examples,
-        size,
-        config.optimizer,
-        config.schedule,
-        bool(parse_augment(config.augment)),
-    ):
-        return []
-    return sorted({size, num_examples % size} - {0})
+def graph_lengths(batch_size: int, num_examples: int, wanted: bool) -> list[int]:
+    """The batch lengths a run replays from CUDA graphs, where ``wanted`` (:func:`graphable`
+    and not ``--no-fast``): the full batch and the epoch's last, smaller one.
+
+    >>> graph_lengths(256, 1000, True), graph_lengths(256, 1000, False)
+    ([232, 256], [])
+    """
+    return sorted({batch_size, num_examples % batch_size} - {0}) if wanted else []
 
 
-class Steps:
-    """``steps(index, count)`` takes a run's step on the examples ``index`` of a global
-    batch of ``count`` and returns this process's summed loss: replayed from the CUDA graph
-    :meth:`capture` made for batches of ``count``, else ``take(index, count)``."""
-
-    def __init__(self, take: Take) -> None:
-        self.take = take
-        self.graphs: dict[int, GraphedStep] = {}  # by batch length
-        self.capture_seconds = 0.0
-
-    def capture(
-        self,
-        counts: Sequence[int],
-        model: nn.Module,
-        forward_model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        state: Sequence[torch.Tensor],
-        compile: bool = False,
-    ) -> None:
-        """Record ``take`` for each batch length in ``counts`` as a CUDA graph. ``model``
-        holds the weights and ``forward_model`` runs them (it may be a view of ``model``
-        with its layers reordered); ``state``: the tensors ``take`` updates in place besides
-        the weights and the optimizer's."""
-        start = time.perf_counter()
-        device = next(model.parameters()).device
-        forward = fast_forward(forward_model, compile)
-        with tf32_matmuls():
-            for count in counts:
-                step = partial(self.take, count=count, forward=forward)
-                self.graphs[count] = GraphedStep(step, count, device, model, optimizer, state=state)
-        torch.cuda.synchronize(device)
-        self.capture_seconds = time.perf_counter() - start
-
-    def __call__(self, index: torch.Tensor, count: int) -> torch.Tensor:
-        graph = self.graphs.get(count)
-        return (graph(index) if graph is not None else self.take(index, count))[0]
+def capture(
+    step: Step, counts: Sequence[int], model: nn.Module, forward_model: nn.Module, compile: bool
+) -> tuple[dict[int, GraphedStep], float]:
+    """``step`` recorded as a CUDA graph for each batch length in ``counts`` (by length),
+    and the seconds that took. ``model`` holds the weights and ``forward_model`` runs them
+    (a view of ``model`` with its layers reordered, maybe)."""
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    fast = dataclasses.replace(step, net=fast_forward(forward_model, compile) or step.net)
+    sums = (step.state.loss_sum, step.state.correct)  # updated in place by the graph
+    graphs = {}
+    with tf32_matmuls():
+        for count in counts:
+            graphs[count] = GraphedStep(
+                partial(fast, count=count), count, device, model, step.optimizer, state=sums
+            )
+    torch.cuda.synchronize(device)
+    return graphs, time.perf_counter() - start

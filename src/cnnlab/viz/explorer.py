@@ -362,7 +362,11 @@ def explorer_page(
 
 
 def explore_run(
-    run_dir: str | Path, data_dir: str | Path | None = None, n: int = 300, trust: bool = False
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    n: int = 300,
+    trust: bool = False,
+    offline: bool | None = None,
 ) -> Explorer:
     """The explorer page for a saved run, with its dataset's first ``n`` test images."""
     from cnnlab.data.folder import splits_of_run
@@ -373,7 +377,7 @@ def explore_run(
     if n < 1:
         raise ConfigError(f"--images must be at least 1, got {n}")
     model, meta = load_model(run_dir, trust_model_file=trust)
-    _, test, _, _ = splits_of_run(meta, data_dir_of(run_dir, data_dir))
+    _, test, _, _ = splits_of_run(meta, data_dir_of(run_dir, data_dir), offline)
     if n > len(test.labels):
         log.info(
             "--images %d: the test set has %d images; the page holds all of them",

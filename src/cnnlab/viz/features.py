@@ -84,12 +84,37 @@ def plot_feature_maps(
     return plot_feature_maps_of(model, [(title, image)], max_channels)
 
 
+MAX_LAYERS = 8  # rows of feature maps per image: a deep network's layers, evenly spaced
+
+
+def evenly_spaced(layers: list[Any], most: int = MAX_LAYERS) -> list[Any]:
+    """``layers``, or ``most`` of them evenly spaced from the first to the last.
+
+    >>> evenly_spaced(list(range(57)), 5)
+    [0, 14, 28, 42, 56]
+    """
+    if len(layers) <= most:
+        return layers
+    return [layers[round(i * (len(layers) - 1) / (most - 1))] for i in range(most)]
+
+
+def shown_layers(model: nn.Module, image: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """:func:`conv_activations` of ``image`` (C, H, W), at most :data:`MAX_LAYERS` of
+    them (evenly spaced, each named by its place: ``5/57 conv``)."""
+    layers = conv_activations(model, image.unsqueeze(0))
+    if len(layers) <= MAX_LAYERS:
+        return layers
+    return evenly_spaced([(f"{i + 1}/{len(layers)} {n}", m) for i, (n, m) in enumerate(layers)])
+
+
 def plot_feature_maps_of(
     model: nn.Module, chosen: Sequence[tuple[str, torch.Tensor]], max_channels: int = 16
 ) -> Figure:
     """:func:`plot_feature_maps` for each of the ``chosen`` (title, image) pairs, one
-    below the other in one figure."""
-    drawn = [(title, image, conv_activations(model, image.unsqueeze(0))) for title, image in chosen]
+    below the other in one figure; of a network with more than :data:`MAX_LAYERS` conv
+    layers (GoogLeNet has 57), that many evenly spaced from the first to the last, each
+    row named by its place (a figure of every layer took minutes to lay out)."""
+    drawn = [(title, image, shown_layers(model, image)) for title, image in chosen]
     columns = max(
         1, min(max_channels, max((m.shape[0] for *_, ls in drawn for _, m in ls), default=1))
     )
@@ -121,11 +146,12 @@ def _feature_rows(
 def plot_activation_pair(
     model: nn.Module, images: Sequence[torch.Tensor], names: Sequence[str], max_channels: int = 8
 ) -> Figure:
-    """Two (or more) inputs side by side, each with its per-layer activations stacked below.
+    """Two (or more) inputs side by side, each with its per-layer activations stacked below
+    (at most :data:`MAX_LAYERS` layers, as :func:`plot_feature_maps_of` shows them).
 
     For example a pullover and a coat: where do their first and second layers differ?
     """
-    per_input = [conv_activations(model, image.unsqueeze(0)) for image in images]
+    per_input = [shown_layers(model, image) for image in images]
     rows = 1 + sum(min(max_channels, maps.shape[0]) > 0 for _, maps in per_input[0])
     columns = max_channels
     fig = Figure(figsize=(1.0 * columns * len(images), 1.1 * rows + 0.5), layout="constrained")
