@@ -5,10 +5,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +20,85 @@ import pytest
 from cnnlab.data import datasets as ds
 
 REAL_DATA = Path("/usr/share/datasets/fashion-mnist")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share the cores: one thread each (and
+    os.environ["OMP_NUM_THREADS"] = "1"  # the commands they start), none waiting on another
+
+
+OUTSIDE_FAST = ("slow", "gpu", "distributed", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast tier (``-m fast``) is every test marked none of :data:`OUTSIDE_FAST`."""
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in OUTSIDE_FAST):
+            item.add_marker(pytest.mark.fast)
+
+
+@pytest.fixture(autouse=True)
+def fast_means_unit(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fast test starts no process (no compiler, browser or command) and trains no run
+    to its end: one that does fails here, saying to mark it ``e2e``."""
+    if request.node.get_closest_marker("fast") is None:
+        return
+
+    def refused(what: str) -> Any:
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise AssertionError(f"a fast test {what}: mark it @pytest.mark.e2e")
+
+        return refuse
+
+    from cnnlab.training import trainer
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refused("starts a process"))
+    monkeypatch.setattr(trainer, "fit", refused("trains a run to its end"))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL_CACHES = ("__pycache__", ".pytest_cache")  # Python's and pytest's own, ignored by git
+
+
+def outside_git(config: pytest.Config) -> set[str] | None:
+    """What ``git status`` lists in the checkout beyond its tracked files (untracked and
+    ignored paths, the tools' caches left out); None outside a git checkout, and in an
+    xdist worker (the controller checks)."""
+    if hasattr(config, "workerinput") or not (ROOT / ".git").exists():
+        return None
+    listed = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True
+    )
+    if listed.returncode != 0:
+        return None
+    paths = {line[3:] for line in listed.stdout.splitlines() if line[:2] in ("??", "!!")}
+    return {p for p in paths if not any(part in TOOL_CACHES for part in Path(p).parts)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[CHECKOUT] = outside_git(session.config)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test writes into the checkout: a path that appeared during the session fails it."""
+    before, after = session.config.stash.get(CHECKOUT, None), outside_git(session.config)
+    if before is None or after is None or not (after - before):
+        return
+    print(f"\nthe tests wrote into the checkout: {', '.join(sorted(after - before))}")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+CHECKOUT = pytest.StashKey[set[str] | None]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis's example database and caches go to the temporary directory, not into
+    the checkout; under pytest-xdist, torch in each worker takes one thread."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "cnnlab-hypothesis")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def run_cnnlab(
@@ -131,13 +214,51 @@ def displayed(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return pngs
 
 
+@pytest.fixture(scope="session")
+def built_kernels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CPU kernels for this machine, built once (a build takes seconds), and those the
+    tests' commands built since, linked into each test's empty cache (the measured choices
+    are not kept)."""
+    from cnnlab.accel import cpu
+
+    kept, build = tmp_path_factory.mktemp("kernels"), tmp_path_factory.mktemp("kernel-build")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(build))
+        if cpu.library("native") is not None:
+            for made in (build / "cnnlab" / "kernels").glob("cpu_block-*"):
+                shutil.copyfile(made, kept / made.name)
+    return kept
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep tests away from the user's cache, settings (the trusted model files) and
-    CNNLAB_DATA."""
+def isolated_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, built_kernels: Path
+) -> Iterator[None]:
+    """Keep tests away from the user's cache, settings (the trusted model files),
+    CNNLAB_DATA and the checkout: each runs in its own working directory, with its own
+    cache (holding the kernels built so far)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    monkeypatch.delenv("CNNLAB_OFFLINE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    kernels = tmp_path / "cache" / "cnnlab" / "kernels"
+    kernels.mkdir(parents=True)
+    for built in built_kernels.glob("cpu_block-*"):
+        os.link(built, kernels / built.name)
+    yield
+    for made in kernels.glob("cpu_block-*.so") if kernels.is_dir() else ():
+        digest = made.with_name(made.name + ".sha256")
+        whole = digest.is_file() and digest.read_text() == sha256_of(made)
+        if whole and not (built_kernels / made.name).exists():
+            for source in (digest, made):  # the library last: linked only with its digest
+                partial = built_kernels / f".{source.name}.{os.getpid()}"
+                shutil.copyfile(source, partial)
+                os.replace(partial, built_kernels / source.name)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 needs_real_data = pytest.mark.skipif(

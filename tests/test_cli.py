@@ -16,6 +16,8 @@ from cnnlab.data import datasets as ds
 from cnnlab.training import TrainConfig
 from tests.conftest import run_cnnlab
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 
 def test_help_and_summary() -> None:
     assert "train" in run_cnnlab("--help").stdout

@@ -52,6 +52,7 @@ def test_numerics_flush_inside_and_restore_everything_after(plain_numerics: None
     assert subnormal_survives()
 
 
+@pytest.mark.e2e
 def test_train_leaves_the_process_as_it_found_it(
     plain_numerics: None, tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
 ) -> None:

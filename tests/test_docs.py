@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import needs_real_data, run_cnnlab
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHORT = ("shape", "summary", "models", "demo", "animate", "data status", "--help")  # seconds each

@@ -13,6 +13,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.export import export
 from cnnlab.rundir import load_model
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 
 def test_onnx_matches_pytorch_and_carries_its_preprocessing(run: tuple[Path, Path]) -> None:
     onnx = pytest.importorskip("onnx")

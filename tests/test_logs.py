@@ -14,6 +14,7 @@ def test_shown_escapes_control_characters() -> None:
     assert shown("coat\x1b[2J\n") == "coat\\x1b[2J\\x0a"
 
 
+@pytest.mark.e2e
 def test_a_subclass_of_the_kernel_shell_is_a_notebook(
     monkeypatch: pytest.MonkeyPatch,
     displayed: list[bytes],

@@ -17,6 +17,8 @@ from cnnlab.errors import CheckpointError
 from cnnlab.predict import load_image
 from cnnlab.rundir import load_model
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
     gray = np.full((28, 28), 32768, np.uint16)  # mid-grey in 16 bits

@@ -14,6 +14,8 @@ from cnnlab.cli import main
 from cnnlab.report import CSP, KINDS
 from tests.viz.browser import require_chromium
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

@@ -12,6 +12,8 @@ from cnnlab.errors import CheckpointError
 from cnnlab.training import load_model, train
 from tests.training.test_trainer import tiny_config
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 
 def test_load_model_refuses_a_damaged_saved_model(
     tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path

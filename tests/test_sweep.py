@@ -14,6 +14,8 @@ from cnnlab.sweep import load_sweep
 from cnnlab.training import TrainConfig
 from tests.conftest import write_dataset
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 EXAMPLE = Path(__file__).parents[1] / "examples" / "exercise_sweep.toml"
 
 

@@ -12,6 +12,8 @@ import torch
 from cnnlab.accel.cpu import FusedBlock
 from tests.training.runs import four_batch_run, fresh_cache, norm_block_model, slow_down
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 __all__ = ["fresh_cache"]  # a fixture, used by name
 
 
@@ -20,7 +22,7 @@ def test_a_slower_fused_step_is_measured_and_the_eager_layers_chosen(
 ) -> None:
     slow_down(monkeypatch, FusedBlock, 0.05)
     run = four_batch_run(tmp_path / "run", fast=None)
-    assert not any(isinstance(m, FusedBlock) for m in run.fast_model.modules())
+    assert not any(isinstance(m, FusedBlock) for m in run.forward_net.modules())
     assert run.cpu_path["path"] == "eager" and run.cpu_path["why"] == "measured"
     ms = run.cpu_path["ms_per_step"]
     assert ms["fused"] > ms["eager"] + 60  # two blocks, 50 ms each: clear of a busy machine

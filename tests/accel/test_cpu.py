@@ -24,12 +24,15 @@ from torch import nn
 from cnnlab.accel import cpu
 from cnnlab.accel.cpu import BlockFunction, FusedBlock, FusedNorm, NormFunction, fuse_blocks
 from cnnlab.models import create_model
-from cnnlab.training.config import RECIPES
+from cnnlab.training.recipes import RECIPES
 from tests.ops.helpers import assert_matches_torch
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("cc") is None and shutil.which("gcc") is None, reason="needs a C compiler"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("cc") is None and shutil.which("gcc") is None, reason="needs a C compiler"
+    ),
+    pytest.mark.e2e,  # builds the kernels for each target, in processes of their own too
+]
 
 
 def reference(
@@ -43,7 +46,7 @@ def reference(
 def fused(
     x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int, act: int, pool: int
 ) -> torch.Tensor:
-    return BlockFunction.apply(x, w, b, pad, act, pool)  # type: ignore[no-untyped-call,no-any-return]
+    return BlockFunction.apply(x, w, b, pad, act, pool, True, cpu.library())  # type: ignore[no-untyped-call,no-any-return]
 
 
 def cpu_flags() -> set[str]:
@@ -173,14 +176,13 @@ class KeptPointers:
 
 @pytest.mark.parametrize("isa", TARGETS)
 def test_a_block_with_no_backward_to_follow_keeps_nothing_and_gives_the_same_output(
-    isa: str, monkeypatch: pytest.MonkeyPatch
+    isa: str,
 ) -> None:
     torch.manual_seed(0)
-    block = FusedBlock(nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2))
     x = torch.randn(20, 6, 14, 14)  # more images than a group of any width
     with target(isa):
         kernels = KeptPointers(cpu.library())  # type: ignore[arg-type]
-        monkeypatch.setattr(cpu, "library", lambda: kernels)
+        block = FusedBlock(nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2), kernels)  # type: ignore[arg-type]
         y = block(x)
         with torch.inference_mode():
             y_eval = block(x)
@@ -195,7 +197,7 @@ def norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
 
 
 def norm_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    return NormFunction.apply(x, weight, bias, 1e-5)[0]  # type: ignore[no-untyped-call,no-any-return]
+    return NormFunction.apply(x, weight, bias, 1e-5, cpu.library())[0]  # type: ignore[no-untyped-call,no-any-return]
 
 
 @pytest.mark.parametrize("isa", TARGETS)
@@ -233,7 +235,7 @@ def test_norm_block_ties_send_the_gradient_where_torch_does() -> None:
 def test_fused_norm_keeps_the_running_statistics_as_batch_norm_does(momentum) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     ours, theirs = (nn.BatchNorm2d(16, momentum=momentum) for _ in range(2))
-    fused = FusedNorm(ours, nn.ReLU(), nn.MaxPool2d(2))
+    fused = FusedNorm(ours, nn.ReLU(), nn.MaxPool2d(2), cpu.library())  # type: ignore[arg-type]
     for _ in range(3):
         x = torch.randn(4, 16, 6, 6) * 2 + 3
         fused(x)
@@ -481,7 +483,7 @@ def test_a_compiler_that_hangs_is_given_up_with_a_notice(
     stall = tmp_path / "stalling-cc"
     stall.write_text("#!/bin/sh\nsleep 60\n")
     stall.chmod(0o755)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("CC", str(stall))
     monkeypatch.setattr(cpu, "COMPILE_TIMEOUT_S", 2.5)
     monkeypatch.setattr(logging.getLogger("cnnlab"), "propagate", True)
@@ -493,7 +495,7 @@ def test_a_compiler_that_hangs_is_given_up_with_a_notice(
         lines = [r.getMessage() for r in caplog.records]
         assert any("building the fused CPU kernels" in line for line in lines)
         assert "did not finish within 2.5 s" in lines[-1] and "eager layers" in lines[-1]
-        assert not list((tmp_path / "cache" / "cnnlab" / "kernels").iterdir())  # no leftovers
+        assert not list((tmp_path / "empty-cache" / "cnnlab" / "kernels").iterdir())  # no leftovers
     finally:
         cpu._library.cache_clear()
 
@@ -594,3 +596,28 @@ def test_an_unknown_target_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
         match=r"CNNLAB_CPU_ISA='sse9' is not a target .* native, avx512, avx2, portable",
     ):
         cpu.library()
+
+
+def test_fused_blocks_keep_the_kernels_they_were_fused_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The build a run timed is the build it trains with: CNNLAB_CPU_ISA is read when the
+    blocks are fused, and never again on a kernel call."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2))
+    x = torch.randn(6, 1, 12, 12, requires_grad=True)
+    monkeypatch.setenv("CNNLAB_CPU_ISA", "portable")
+    fused = cpu.fuse_blocks(model)
+    portable = cpu._library("portable")
+    assert isinstance(fused[0], FusedBlock) and fused[0].lib is portable
+    monkeypatch.setenv("CNNLAB_CPU_ISA", "native")
+    assert cpu.library() is not portable  # the environment now names another build
+    looked_up: list[str] = []
+    monkeypatch.setattr(cpu, "_library", lambda name: looked_up.append(name))
+    monkeypatch.setattr(cpu, "library", lambda target=None: looked_up.append("library"))
+    y = fused(x)
+    y.sum().backward()  # type: ignore[no-untyped-call]
+    assert looked_up == []  # forward and backward called the block's own kernels
+    with torch.no_grad():
+        expected = BlockFunction.apply(x, model[0].weight, model[0].bias, 2, 1, 1, False, portable)  # type: ignore[no-untyped-call]
+    assert torch.equal(y.detach(), expected)

@@ -100,13 +100,14 @@ def test_bad_conversion_settings_are_refused(fields: dict[str, object], message:
 
 
 def test_a_folder_without_classes_says_what_it_needs(tmp_path: Path) -> None:
-    (tmp_path / "only").mkdir()
+    (tmp_path / "pictures" / "only").mkdir(parents=True)
     with pytest.raises(DataError, match="holds 1 class folder"):
-        load_folder(f"folder:{tmp_path}")
+        load_folder(f"folder:{tmp_path / 'pictures'}")
     with pytest.raises(DataError, match="is not a directory of class folders"):
         load_folder(f"folder:{tmp_path / 'nothing'}")
 
 
+@pytest.mark.e2e
 def test_a_run_on_ones_own_pictures_from_training_to_export(
     pictures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,6 +139,7 @@ def test_a_run_on_ones_own_pictures_from_training_to_export(
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.e2e
 def test_the_default_model_trains_on_a_folder(mode: str, tmp_path: Path) -> None:
     write_pictures(tmp_path / "pictures", mode=mode)
     run = tmp_path / "run"

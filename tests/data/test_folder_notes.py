@@ -37,6 +37,7 @@ def docs_net() -> str:
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.e2e
 def test_the_docs_net_py_trains_on_grayscale_and_rgb_folders_and_says_what_it_found(
     mode: str, tmp_path: Path
 ) -> None:
@@ -59,6 +60,7 @@ def test_the_docs_net_py_trains_on_grayscale_and_rgb_folders_and_says_what_it_fo
     assert "--batch-size 7 gives 11 steps an epoch" in done.stdout + done.stderr
 
 
+@pytest.mark.e2e
 def test_a_model_with_the_wrong_channels_is_one_line_naming_the_fix(tmp_path: Path) -> None:
     shapes(tmp_path / "pictures", "RGB")
     fixed = docs_net().replace("nn.Conv2d(in_channels,", "nn.Conv2d(1,")

@@ -100,6 +100,7 @@ def test_an_endless_body_stops_at_the_files_size(
     assert leftovers(dest) == sorted(r.filename + ".gz" for r in dataset.resources)
 
 
+@pytest.mark.e2e
 def test_a_dribbling_mirror_is_given_up_at_the_deadline_for_the_next(
     hostile: tuple[str, ds.Dataset], tmp_path: Path
 ) -> None:
@@ -174,6 +175,7 @@ def test_a_full_disk_is_said_as_such_and_no_other_mirror_is_tried(
     assert leftovers(dest) == []
 
 
+@pytest.mark.e2e
 def test_a_killed_download_leaves_nothing_once_the_next_one_ran(
     hostile: tuple[str, ds.Dataset], tmp_path: Path
 ) -> None:

@@ -20,6 +20,8 @@ from cnnlab.training import TrainConfig, train
 from cnnlab.training.checkpoint import _digest
 from tests.conftest import run_cnnlab, write_dataset
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 Edit = Callable[[dict[str, torch.Tensor], dict[str, Any]], None]
 
 

@@ -70,6 +70,7 @@ print(f"{seconds:.3f} {grown}")
 """
 
 
+@pytest.mark.e2e
 def test_a_decompression_bomb_costs_under_200_mb_and_2_s_and_is_refused_by_name(bomb: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", MEASURE, str(bomb)], capture_output=True, text=True, timeout=60
@@ -156,6 +157,7 @@ def test_an_empty_class_folder_is_refused_by_name(tmp_path: Path) -> None:
         load_folder(f"folder:{root}")
 
 
+@pytest.mark.e2e
 def test_a_class_folder_whose_name_is_not_utf8_trains_and_is_drawn(tmp_path: Path) -> None:
     from cnnlab.report import write_report
     from cnnlab.training import TrainConfig, train

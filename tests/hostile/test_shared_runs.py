@@ -18,6 +18,8 @@ from cnnlab.rundir import load_model
 from cnnlab.training import TrainConfig, train
 from tests.conftest import run_cnnlab, write_dataset
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 # Each hostile file leaves this marker beside itself when it runs.
 PAYLOAD = """\
 from pathlib import Path

@@ -51,6 +51,7 @@ def test_the_books_training_settings_are_the_defaults() -> None:
     assert TrainConfig.from_dict({"model": "lenet"}).lr == 0.9  # the LeNet chapter's
 
 
+@pytest.mark.e2e
 def test_summary_of_a_model_file_and_of_a_run_directory(
     tiny_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,6 +28,7 @@ def net(num_classes, width=6):
 """
 
 
+@pytest.mark.e2e
 def test_a_model_file_trains_and_its_run_is_usable_from_anywhere(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_dataset(data, n_train=96, n_test=40)

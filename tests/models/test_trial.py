@@ -64,6 +64,7 @@ def test_each_misfit_is_one_line_naming_where_and_the_fix(case: str) -> None:
     assert said in str(refused.value) and "\n" not in str(refused.value)
 
 
+@pytest.mark.e2e
 def test_a_misfit_model_leaves_no_run_directory(tmp_path: Path) -> None:
     write_dataset(tmp_path / "data", n_train=32, n_test=16)
     (tmp_path / "net.py").write_text(

@@ -21,7 +21,8 @@ def four_batch_run(
     fused kernels forced (``fast=True``) unless ``config`` says otherwise."""
     from cnnlab.data import ImageSet
     from cnnlab.training import TrainConfig
-    from cnnlab.training.trainer import Parts, Run
+    from cnnlab.training.parts import Parts
+    from cnnlab.training.run import Run
 
     rng = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (64, 28, 28), generator=rng, dtype=torch.uint8).numpy()
@@ -38,9 +39,9 @@ def four_batch_run(
 @pytest.fixture
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty cnnlab cache (the kernels are built into it once per test module)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh-cache"))
     cpu._library.cache_clear()
-    yield tmp_path / "cache" / "cnnlab"
+    yield tmp_path / "fresh-cache" / "cnnlab"
     cpu._library.cache_clear()
 
 

@@ -12,6 +12,8 @@ from cnnlab.data import datasets as ds
 from cnnlab.training import TrainConfig, TrainResult, train
 from cnnlab.training.callbacks import CallbackError
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 
 def tiny_config(directory: Path, out: Path, **fields: Any) -> TrainConfig:
     return TrainConfig(
@@ -110,7 +112,9 @@ def test_an_object_with_no_hook_is_refused_at_once(
     tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
 ) -> None:
     _, directory = tiny_dataset
-    with pytest.raises(Exception, match="has none of the methods on_point, on_epoch_end"):
+    with pytest.raises(
+        Exception, match="has none of the methods on_train_start, on_epoch_start, on_step, on_point"
+    ):
         train(tiny_config(directory, tmp_path / "run", epochs=1), callbacks=[print])
     assert not (tmp_path / "run").exists()
 

@@ -91,7 +91,7 @@ def test_config_values_are_strict(values: dict[str, object], message: str) -> No
 
 def test_a_toml_file_nested_too_deeply_is_a_one_line_error(tmp_path: Path) -> None:
     """tomllib recurses per level: 5,000 nested arrays raised RecursionError."""
-    from cnnlab.training.config import load_toml
+    from cnnlab.fsutil import load_toml
 
     deep = tmp_path / "deep.toml"
     deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
@@ -102,7 +102,7 @@ def test_a_toml_file_nested_too_deeply_is_a_one_line_error(tmp_path: Path) -> No
 
 
 def test_a_model_option_is_checked_by_the_model_not_the_config(tmp_path: Path) -> None:
-    from cnnlab.training.trainer import build_model
+    from cnnlab.training.parts import build_model
 
     config = TrainConfig(backend="jax")  # a word: the config has nothing against it
     options = {"num_classes": 10, "in_channels": 1, "image_size": (28, 28), "backend": "jax"}
@@ -113,7 +113,7 @@ def test_a_model_option_is_checked_by_the_model_not_the_config(tmp_path: Path) -
 
 
 def test_every_field_is_what_is_trained_or_how_it_runs() -> None:
-    from cnnlab.training.config import RESUMABLE, launch_fields, resumed_config
+    from cnnlab.training.launch import RESUMABLE, launch_fields, resumed_config
 
     launch = set(launch_fields())
     assert launch == {
@@ -129,6 +129,7 @@ def test_every_field_is_what_is_trained_or_how_it_runs() -> None:
         "compile",
         "tensorboard",
         "quiet",
+        "offline",
     }
     assert set(RESUMABLE) == (launch - {"out_dir"}) | {"epochs"}
     saved = TrainConfig(epochs=2)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cnnlab.training.config import TrainConfig
 from cnnlab.training.divergence import advice, diverged, loss_limit
 
 
@@ -18,13 +17,13 @@ def test_divergence_advice_comes_from_the_values_that_diverged() -> None:
 
 
 def test_the_message_names_where_and_what_is_left(tmp_path: Path) -> None:
-    error = str(diverged("averages 99.0", (2, 7), 10, TrainConfig(lr=0.9), tmp_path))
+    error = str(diverged("averages 99.0", (2, 7), 10, 0.9, 0.0, tmp_path))
     assert "the loss averages 99.0 at epoch 2, step 7 (lr 0.9;" in error
     assert "guesses scores 2.30" in error and "--lr 0.09" in error
     assert "No checkpoint had been written yet." in error
     (tmp_path / "checkpoint.safetensors").write_bytes(b"")
     assert f"The last good checkpoint remains in {tmp_path}." in str(
-        diverged("is not a finite number", (1, 1), 10, TrainConfig(lr=0.9), tmp_path)
+        diverged("is not a finite number", (1, 1), 10, 0.9, 0.0, tmp_path)
     )
 
 

@@ -20,7 +20,7 @@ from cnnlab.rundir import CHECKPOINT
 from cnnlab.training import TrainConfig
 from cnnlab.training.checkpoint import TrainState, _digest, load_checkpoint, save_checkpoint
 from cnnlab.training.distributed import World
-from cnnlab.training.trainer import prepare_run_dir
+from cnnlab.training.launch import prepare_run_dir
 
 # Subnormal floats are left out: training on a CPU flushes them to zero for the whole
 # process (see cnnlab.device), and hypothesis refuses to generate them then.

@@ -18,6 +18,8 @@ from cnnlab.rundir import CHECKPOINT
 from cnnlab.training.checkpoint import read_checkpoint
 from tests.conftest import start_cnnlab, write_dataset
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 # --fast: the fused CPU kernels, not a measured choice between them and the eager layers,
 # which would let the reference and the resumed run differ in rounding
 ARGS = [

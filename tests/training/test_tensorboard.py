@@ -13,6 +13,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.training import train
 from tests.training.test_trainer import tiny_config
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 
 def test_tensorboard_events_hold_the_run(
     tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path

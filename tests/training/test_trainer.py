@@ -13,8 +13,11 @@ from cnnlab import models
 from cnnlab.data import datasets as ds
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.rundir import read_metrics
-from cnnlab.training import TrainConfig, load_model, train, trainer
+from cnnlab.training import TrainConfig, load_model, train
+from cnnlab.training import parts as building
 from cnnlab.training.checkpoint import read_checkpoint
+
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
 
 TIMING = ("elapsed", "examples_per_sec", "train_seconds")  # differ run to run
 
@@ -63,7 +66,8 @@ def test_a_run_trains_the_parts_it_is_handed(tmp_path: Path) -> None:
     from cnnlab.data import ImageSet
     from cnnlab.models import create_model
     from cnnlab.training.control import StopOnSignal
-    from cnnlab.training.trainer import Parts, Run
+    from cnnlab.training.parts import Parts
+    from cnnlab.training.run import Run
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 64).astype(np.uint8)
@@ -75,7 +79,7 @@ def test_a_run_trains_the_parts_it_is_handed(tmp_path: Path) -> None:
     run = Run(TrainConfig(batch_size=16, quiet=True), parts, tmp_path)
     before = [p.detach().clone() for p in model.parameters()]
     for _ in range(8):
-        run.train_epoch(StopOnSignal(), progress=False)
+        run.train_epoch(StopOnSignal())
         row = run.finish_epoch(wall_start=0.0)
     assert run.state.step == 32 and row["epoch"] == 8
     assert all(not a.equal(b) for a, b in zip(before, model.parameters(), strict=True))
@@ -265,7 +269,7 @@ def test_augmentation_validation_split_and_tta(
 def test_model_options_as_a_toml_table(
     tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
 ) -> None:
-    from cnnlab.training.config import load_toml
+    from cnnlab.fsutil import load_toml
 
     _, directory = tiny_dataset
     (tmp_path / "run.toml").write_text(
@@ -332,7 +336,7 @@ def test_bf16_precision_autocasts_where_the_cpu_has_bf16_and_else_says_so(
         model[-1].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
         return model
 
-    monkeypatch.setattr(trainer, "create_model", spying)
+    monkeypatch.setattr(building, "create_model", spying)
     # caplog listens at the root, where the CLI's own handler may have stopped cnnlab's lines
     monkeypatch.setattr(logging.getLogger("cnnlab"), "propagate", True)
     result = train(tiny_config(tmp_path, directory, precision="bf16", epochs=1))
@@ -360,7 +364,7 @@ def test_sigterm_during_the_last_evaluation_stops_the_run_with_a_checkpoint(
     import signal
 
     from cnnlab.training.control import Interrupted
-    from cnnlab.training.trainer import Run
+    from cnnlab.training.run import Run
 
     _, directory = tiny_dataset
     evaluate = Run.evaluate
@@ -420,3 +424,47 @@ def test_importing_the_trainer_loads_no_plotting() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout == "[]\n", done.stderr
+
+
+@pytest.mark.parametrize("fast", ["--fast", "--no-fast"])
+def test_from_the_command_line_to_the_optimizer_step_is_six_frames(
+    tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path, fast: str
+) -> None:
+    """cli.main -> cmd_train -> train -> fit -> Run.train_epoch -> Step.__call__: the
+    stack a learner reads at ``optimizer.step()``, taken from a real step."""
+    import traceback
+
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    import cnnlab
+    from cnnlab.cli import main
+
+    _, directory = tiny_dataset
+    ours = str(Path(cnnlab.__file__).parent)
+    stacks: list[list[str]] = []
+
+    def record(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        frames = traceback.extract_stack()
+        stacks.append(
+            [f"{Path(f.filename).stem}.{f.name}" for f in frames if f.filename.startswith(ours)]
+        )
+
+    hook = register_optimizer_step_pre_hook(record)
+    try:
+        args = ["--dataset", "tiny", "--data-dir", str(directory), "--batch-size", "32", fast]
+        assert (
+            main(["train", *args, "--epochs", "1", "--out-dir", str(tmp_path / "run"), "--quiet"])
+            == 0
+        )
+    finally:
+        hook.remove()
+    assert stacks, "no optimizer step was taken"
+    assert stacks[0] == [
+        "cli.main",
+        "cli.cmd_train",
+        "trainer.train",
+        "trainer.fit",
+        "run.train_epoch",
+        "step.__call__",
+    ]
+    assert all(stack == stacks[0] for stack in stacks)

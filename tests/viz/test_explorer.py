@@ -21,6 +21,8 @@ from cnnlab.training.metrics import class_probabilities
 from cnnlab.viz.explorer import _Tracer, explorer_page, model_spec
 from tests.viz.browser import browser, open_page
 
+pytestmark = pytest.mark.e2e  # trains runs to their end, or starts processes
+
 __all__ = ["browser"]  # the fixture, imported for the tests below
 READY = "document.body.dataset.firstPredictionMs !== undefined"
 

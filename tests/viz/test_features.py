@@ -45,3 +45,21 @@ def test_run_comparison_plots_the_accuracy_runs_are_chosen_by() -> None:
     figure = plot_run_comparison({"a": rows}, "val_acc")
     assert figure.axes[1].get_ylabel() == "val acc"
     assert list(figure.axes[1].lines[0].get_ydata()) == [0.25]
+
+
+def test_a_deep_network_shows_eight_of_its_layers_evenly_spaced() -> None:
+    from cnnlab.viz.features import MAX_LAYERS
+
+    torch.manual_seed(0)
+    deep = nn.Sequential(
+        *(m for _ in range(30) for m in (nn.Conv2d(1, 1, 3, padding=1), nn.ReLU()))
+    )
+    image = torch.rand(1, 8, 8)
+    for figure in (
+        plot_feature_maps(deep, image),
+        plot_activation_pair(deep, [image, image], ["a", "b"]),
+    ):
+        titles = [ax.get_title(loc="left") for ax in figure.get_axes() if ax.get_title(loc="left")]
+        layers = [t.split()[0] for t in titles]
+        assert len(set(layers)) == MAX_LAYERS, titles
+        assert layers[0] == "1/30" and layers[MAX_LAYERS - 1] == "30/30"
