@@ -251,8 +251,10 @@ def isolated_env(
     for built in built_kernels.glob("cpu_block-*"):
         os.link(built, kernels / built.name)
     yield
+    from cnnlab.accel.cpu import digest_file
+
     for made in kernels.glob("cpu_block-*.so") if kernels.is_dir() else ():
-        digest = made.with_name(made.name + ".sha256")
+        digest = digest_file(made)
         whole = digest.is_file() and digest.read_text() == sha256_of(made)
         if whole and not (built_kernels / made.name).exists():
             for source in (digest, made):  # the library last: linked only with its digest

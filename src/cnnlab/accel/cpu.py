@@ -540,20 +540,20 @@ def fuse_blocks(model: nn.Module, target: str | None = None) -> nn.Module:
     keep calling the kernels of that target."""
     if not isinstance(model, nn.Sequential):
         return model
-    modules, triples = list(model), list[int]()
-    for i in range(len(modules) - 2):
-        after = not triples or i >= triples[-1] + 3  # triples do not overlap
-        if after and (fusable(*modules[i : i + 3]) or fusable_norm(*modules[i : i + 3])):
-            triples.append(i)
-    lib = _library(target or isa()) if triples else None
+    modules, blocks, i = list(model), dict[int, type[nn.Module]](), 0
+    while i < len(modules) - 2:  # triples do not overlap: the first fusable one is taken
+        triple = modules[i : i + 3]
+        block = FusedBlock if fusable(*triple) else FusedNorm if fusable_norm(*triple) else None
+        if block is not None:
+            blocks[i] = block
+        i += 3 if block is not None else 1
+    lib = _library(target or isa()) if blocks else None
     if lib is None:
         return model
     out, i = list[nn.Module](), 0
     while i < len(modules):
-        if i in triples:
-            conv, act, pool = modules[i : i + 3]
-            block = FusedBlock if fusable(conv, act, pool) else FusedNorm
-            out.append(block(conv, act, pool, lib))  # type: ignore[arg-type]
+        if i in blocks:
+            out.append(blocks[i](*modules[i : i + 3], lib))
             i += 3
         else:
             out.append(modules[i])

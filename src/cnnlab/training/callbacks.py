@@ -49,7 +49,8 @@ class CallbackError(CnnlabError):
 
 
 class Callbacks:
-    """A run's callbacks, each hook called on each in order."""
+    """A run's callbacks, each hook called on each in order (the methods looked up once:
+    ``on_step`` is called every step)."""
 
     def __init__(self, callbacks: Iterable[Any] = ()) -> None:
         self.items = list(callbacks)
@@ -58,14 +59,15 @@ class Callbacks:
                 raise CnnlabError(
                     f"callback {describe(callback)} has none of the methods {', '.join(HOOKS)}"
                 )
+        self.methods = {
+            hook: [(c, getattr(c, hook)) for c in self.items if getattr(c, hook, None) is not None]
+            for hook in HOOKS
+        }
 
     def call(self, hook: str, *args: Any) -> list[Any]:
         """``hook(*args)`` of every callback that has it; their return values."""
         returned = []
-        for callback in self.items:
-            method = getattr(callback, hook, None)
-            if method is None:
-                continue
+        for callback, method in self.methods[hook]:
             try:
                 returned.append(method(*args))
             except Exception as e:
@@ -93,7 +95,7 @@ class Callbacks:
 
     def with_hook(self, hook: str) -> list[Any]:
         """The callbacks that have ``hook``, in order."""
-        return [c for c in self.items if getattr(c, hook, None) is not None]
+        return [callback for callback, _ in self.methods[hook]]
 
 
 def describe(callback: Any) -> str:

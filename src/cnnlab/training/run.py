@@ -178,9 +178,10 @@ class Run:
             save_checkpoint(self.run_dir, self.model, self.optimizer, state, config, self.scheduler)
 
     def diverged(self, batch_index: int, what: str = "is not a finite number") -> Diverged:
-        where, settings = (self.state.epoch + 1, batch_index + 1), self.config
-        lr, decay = settings.lr, settings.weight_decay
-        return diverged(what, where, len(self.classes), lr, decay, self.run_dir)
+        where, config = (self.state.epoch + 1, batch_index + 1), self.config
+        return diverged(
+            what, where, len(self.classes), config.lr, config.weight_decay, self.run_dir
+        )
 
     def interrupt(self, signum: int) -> None:
         """Checkpoint, then stop with the signal's exit code and how to resume."""
