@@ -197,6 +197,17 @@ def profile_step(data: dict[str, torch.Tensor], fused: bool, steps: int) -> dict
     }
 
 
+def fashion_mnist(data_dir: str | None) -> dict[str, torch.Tensor]:
+    """The real dataset as float images in [0, 1] (N, 1, 28, 28) and int64 labels."""
+    train_set, test_set = load_dataset("fashion-mnist", data_dir)
+    return {
+        "x_train": torch.from_numpy(train_set.images).unsqueeze(1).float() / 255,
+        "y_train": torch.from_numpy(train_set.labels).long(),
+        "x_test": torch.from_numpy(test_set.images).unsqueeze(1).float() / 255,
+        "y_test": torch.from_numpy(test_set.labels).long(),
+    }
+
+
 def summary(examples: int, train_seconds: float, wall: float, acc: float) -> dict[str, Any]:
     return {
         "examples_per_sec_train": round(examples / train_seconds, 1),
@@ -235,13 +246,7 @@ def main(device: str = "cpu") -> None:
     epochs = 1 if args.quick else args.epochs
     logging.getLogger("cnnlab").setLevel(logging.WARNING)
 
-    train_set, test_set = load_dataset("fashion-mnist", args.data_dir)
-    data = {
-        "x_train": torch.from_numpy(train_set.images).unsqueeze(1).float() / 255,
-        "y_train": torch.from_numpy(train_set.labels).long(),
-        "x_test": torch.from_numpy(test_set.images).unsqueeze(1).float() / 255,
-        "y_test": torch.from_numpy(test_set.labels).long(),
-    }
+    data = fashion_mnist(args.data_dir)
     variants = args.only or ["book", "plain", "cnnlab"]
     if device == "cuda" and not args.only:  # cnnlab train --compile: only CUDA uses it
         variants.append("cnnlab-compile")

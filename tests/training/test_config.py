@@ -126,6 +126,8 @@ def test_every_field_is_what_is_trained_or_how_it_runs() -> None:
         "max_restarts",
         "trust_model_file",
         "fast",
+        "remeasure",
+        "threads",
         "compile",
         "tensorboard",
         "quiet",

@@ -8,6 +8,10 @@ trainer hands :func:`faster` both networks and a function that runs one training
 faster is used. The answer is kept in cnnlab's cache under a key of everything that
 changes it (the CPU, the thread count, torch's version, the kernels' build, the model and
 the batch's shape), so the next run of the same shapes starts at once.
+
+A busy machine times badly: a measurement taken while other programs kept a core busy, or
+whose rounds' times overlap between the two paths, is kept as provisional, used for the
+run that took it and measured again by the next (``--remeasure`` measures again anyway).
 """
 
 from __future__ import annotations
@@ -26,18 +30,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.accel.cores import OtherWork
 from cnnlab.fsutil import atomic_write_bytes, user_cache
 
 ROUNDS, STEPS, BUDGET_S = 5, 2, 3.0  # rounds of STEPS steps each, in turns; time budget
+BUSY_CORES = 0.25  # other programs' work during a measurement that makes it provisional
 
 
 @dataclass(frozen=True)
 class Choice:
-    """The path taken, each candidate's measured milliseconds per step, and whether the
-    numbers come from the cache (measured by an earlier run)."""
+    """The path taken, each candidate's median and range of milliseconds per step over the
+    rounds, the cores other programs kept busy meanwhile (None where the system does not
+    say), whether that makes the answer provisional, and whether the numbers come from the
+    cache (measured by an earlier run)."""
 
     name: str
     ms: dict[str, float]
+    spread: dict[str, list[float]]
+    busy_cores: float | None
+    provisional: bool
     cached: bool
 
 
@@ -78,9 +89,9 @@ def _read_cache() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _remember(key: str, ms: dict[str, float]) -> None:
+def _remember(key: str, entry: dict[str, Any]) -> None:
     data = _read_cache()
-    data[key] = ms
+    data[key] = entry
     try:
         cache_file().parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cache_file(), json.dumps(data, indent=1).encode())
@@ -90,7 +101,8 @@ def _remember(key: str, ms: dict[str, float]) -> None:
 
 def _measure(
     candidates: dict[str, nn.Module], step: Callable[[nn.Module], None]
-) -> dict[str, float]:
+) -> dict[str, list[float]]:
+    """Each candidate's milliseconds per step in each round."""
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for net in candidates.values():  # warm-up: first calls allocate and build
         step(net)
@@ -103,7 +115,35 @@ def _measure(
             times[name].append((time.perf_counter() - t) / STEPS * 1e3)
         if round_ >= 1 and time.perf_counter() - start > BUDGET_S:
             break
-    return {name: round(statistics.median(ms), 3) for name, ms in times.items()}
+    return times
+
+
+def _summary(times: dict[str, list[float]], busy: float | None) -> dict[str, Any]:
+    """What the cache keeps of a measurement: medians, ranges, other programs' busy cores,
+    and whether it is provisional (taken on a busy machine, or the paths' ranges overlap)."""
+    spread = {name: [round(min(ms), 3), round(max(ms), 3)] for name, ms in times.items()}
+    lows, highs = sorted(low for low, _ in spread.values()), [high for _, high in spread.values()]
+    overlap = len(spread) > 1 and min(highs) >= lows[1]
+    return {
+        "ms": {name: round(statistics.median(ms), 3) for name, ms in times.items()},
+        "spread": spread,
+        "busy_cores": None if busy is None else round(busy, 2),
+        "provisional": overlap or (busy is not None and busy >= BUSY_CORES),
+    }
+
+
+def _usable(entry: Any, candidates: dict[str, nn.Module]) -> bool:
+    """A cached entry of this version's form, for these candidates, and not provisional."""
+    return (
+        isinstance(entry, dict)
+        and entry.get("provisional") is False
+        and isinstance(entry.get("ms"), dict)
+        and set(entry["ms"]) == set(candidates)
+        and all(isinstance(v, int | float) for v in entry["ms"].values())
+        and isinstance(entry.get("spread"), dict)
+        and set(entry["spread"]) == set(candidates)
+        and all(isinstance(v, list) and len(v) == 2 for v in entry["spread"].values())
+    )
 
 
 def faster(
@@ -112,31 +152,39 @@ def faster(
     example: torch.Tensor,
     step: Callable[[nn.Module], None],
     build: str,
+    remeasure: bool = False,
 ) -> Choice:
     """The faster of ``candidates`` (networks over the weights of ``model``) for ``step``,
     which runs one forward and backward pass through the network it is given on a batch
     like ``example``; ``build`` names the kernels' build. Ties go to the first candidate.
+    The cache's answer is used unless it is provisional or ``remeasure`` is asked.
 
     Measuring leaves ``model``'s weights, buffers (batch norm's running statistics),
     gradients, mode and torch's random state as they were.
     """
     key = choice_key(model, example, build)
-    ms = _read_cache().get(key)
-    cached = isinstance(ms, dict) and set(ms) == set(candidates)
+    entry = _read_cache().get(key)
+    cached = not remeasure and _usable(entry, candidates)
     if not cached:
         state, rng = copy.deepcopy(model.state_dict()), torch.get_rng_state()
         training = model.training
         grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
         model.train()
+        other = OtherWork()
         try:
-            ms = _measure(candidates, step)
+            times = _measure(candidates, step)
         finally:
             model.load_state_dict(state)
             torch.set_rng_state(rng)
             model.train(training)
             for p, g in zip(model.parameters(), grads, strict=True):
                 p.grad = g
-        _remember(key, ms)
-    assert isinstance(ms, dict)
+        entry = _summary(times, other.cores())
+        _remember(key, entry)
+    assert isinstance(entry, dict)
+    ms = {name: float(entry["ms"][name]) for name in candidates}
     best = min(candidates, key=lambda name: (ms[name], list(candidates).index(name)))
-    return Choice(best, {name: float(ms[name]) for name in candidates}, cached)
+    spread = {name: [float(v) for v in entry["spread"][name]] for name in candidates}
+    busy = entry.get("busy_cores")
+    busy = float(busy) if isinstance(busy, int | float) else None
+    return Choice(best, ms, spread, busy, bool(entry["provisional"]), cached)

@@ -14,6 +14,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 FLOAT32_MAX = 3.4028234663852886e38  # rates and decays beyond it overflow the weights' type
 KEEP = ("last", "best")
+BOOLS = ("tta", "compile", "quiet", "tensorboard", "trust_model_file", "offline", "remeasure")
+MAX_THREADS = 1024
 
 
 def _trained(default: Any, help: str) -> Any:
@@ -138,6 +140,17 @@ class TrainConfig:
         "layers a few timed steps find faster (remembered per CPU, threads, torch and "
         "shapes); --fast forces the kernels, --no-fast the plain eager loop",
     )
+    remeasure: bool = _launch(
+        False,
+        "on a CPU, time the fused kernels against the eager layers again rather than reuse "
+        "the remembered answer (one measured on a busy machine is timed again anyway)",
+    )
+    threads: int = _launch(
+        0,
+        "CPU threads of torch and the fused kernels. 0: torch's count, less the cores other "
+        "programs keep busy (checked every half second); N: exactly N whatever the load "
+        "(the same count gives the same bits)",
+    )
     precision: str = _trained(
         "fp32",
         "fp32, or bf16: train and evaluate under bfloat16 autocast (CPUs with AVX512-BF16 or "
@@ -159,10 +172,16 @@ class TrainConfig:
     offline: bool = _launch(False, "never download a missing dataset (as CNNLAB_OFFLINE=1 does)")
 
     def __post_init__(self) -> None:
-        for name in ("checkpoint_every", "max_restarts", "val_size", "early_stop", "subset"):
+        names = ("checkpoint_every", "max_restarts", "val_size", "early_stop", "subset", "threads")
+        for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.threads > MAX_THREADS:
+            raise ConfigError(
+                f"threads must be at most {MAX_THREADS}, got {self.threads}: give the number "
+                "of cores to train on, or 0 to follow the free ones"
+            )
         for name in ("epochs", "batch_size", "nproc"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -217,7 +236,7 @@ class TrainConfig:
                 )
         if self.fast is not None and not isinstance(self.fast, bool):
             raise ConfigError(f"fast must be true or false, got {self.fast!r}")
-        for name in ("tta", "compile", "quiet", "tensorboard", "trust_model_file", "offline"):
+        for name in BOOLS:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.model_options, str | dict):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.accel.choice import faster
+from cnnlab.accel.choice import BUSY_CORES, faster
 from cnnlab.accel.cpu import build, fuse_blocks
 from cnnlab.data import Batches
 from cnnlab.device import autocast
@@ -30,11 +30,13 @@ def choose_forward(
     precision: str,
     fast: bool | None = None,
     quiet: bool = False,
+    remeasure: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """What runs ``model``'s forward (max pooling before the activation), and which CPU
     path that is and why (config.json's ``cpu_path``; empty off the CPU): its layers, or
     its blocks fused where ``fast`` (--fast) forces them or, by default (None), where a
-    few timed steps on the first batch of ``batches`` find them faster. A resumed run keeps
+    few timed steps on the first batch of ``batches`` find them faster (timed again where
+    the remembered answer was provisional, or with ``remeasure``). A resumed run keeps
     its path."""
     eager = pool_before_activation(model)
     device = next(model.parameters()).device
@@ -56,7 +58,7 @@ def choose_forward(
             loss = F.cross_entropy(net(x), y, reduction="sum")
         loss.backward()  # type: ignore[no-untyped-call]
 
-    choice = faster(nets, model, x, step, build()) if world.is_main else None
+    choice = faster(nets, model, x, step, build(), remeasure) if world.is_main else None
     name = broadcast_text(world, choice.name if choice else "")
     if choice is None:
         return nets[name], {}
@@ -69,13 +71,28 @@ def choose_forward(
             "measured on this machine before" if choice.cached else "measured now",
             "fused kernels" if name == "fused" else "eager layers",
         )
+        if choice.provisional:
+            log.info("%s", provisional_note(choice.busy_cores))
     return nets[name], {
         "path": name,
         "why": "measured",
         "ms_per_step": choice.ms,
+        "spread_ms": choice.spread,
+        "busy_cores": choice.busy_cores,
+        "provisional": choice.provisional,
         "measured_before": choice.cached,
         "kernels": build(),
     }
+
+
+def provisional_note(busy_cores: float | None) -> str:
+    """Why a measured choice is provisional, and what happens to it."""
+    why = (
+        f"other programs kept {busy_cores:.1f} cores busy meanwhile"
+        if busy_cores is not None and busy_cores >= BUSY_CORES
+        else "the two paths' times overlapped"
+    )
+    return f"the choice is provisional: {why}; the next run measures again"
 
 
 def earlier_path(run_dir: Path) -> str | None:

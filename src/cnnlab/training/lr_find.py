@@ -22,6 +22,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from cnnlab.accel.cores import FreeCores
 from cnnlab.data import Batches
 from cnnlab.device import numerics, resolve_device
 from cnnlab.errors import ConfigError
@@ -141,6 +142,7 @@ def range_test(
         model, config.optimizer, start_lr, config.weight_decay, config.momentum
     )
     batches = Batches(parts.train_set, config.batch_size, device, True, config.seed)
+    cores = FreeCores.on(device, config.threads)
     step_on = Step(batches, model, optimizer, TrainState(), label_smoothing=config.label_smoothing)
     result = LrFindResult()
     average, best = 0.0, math.inf
@@ -153,6 +155,7 @@ def range_test(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss_sum, _ = step_on(index, len(index))
+            cores.tick()
             step += 1
             bar.update()
             loss = (loss_sum / len(index)).item()  # the batch's mean, as cross-entropy gives it

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.accel.cores import FreeCores
 from cnnlab.data import Batches
 from cnnlab.data.augment import parse_augment
 from cnnlab.device import autocast, bf16_missing
@@ -54,6 +55,8 @@ class Run:
         self.test_batches = Batches(parts.test_set, EVAL_BATCH, device)
         val_set = parts.val_set
         self.val_batches = Batches(val_set, EVAL_BATCH, device) if val_set else None
+        talk = world.is_main and not config.quiet
+        self.cores = FreeCores.on(device, config.threads, quiet=not talk)
         # what is trained is self.model; what runs its forward here, its blocks maybe fused
         self.forward_net, self.cpu_path = choose_forward(
             self.model,
@@ -63,6 +66,7 @@ class Run:
             self.precision,
             config.fast,
             config.quiet,
+            config.remeasure,
         )
         augmentations = parse_augment(config.augment)
         self.step = Step(
@@ -110,6 +114,7 @@ class Run:
                 self.scheduler.step()
             state.seen, state.batch, state.step = state.seen + len(index), i + 1, state.step + 1
             hooks.call("on_step", self)
+            self.cores.tick()
             if (i + 1) % check_every == 0 and not torch.isfinite(loss):
                 raise self.diverged(i, "is not a finite number")
             point = (i + 1) % every == 0 or i == n - 1

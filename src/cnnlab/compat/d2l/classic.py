@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab import layers
+from cnnlab.accel.cores import FreeCores
 from cnnlab.compat.d2l.display import FigureOutput
 from cnnlab.data import Batches, load_dataset
 from cnnlab.device import numerics
@@ -103,10 +104,14 @@ class Loader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # The reader's loop runs between the yields (the book's cells define train_ch6
         # themselves): denormals are flushed while it runs, or the sigmoid nets would run
-        # ~20x slower on a CPU, and the flush is put back when the pass ends.
-        with numerics(self.batches.images.device):
+        # ~20x slower on a CPU, and the flush is put back when the pass ends. The thread
+        # count follows the cores other programs leave free (accel.cores).
+        device = self.batches.images.device
+        with numerics(device):
+            cores = FreeCores.on(device)
             self.passes += 1
             for x, y in self.batches.epoch(self.passes - 1):
+                cores.tick()
                 yield resize_batch(x, self.resize), y
 
 
