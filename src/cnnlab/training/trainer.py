@@ -127,6 +127,7 @@ def start(config: TrainConfig, run_dir: Path, world: World, resume: bool, hooks:
         env = {
             **environment(run.device, world.size),
             "precision": run.precision,
+            "threads_follow_free_cores": run.cores.active,
             **({"cpu_path": run.cpu_path} if run.cpu_path else {}),
         }
         records = {**model_record(config.model), **({"data": parts.data} if parts.data else {})}
