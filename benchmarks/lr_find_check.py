@@ -5,6 +5,10 @@ per model, the mean test accuracy over the seeds of the suggestion and of each g
 and how far the suggestion is from the best grid rate.
 
     python benchmarks/lr_find_check.py --models lenet-relu-max lenet-bn --seeds 0 1 2
+
+The grid's runs do not depend on how the suggestion is read from the curve: ``--grid-from
+FILE`` takes them from an earlier output of this benchmark (same models, seeds and epochs)
+instead of training them again, and says so in its JSON (``grid_from``).
 """
 
 from __future__ import annotations
@@ -36,12 +40,31 @@ def accuracy(model: str, lr: float, seed: int, epochs: int, root: Path) -> float
     return float(train(config).history[-1]["test_acc"])
 
 
+def earlier_grid(
+    path: Path | None, models: list[str], seeds: list[int], epochs: int
+) -> dict[str, dict[str, list[float]]]:
+    """The grid runs of an earlier output (``--grid-from``), checked to be of the same
+    models, seeds and epochs; {} without one. The output may follow the runs' log lines."""
+    if path is None:
+        return {}
+    text = path.read_text()
+    report = json.loads(text[text.index('{\n  "epochs"') :])
+    if report["epochs"] != epochs or report["seeds"] != seeds:
+        raise SystemExit(f"{path}: epochs {report['epochs']}, seeds {report['seeds']} differ")
+    missing = [m for m in models if m not in report["models"]]
+    if missing:
+        raise SystemExit(f"{path} has no grid for {', '.join(missing)}")
+    return {m: report["models"][m]["grid_runs"] for m in models}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["lenet-relu-max", "lenet-bn"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--grid-from", type=Path, help="an earlier output: reuse its grid runs")
     args = parser.parse_args()
+    earlier = earlier_grid(args.grid_from, args.models, args.seeds, args.epochs)
     quiet = logging.getLogger("cnnlab")  # the runs' summary lines: this prints JSON alone
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
@@ -61,7 +84,11 @@ def main() -> None:
                 if lr is not None:
                     suggested.append(accuracy(model, lr, seed, args.epochs, root))
                 for rate in GRID:
-                    grid[rate].append(accuracy(model, rate, seed, args.epochs, root))
+                    grid[rate].append(
+                        earlier[model][f"{rate:g}"][args.seeds.index(seed)]
+                        if earlier
+                        else accuracy(model, rate, seed, args.epochs, root)
+                    )
             means = {f"{rate:g}": round(statistics.mean(accs), 4) for rate, accs in grid.items()}
             best_rate, best = max(means.items(), key=lambda item: item[1])
             mean_suggested = round(statistics.mean(suggested), 4) if suggested else None
@@ -83,6 +110,7 @@ def main() -> None:
                 "schedule": "onecycle",
                 "models": report,
                 "seconds": round(time.perf_counter() - started),
+                "grid_from": str(args.grid_from) if args.grid_from else None,
             },
             indent=2,
         )

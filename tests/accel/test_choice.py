@@ -157,3 +157,18 @@ def test_a_measurement_is_provisional_when_busy_or_its_rounds_overlap(
     assert entry["provisional"] is provisional
     assert entry["ms"] == {"fused": 2.0, "eager": eager[1]}
     assert entry["spread"] == {"fused": [1.0, 3.0], "eager": [eager[0], eager[2]]}
+
+
+def test_a_provisional_choice_measured_again_on_a_busy_machine_stands(
+    tmp_path: Path, fresh_cache: Path
+) -> None:
+    with pytest.MonkeyPatch.context() as busy:
+        machine(busy, 1.0)
+        slow_down(busy, FusedBlock, 0.05)
+        first = four_batch_run(tmp_path / "first", fast=None)
+    with pytest.MonkeyPatch.context() as still_busy:  # the other path now looks faster
+        machine(still_busy, 1.0)
+        slow_down(still_busy, nn.Conv2d, 0.05)
+        second = four_batch_run(tmp_path / "second", fast=None)
+    assert first.cpu_path["path"] == second.cpu_path["path"] == "eager"  # no flip
+    assert second.cpu_path["provisional"] and second.cpu_path["measured_before"]

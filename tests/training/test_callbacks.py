@@ -75,9 +75,10 @@ def test_a_callback_stops_the_run_and_resume_goes_on_bit_for_bit(
     tiny_dataset: tuple[ds.Dataset, Path], tmp_path: Path
 ) -> None:
     _, directory = tiny_dataset
-    whole = train(tiny_config(directory, tmp_path / "whole", epochs=5))
+    # fast: the fused kernels in both runs, not a measured choice that may differ between
+    whole = train(tiny_config(directory, tmp_path / "whole", epochs=5, fast=True))
     stopped = train(
-        tiny_config(directory, tmp_path / "stopped", epochs=5),
+        tiny_config(directory, tmp_path / "stopped", epochs=5, fast=True),
         callbacks=[StopAfter(tmp_path / "mine.csv", 1)],
     )
     assert len(stopped.history) == 1 and (stopped.run_dir / "model.safetensors").is_file()

@@ -14,7 +14,7 @@ from cnnlab.cli import main
 from cnnlab.data import datasets as ds
 from cnnlab.errors import ConfigError
 from cnnlab.training import TrainConfig
-from cnnlab.training.lr_find import SETTLE, LrFindResult, suggest
+from cnnlab.training.lr_find import LAG, SETTLE, LrFindResult, suggest
 
 
 def test_range_test_writes_its_plot_and_suggests_a_rate(
@@ -35,10 +35,13 @@ def test_range_test_writes_its_plot_and_suggests_a_rate(
     assert result.lrs[0] == pytest.approx(1e-4) and result.lrs == sorted(result.lrs)
     assert len(result.lrs) == len(result.losses) <= 200
     assert result.suggestion is not None, result.how
-    assert "valley" in result.how and result.guess == pytest.approx(math.log(10))
-    # the suggestion lies where the loss falls, past the smoothing's start-up
+    assert "one-cycle peak" in result.how and result.guess == pytest.approx(math.log(10))
+    # the suggestion lies where the loss falls, past the smoothing's start-up, LAG steps
+    # before the smoothed loss's lowest point (or at the settled start, if that is nearer)
     at = result.lrs.index(result.suggestion)
-    assert at >= SETTLE and min(result.losses[at:]) < result.losses[at] < result.losses[SETTLE]
+    lowest = min(range(SETTLE, len(result.losses)), key=result.losses.__getitem__)
+    assert at == max(SETTLE, lowest - LAG)
+    assert result.losses[lowest] < result.losses[at] <= result.losses[SETTLE]
 
     monkeypatch.chdir(tmp_path)  # the default output directory is a fresh one under runs/
     code = main(
@@ -78,7 +81,8 @@ def test_start_up_noise_before_a_clear_fall_is_not_the_suggestion() -> None:
     lrs, losses = curve(start_up, plateau, fall, [0.5 + 0.3 * i for i in range(20)])
     lr, how = suggest(lrs, losses, guess=math.log(10))
     assert lr is not None and lrs[60] <= lr <= lrs[99], how
-    assert how.startswith("valley")
+    lowest = min(range(len(losses)), key=losses.__getitem__)  # in the fall's last points
+    assert lr == lrs[lowest - LAG] and "one-cycle peak" in how
 
 
 def test_a_flat_curve_has_no_suggestion() -> None:

@@ -132,11 +132,11 @@ def _summary(times: dict[str, list[float]], busy: float | None) -> dict[str, Any
     }
 
 
-def _usable(entry: Any, candidates: dict[str, nn.Module]) -> bool:
-    """A cached entry of this version's form, for these candidates, and not provisional."""
+def _well_formed(entry: Any, candidates: dict[str, nn.Module]) -> bool:
+    """A cached entry of this version's form, for these candidates."""
     return (
         isinstance(entry, dict)
-        and entry.get("provisional") is False
+        and isinstance(entry.get("provisional"), bool)
         and isinstance(entry.get("ms"), dict)
         and set(entry["ms"]) == set(candidates)
         and all(isinstance(v, int | float) for v in entry["ms"].values())
@@ -157,14 +157,17 @@ def faster(
     """The faster of ``candidates`` (networks over the weights of ``model``) for ``step``,
     which runs one forward and backward pass through the network it is given on a batch
     like ``example``; ``build`` names the kernels' build. Ties go to the first candidate.
-    The cache's answer is used unless it is provisional or ``remeasure`` is asked.
+    The cache's answer is used unless it is provisional or ``remeasure`` is asked; a
+    provisional answer measured again on a machine still busy stands (busy runs do not
+    flip between paths), a clean measurement replaces it.
 
     Measuring leaves ``model``'s weights, buffers (batch norm's running statistics),
     gradients, mode and torch's random state as they were.
     """
     key = choice_key(model, example, build)
     entry = _read_cache().get(key)
-    cached = not remeasure and _usable(entry, candidates)
+    earlier = entry if _well_formed(entry, candidates) and not remeasure else None
+    cached = earlier is not None and not earlier["provisional"]
     if not cached:
         state, rng = copy.deepcopy(model.state_dict()), torch.get_rng_state()
         training = model.training
@@ -180,7 +183,10 @@ def faster(
             for p, g in zip(model.parameters(), grads, strict=True):
                 p.grad = g
         entry = _summary(times, other.cores())
-        _remember(key, entry)
+        if earlier is not None and entry["provisional"]:
+            entry, cached = earlier, True  # still busy: the earlier answer stands
+        else:
+            _remember(key, entry)
     assert isinstance(entry, dict)
     ms = {name: float(entry["ms"][name]) for name in candidates}
     best = min(candidates, key=lambda name: (ms[name], list(candidates).index(name)))

@@ -1,14 +1,17 @@
 """The learning-rate range test: a copy of the model trained for a few hundred steps at a
 learning rate that grows exponentially, the loss recorded at each.
 
-The suggestion is the middle of the curve's valley, as fastai's ``valley`` finds it: the
-longest stretch over which the smoothed loss keeps falling (as a subsequence: the noise
-of single batches may interrupt it), taken after the moving average has settled and the
-loss has left its starting plateau, and before the loss's minimum (past it lies the
-divergence). There is no suggestion where the loss never falls clearly below both a
-guessing model's (ln of the class count) and its own starting value: a curve that shows no
-learning cannot say which rate learns best (the book's sigmoid LeNet, for one, learns
-nothing within 300 steps at any rate)."""
+The suggestion is the peak rate for a one-cycle schedule, as Smith's range test picks it:
+the highest rate at which the loss still falls, just before it turns up towards
+divergence. That is where the smoothed loss is lowest, less the moving average's lag: the
+average trails the loss by about 1 / (1 - SMOOTHING) steps, so its minimum shows the loss
+of the rate :data:`LAG` steps earlier. (fastai's ``valley``, the middle of the longest
+falling stretch, is a safe rate for constant training; as a one-cycle peak it was 0.012
+and 0.068 behind the best rate of a grid for lenet-relu-max and lenet-bn: docs/training.md.)
+There is no suggestion where the loss never falls clearly below both a guessing model's (ln
+of the class count) and its own starting value: a curve that shows no learning cannot say
+which rate learns best (the book's sigmoid LeNet, for one, learns nothing within 300 steps
+at any rate)."""
 
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ SMOOTHING = 0.9  # weight of the past in the loss's moving average
 BLOWN_UP = 4.0  # stop once the smoothed loss exceeds this many times its minimum
 SETTLE = round(2 / (1 - SMOOTHING))  # points before the moving average has settled
 LEARNED = 0.9  # learning means a loss below this share of both guessing's and the start's
-PLATEAU = 0.1  # the fall starts where the loss is this share of the way to its minimum
+LAG = round(1 / (1 - SMOOTHING))  # steps the moving average trails the loss by
 
 
 @dataclass
@@ -176,13 +179,14 @@ def range_test(
 
 
 def suggest(lrs: list[float], losses: list[float], guess: float) -> tuple[float | None, str]:
-    """The middle of the smoothed loss's valley, or None where the loss shows no learning
-    (see the module's docstring); and a sentence saying which and why.
+    """The rate :data:`LAG` steps before the smoothed loss's lowest point (the one-cycle
+    peak; see the module's docstring), or None where the loss shows no learning; and a
+    sentence saying which and why.
 
     >>> lrs = [10 ** (i / 10 - 4) for i in range(50)]  # 1e-4 up to about 8
     >>> falling = [2.3 - 0.05 * max(0, i - 20) for i in range(40)] + [5.0] * 10
-    >>> round(suggest(lrs, falling, guess=2.3)[0], 4)  # the middle of the fall, in log(lr)
-    0.1
+    >>> round(suggest(lrs, falling, guess=2.3)[0], 4)  # lowest at 0.794 (i = 39), less 10
+    0.0794
     >>> suggest(lrs, [2.3] * 50, guess=2.3)[0] is None
     True
     """
@@ -201,30 +205,9 @@ def suggest(lrs: list[float], losses: list[float], guess: float) -> tuple[float 
             "(--start-lr, --end-lr), or a model that learns sooner (--model lenet-relu-max "
             "or lenet-bn)"
         )
-    # where the loss leaves its plateau: the last point before the minimum that is still
-    # within a tenth of the way from the start down to it
-    plateau = start - PLATEAU * (start - low)
-    leave = max(i for i in range(settle, lowest + 1) if losses[i] >= plateau)
-    first, last = (leave + i for i in valley(losses[leave : lowest + 1]))
-    return lrs[(first + last) // 2], (
-        f"valley: the middle of the longest falling stretch of the smoothed loss after it "
-        f"leaves its plateau (lr {lrs[first]:.3g} to {lrs[last]:.3g}, loss "
-        f"{losses[first]:.3f} to {losses[last]:.3f}; guessing scores {guess:.3f})"
+    at = max(settle, lowest - LAG)
+    return lrs[at], (
+        f"the highest rate at which the loss still falls, for a one-cycle peak: the smoothed "
+        f"loss is lowest ({low:.3f}) at lr {lrs[lowest]:.3g}, and the average trails the "
+        f"loss by {LAG} steps, back to lr {lrs[at]:.3g} (guessing scores {guess:.3f})"
     )
-
-
-def valley(losses: list[float]) -> tuple[int, int]:
-    """The first and last index of the longest strictly falling subsequence of ``losses``
-    (the earliest such, where several are as long).
-
-    >>> valley([3.0, 2.0, 2.5, 1.5, 1.0, 1.2])
-    (0, 4)
-    """
-    longest = [1] * len(losses)  # of a falling subsequence ending at i
-    begins = list(range(len(losses)))  # where that subsequence begins
-    for i in range(len(losses)):
-        for j in range(i):
-            if losses[j] > losses[i] and longest[j] + 1 > longest[i]:
-                longest[i], begins[i] = longest[j] + 1, begins[j]
-    end = max(range(len(losses)), key=lambda i: (longest[i], -i))
-    return begins[end], end
