@@ -148,7 +148,7 @@ class TrainConfig:
     threads: int = _launch(
         0,
         "CPU threads of torch and the fused kernels. 0: torch's count, less the cores other "
-        "programs keep busy (checked every half second); N: exactly N whatever the load "
+        "programs keep busy (measured 4 times a second); N: exactly N whatever the load "
         "(the same count gives the same bits)",
     )
     precision: str = _trained(

@@ -46,6 +46,7 @@ IGNORED = (
     "tta",
     "precision",
     "fast",
+    "remeasure",
     "compile",
     "keep",
     "early_stop",
