@@ -8,7 +8,10 @@
            blocks fused (cnnlab.accel.cpu); ``--only cnnlab-eager`` adds ``--no-fast``.
 ``--only plain-compile`` is (b) with the model under ``torch.compile`` (Inductor's C++
 kernels on a CPU; its compile time counts in the wall time, not in examples/sec): the peer
-a PyTorch user would reach for first.
+a PyTorch user would reach for first. ``--only jax`` is the same recipe in JAX (the same
+initial weights, batches and order), the whole step under ``jax.jit`` (XLA's CPU
+kernels); its two compilations (a full batch and the epoch's last, shorter one) are timed
+apart. It needs JAX: ``pip install 'cnnlab[benchmarks]'``.
 
 Then one training step of the plain loop and of the fused path under torch.profiler: the
 milliseconds per step of each op (self time), the fused kernels as ``cnnlab::fused_block``
@@ -152,6 +155,74 @@ def run_plain(
     return summary(len(y_all) * epochs, train_seconds, wall, acc)
 
 
+def run_jax(data: dict[str, torch.Tensor], epochs: int, seed: int) -> dict[str, Any]:
+    """The recipe in JAX, NHWC, from the torch model's initial weights; SGD at LR on the
+    mean cross-entropy, each epoch in cnnlab's order for the seed, the step jitted."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax import lax
+
+    weights = {
+        k: jnp.asarray(v.detach().numpy()) for k, v in fresh_model(seed).state_dict().items()
+    }
+    params = {
+        k: v.transpose(2, 3, 1, 0) if v.ndim == 4 else v for k, v in weights.items()
+    }  # convolutions OIHW -> HWIO
+
+    def conv(x: Any, w: Any, b: Any, pad: Any) -> Any:
+        dims = ("NHWC", "HWIO", "NHWC")
+        return lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=dims) + b
+
+    def pool(x: Any) -> Any:
+        return lax.reduce_window(x, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
+
+    def forward(p: dict[str, Any], x: Any) -> Any:
+        x = pool(jax.nn.sigmoid(conv(x, p["0.weight"], p["0.bias"], ((2, 2), (2, 2)))))
+        x = pool(jax.nn.sigmoid(conv(x, p["3.weight"], p["3.bias"], "VALID")))
+        x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)  # torch's flatten order
+        x = jax.nn.sigmoid(x @ p["7.weight"].T + p["7.bias"])
+        x = jax.nn.sigmoid(x @ p["9.weight"].T + p["9.bias"])
+        return x @ p["11.weight"].T + p["11.bias"]
+
+    def loss(p: dict[str, Any], x: Any, y: Any) -> Any:
+        logp = jax.nn.log_softmax(forward(p, x))
+        return -jnp.take_along_axis(logp, y[:, None], axis=1).mean()
+
+    @jax.jit
+    def step(p: dict[str, Any], x: Any, y: Any) -> tuple[dict[str, Any], Any]:
+        value, grads = jax.value_and_grad(loss)(p, x, y)
+        return jax.tree.map(lambda w, g: w - LR * g, p, grads), value
+
+    predict = jax.jit(lambda p, x: forward(p, x).argmax(1))
+    x_all = data["x_train"].numpy().transpose(0, 2, 3, 1)
+    y_all = data["y_train"].numpy().astype(np.int32)
+    x_test = data["x_test"].numpy().transpose(0, 2, 3, 1)
+    y_test = data["y_test"].numpy()
+    start = time.perf_counter()
+    for size in sorted({BATCH, len(y_all) % BATCH} - {0}):  # compile both shapes
+        jax.block_until_ready(step(params, x_all[:size], y_all[:size]))
+    compile_seconds = time.perf_counter() - start
+    train_seconds = 0.0
+    for epoch in range(epochs):
+        t = time.perf_counter()
+        order = epoch_order(len(y_all), seed, epoch, "cpu").numpy()
+        losses = []
+        for i in range(0, len(order), BATCH):
+            index = order[i : i + BATCH]
+            params, value = step(params, x_all[index], y_all[index])
+            losses.append(value)
+        jax.block_until_ready(losses)
+        train_seconds += time.perf_counter() - t
+        correct = sum(
+            int((np.asarray(predict(params, x_test[i : i + 2000])) == y_test[i : i + 2000]).sum())
+            for i in range(0, len(y_test), 2000)
+        )
+    wall = time.perf_counter() - start
+    row = summary(len(y_all) * epochs, train_seconds, wall, correct / len(y_test))
+    return {**row, "compile_seconds": round(compile_seconds, 2), "jax": jax.__version__}
+
+
 def run_cnnlab(
     epochs: int,
     seed: int,
@@ -238,7 +309,15 @@ def main(device: str = "cpu") -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
         "--only",
-        choices=["book", "plain", "plain-compile", "cnnlab", "cnnlab-eager", "cnnlab-compile"],
+        choices=[
+            "book",
+            "plain",
+            "plain-compile",
+            "jax",
+            "cnnlab",
+            "cnnlab-eager",
+            "cnnlab-compile",
+        ],
         action="append",
     )
     parser.add_argument(
@@ -267,6 +346,8 @@ def main(device: str = "cpu") -> None:
         for name in variants:
             if name == "book":
                 row = run_book(data, epochs, args.seed, device)
+            elif name == "jax":
+                row = run_jax(data, epochs, args.seed)
             elif name in ("plain", "plain-compile"):
                 row = run_plain(data, epochs, args.seed, device, name == "plain-compile")
             else:
@@ -302,7 +383,7 @@ def main(device: str = "cpu") -> None:
             kind: profile_step(data, kind == "fused", args.profile_steps)
             for kind in ("plain", "fused")
         }
-    for name in ("cnnlab", "cnnlab-eager", "cnnlab-compile", "plain-compile"):
+    for name in ("cnnlab", "cnnlab-eager", "cnnlab-compile", "plain-compile", "jax"):
         for base in ("book", "plain"):
             if name in results and base in results:
                 ours, theirs = results[name], results[base]
