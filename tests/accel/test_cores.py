@@ -54,6 +54,8 @@ def test_busy_seconds_sums_the_allowed_cpus_busy_fields(
 class FakeOther:
     """Other programs' busy cores, window by window, as the test says."""
 
+    readable = True
+
     def __init__(self, loads: list[float | None], cpus: int) -> None:
         self.loads, self.cpus = loads, set(range(cpus))
 
@@ -162,3 +164,13 @@ def test_a_run_with_threads_set_trains_on_that_many_whatever_the_load(
     assert torch.get_num_threads() == 1 and not run.cores.active
     torch.set_num_threads(2)
     assert four_batch_run(tmp_path / "free").cores.active == (busy_seconds({0}) is not None)
+
+
+def test_without_proc_stat_the_thread_count_is_left_alone(
+    tmp_path: Path, two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cores, "STAT", tmp_path / "missing")  # macOS, Windows
+    free = FreeCores()
+    assert not free.other.readable and not free.active
+    free.tick()
+    assert torch.get_num_threads() == 2

@@ -69,6 +69,11 @@ class OtherWork:
         wall, own = self._now()
         return wall, own, busy_seconds(self.cpus)
 
+    @property
+    def readable(self) -> bool:
+        """Whether the system says how busy the cores are (``/proc/stat``)."""
+        return self.start[2] is not None
+
     def cores(self) -> float | None:
         """Other processes' busy cores over the time since the last call; None where the
         system does not say or no time has passed."""
@@ -90,9 +95,9 @@ class FreeCores:
 
     def __init__(self, pinned: bool = False, quiet: bool = False) -> None:
         self.most = torch.get_num_threads()
-        self.active = not pinned and self.most > 1 and busy_seconds(allowed_cpus()) is not None
-        self.quiet = quiet
         self.other = OtherWork()
+        self.active = not pinned and self.most > 1 and self.other.readable
+        self.quiet = quiet
         self.cpus = len(self.other.cpus)
         self.due = time.monotonic() + WINDOW_S
         self.proposed: int | None = None
@@ -107,15 +112,15 @@ class FreeCores:
         return cls(bool(threads) or device.type != "cpu", quiet)
 
     def tick(self) -> None:
-        if not self.active or time.monotonic() < self.due:
+        now = time.monotonic()
+        if not self.active or now < self.due:
             return
-        self.due = time.monotonic() + WINDOW_S
+        self.due = now + WINDOW_S
         busy = self.other.cores()
         if busy is None:
             return
         wanted = max(1, min(self.most, round(self.cpus - busy)))
-        now = torch.get_num_threads()
-        if wanted != now and self.proposed in (None, wanted):
+        if wanted != torch.get_num_threads() and self.proposed in (None, wanted):
             torch.set_num_threads(wanted)
             if not self.quiet:
                 with tqdm.external_write_mode():  # above a progress bar, not through it
