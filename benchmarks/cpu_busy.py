@@ -24,17 +24,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from cpu_speed import fashion_mnist, run_plain
+from cpu_speed import fashion_mnist, run_cnnlab, run_plain
 from isa import TORCH_LEVELS, use_isa
-
-from cnnlab import TrainConfig, train
-from cnnlab.rundir import read_config
 
 SPIN = "x = 1.0\nwhile True:\n    x = x * 1.0000001 + 1e-9\n"
 
@@ -42,22 +37,6 @@ SPIN = "x = 1.0\nwhile True:\n    x = x * 1.0000001 + 1e-9\n"
 def competitors(count: int) -> list[subprocess.Popen[bytes]]:
     """``count`` processes that each keep one core busy until killed."""
     return [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(count)]
-
-
-def run_cnnlab(epochs: int, seed: int, data_dir: str | None) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        config = TrainConfig(
-            epochs=epochs, seed=seed, data_dir=data_dir, out_dir=str(out), quiet=True
-        )
-        result = train(config)
-        environment = read_config(out)["environment"]
-    return {
-        "examples_per_sec_train": round(result.examples_per_sec, 1),
-        "final_test_acc": round(result.final["test_acc"], 4),
-        "cpu_path": environment.get("cpu_path", {}),
-        "threads": environment.get("threads"),
-    }
 
 
 def main() -> None:
@@ -83,7 +62,9 @@ def main() -> None:
             try:
                 runs[load]["plain"].append(run_plain(data, args.epochs, args.seed))
                 torch.set_num_threads(threads)  # as the plain loop found it
-                runs[load]["cnnlab"].append(run_cnnlab(args.epochs, args.seed, args.data_dir))
+                runs[load]["cnnlab"].append(
+                    run_cnnlab(args.epochs, args.seed, args.data_dir, fast=None)
+                )
                 runs[load]["cnnlab"][-1]["loadavg_1min"] = os.getloadavg()[0]
             finally:
                 for process in others:

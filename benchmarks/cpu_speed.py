@@ -50,6 +50,7 @@ from cnnlab import TrainConfig, load_dataset, train
 from cnnlab.accel.cpu import fuse_blocks
 from cnnlab.data import epoch_order
 from cnnlab.models import create_model, init_weights, pool_before_activation
+from cnnlab.rundir import read_config
 
 BATCH, LR = 256, 0.9
 
@@ -229,8 +230,10 @@ def run_cnnlab(
     data_dir: str | None,
     device: str = "cpu",
     compile: bool = False,
-    fast: bool = True,
+    fast: bool | None = True,
 ) -> dict[str, Any]:
+    """``cnnlab.train`` of the book's recipe; ``fast`` None: the path it measures. On a CPU
+    the row says which path ran and the threads it started with (config.json)."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = train(
@@ -246,9 +249,12 @@ def run_cnnlab(
             )
         )
         wall = time.perf_counter() - start
+        environment = read_config(result.run_dir)["environment"]
     train_seconds = 60_000 * epochs / result.examples_per_sec
     row = summary(60_000 * epochs, train_seconds, wall, result.final["test_acc"])
-    return {**row, "capture_seconds": round(result.capture_seconds, 3)} if device != "cpu" else row
+    if device != "cpu":
+        return {**row, "capture_seconds": round(result.capture_seconds, 3)}
+    return {**row, "cpu_path": environment.get("cpu_path", {}), "threads": environment["threads"]}
 
 
 def profile_step(data: dict[str, torch.Tensor], fused: bool, steps: int) -> dict[str, Any]:
