@@ -47,7 +47,7 @@ from isa import TORCH_LEVELS, use_isa
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab import TrainConfig, load_dataset, train
-from cnnlab.accel.cpu import fuse_blocks
+from cnnlab.accel.cpu import fuse_layers
 from cnnlab.data import epoch_order
 from cnnlab.models import create_model, init_weights, pool_before_activation
 from cnnlab.rundir import read_config
@@ -262,7 +262,7 @@ def profile_step(data: dict[str, torch.Tensor], fused: bool, steps: int) -> dict
     plain loop's step, or with the blocks fused as cnnlab train runs them."""
     torch.set_flush_denormal(True)
     model = fresh_model(0).to(memory_format=torch.channels_last)
-    net = pool_before_activation(fuse_blocks(model) if fused else model)
+    net = pool_before_activation(fuse_layers(model) if fused else model)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     x = data["x_train"][:BATCH].contiguous(memory_format=torch.channels_last)
     y = data["y_train"][:BATCH]

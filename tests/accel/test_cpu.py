@@ -22,7 +22,15 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cnnlab.accel import cpu
-from cnnlab.accel.cpu import BlockFunction, FusedBlock, FusedNorm, NormFunction, fuse_blocks
+from cnnlab.accel.cpu import (
+    BlockFunction,
+    FusedBlock,
+    FusedLinear,
+    FusedNorm,
+    LinearFunction,
+    NormFunction,
+    fuse_layers,
+)
 from cnnlab.models import create_model
 from cnnlab.training.recipes import RECIPES
 from tests.ops.helpers import assert_matches_torch
@@ -129,6 +137,75 @@ def test_block_matches_torch_in_values_and_gradients(
             lambda *t: reference(*t, pad, act, pool),
             block_inputs(n, c, o, k, pad, h, w, seed),
         )
+
+
+# The matrix product takes tiles of 6 rows by 2 (AVX2, portable) or 4 (AVX-512) vectors of
+# 4, 8 or 16 columns: rows and columns on both sides of a tile's and a vector's edges, and
+# inner sizes down to 1.
+LINEARS = {
+    "rows": st.one_of(st.integers(1, 7), st.integers(11, 13), st.just(256)),
+    "inputs": st.integers(1, 70),
+    "outputs": st.one_of(st.integers(1, 20), st.integers(63, 66), st.just(120)),
+    "bias": st.booleans(),
+    "seed": st.integers(0, 2**16),
+}
+
+
+def linear_inputs(
+    rows: int, inputs: int, outputs: int, bias: bool, seed: int
+) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, inputs, generator=generator)
+    w = torch.randn(outputs, inputs, generator=generator) / inputs**0.5
+    return [x, w] + ([torch.randn(outputs, generator=generator)] if bias else [])
+
+
+@pytest.mark.parametrize("isa", TARGETS)
+@settings(max_examples=40, deadline=None)
+@given(**LINEARS)
+def test_linear_matches_torch_in_values_and_gradients(
+    isa, rows, inputs, outputs, bias, seed
+) -> None:  # type: ignore[no-untyped-def]
+    print(f"seed {seed}")
+    with target(isa):
+        lib = cpu.library()
+        assert_matches_torch(
+            lambda x, w, *b: LinearFunction.apply(x, w, b[0] if b else None, lib),  # type: ignore[no-untyped-call]
+            lambda x, w, *b: F.linear(x, w, b[0] if b else None),
+            linear_inputs(rows, inputs, outputs, bias, seed),
+        )
+
+
+def test_linear_results_do_not_depend_on_the_thread_count() -> None:
+    """Every output is one thread's sum in order: 1 and 2 threads give the same bits."""
+    x, w, b = (t.requires_grad_() for t in linear_inputs(256, 400, 120, True, seed=0))
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            y = LinearFunction.apply(x, w, b, cpu.library())  # type: ignore[no-untyped-call]
+            gx, gw, gb = torch.autograd.grad(y, (x, w, b), torch.ones_like(y).cumsum(1))
+            results.append([y.detach(), gx, gw, gb])
+    finally:
+        torch.set_num_threads(before)
+    for other in results[1:]:
+        assert all(torch.equal(a, c) for a, c in zip(results[0], other, strict=True))
+
+
+def test_a_fused_linear_hands_what_the_kernel_does_not_take_to_the_layer() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(5, 3)
+    fused = FusedLinear(layer, cpu.library())  # type: ignore[arg-type]
+    batched = torch.randn(2, 4, 5)  # more than two dimensions
+    assert torch.equal(fused(batched), layer(batched))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = torch.randn(4, 5)
+        assert fused(x).dtype == torch.bfloat16  # autocast's matrix product, as the layer's
+    big = nn.Sequential(nn.Flatten(), nn.Linear(2048, 1024))  # past LINEAR_MAX_WEIGHTS
+    assert fuse_layers(big) is big
+    double = nn.Sequential(nn.Linear(3, 2).double())
+    assert fuse_layers(double) is double
 
 
 @pytest.mark.parametrize("maps", [3, 16])
@@ -299,22 +376,23 @@ BEST = RECIPES["best"]["model_options"]  # the model of --recipe best
 
 
 @pytest.mark.parametrize(
-    ("name", "options", "blocks", "norms"),
+    ("name", "options", "blocks", "norms", "linears"),
     [
-        ("lenet", {}, 2, 0),
-        ("lenet-relu-max", {}, 2, 0),
-        ("lenet-bn", {}, 0, 0),
-        ("lenet", BEST, 0, 3),
+        ("lenet", {}, 2, 0, 3),
+        ("lenet-relu-max", {}, 2, 0, 3),
+        ("lenet-bn", {}, 0, 0, 3),
+        ("lenet", BEST, 0, 3, 2),
     ],
 )
-def test_fuse_blocks_runs_the_same_function_with_shared_weights(
-    name: str, options: dict[str, object], blocks: int, norms: int
+def test_fuse_layers_runs_the_same_function_with_shared_weights(
+    name: str, options: dict[str, object], blocks: int, norms: int, linears: int
 ) -> None:
     torch.manual_seed(0)
     model = create_model(name, **options)
-    fast = fuse_blocks(model)
+    fast = fuse_layers(model)
     assert sum(isinstance(m, FusedBlock) for m in fast.modules()) == blocks
     assert sum(isinstance(m, FusedNorm) for m in fast.modules()) == norms
+    assert sum(isinstance(m, FusedLinear) for m in fast.modules()) == linears
     assert {id(p) for p in fast.parameters()} == {id(p) for p in model.parameters()}
     x = torch.rand(8, 1, 28, 28)
     torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-6)
@@ -332,7 +410,7 @@ def test_fuse_blocks_runs_the_same_function_with_shared_weights(
 def test_a_fused_model_turned_float64_runs_its_own_layers() -> None:
     torch.manual_seed(0)
     model = create_model("lenet")
-    fast = fuse_blocks(model).double()  # the weights are shared: model is float64 too
+    fast = fuse_layers(model).double()  # the weights are shared: model is float64 too
     assert isinstance(fast[0], FusedBlock) and model[0].weight.dtype == torch.float64
     x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
     torch.testing.assert_close(fast(x), model(x), rtol=0, atol=0)
@@ -350,10 +428,11 @@ def test_layers_the_kernel_does_not_compute_stay_as_they_are() -> None:
         nn.Sequential(nn.BatchNorm2d(8, affine=False), nn.ReLU(), nn.MaxPool2d(2)),
         nn.Sequential(nn.BatchNorm2d(8), nn.ReLU(), nn.AvgPool2d(2)),
         nn.Sequential(nn.BatchNorm2d(8), nn.Sigmoid(), nn.MaxPool2d(2)),
-        create_model("lenet", backend="scratch"),
     ]
     for model in blocks:
-        assert fuse_blocks(model) is model
+        assert fuse_layers(model) is model
+    scratch = fuse_layers(create_model("lenet", backend="scratch"))  # its own convolutions
+    assert not any(isinstance(m, FusedBlock) for m in scratch.modules())
 
 
 def test_the_kernel_builds_into_an_empty_cache_and_loads(
@@ -369,7 +448,7 @@ def test_the_kernel_builds_into_an_empty_cache_and_loads(
         assert digest == cpu.digest_file(built)
         assert digest.read_text() == hashlib.sha256(built.read_bytes()).hexdigest()
         model = create_model("lenet")
-        assert isinstance(fuse_blocks(model)[0], FusedBlock)
+        assert isinstance(fuse_layers(model)[0], FusedBlock)
     finally:
         cpu._library.cache_clear()
 
@@ -390,7 +469,7 @@ def test_without_the_kernel_training_stays_eager_with_a_one_line_notice(
     cpu._library.cache_clear()
     try:
         model = create_model("lenet")
-        assert fuse_blocks(model) is model
+        assert fuse_layers(model) is model
         notices = [r.getMessage() for r in caplog.records]
         assert len(notices) == 1 and "fused CPU kernels are off" in notices[0]
         assert ("no-such-cc" if broken == "compiler" else "cannot build in") in notices[0]
@@ -401,10 +480,10 @@ def test_without_the_kernel_training_stays_eager_with_a_one_line_notice(
 LOAD = """
 import logging, sys
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
-from cnnlab.accel.cpu import FusedBlock, fuse_blocks, library
+from cnnlab.accel.cpu import FusedBlock, fuse_layers, library
 from cnnlab.models import create_model
 assert library() is not None
-assert isinstance(fuse_blocks(create_model("lenet"))[0], FusedBlock)
+assert isinstance(fuse_layers(create_model("lenet"))[0], FusedBlock)
 print("loaded")
 """
 
@@ -491,7 +570,7 @@ def test_a_compiler_that_hangs_is_given_up_with_a_notice(
     try:
         with caplog.at_level(logging.INFO, logger="cnnlab"):
             model = create_model("lenet")
-            assert fuse_blocks(model) is model  # eager
+            assert fuse_layers(model) is model  # eager
         lines = [r.getMessage() for r in caplog.records]
         assert any("building the fused CPU kernels" in line for line in lines)
         assert "did not finish within 2.5 s" in lines[-1] and "eager layers" in lines[-1]
@@ -607,7 +686,7 @@ def test_fused_blocks_keep_the_kernels_they_were_fused_with(
     model = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2))
     x = torch.randn(6, 1, 12, 12, requires_grad=True)
     monkeypatch.setenv("CNNLAB_CPU_ISA", "portable")
-    fused = cpu.fuse_blocks(model)
+    fused = cpu.fuse_layers(model)
     portable = cpu._library("portable")
     assert isinstance(fused[0], FusedBlock) and fused[0].lib is portable
     monkeypatch.setenv("CNNLAB_CPU_ISA", "native")

@@ -1,5 +1,6 @@
 """LeNet's conv -> activation -> pool blocks as one fused CPU kernel, forward and backward
-(and batch norm -> ReLU -> max pool blocks as another: :class:`FusedNorm`, ``cpu_norm.c``).
+(and batch norm -> ReLU -> max pool blocks as another: :class:`FusedNorm`, ``cpu_norm.c``;
+and linear layers by cnnlab's own matrix product: :class:`FusedLinear`, ``cpu_dense.c``).
 
 Eagerly, PyTorch runs such a block as six passes over the batch's activations (oneDNN's
 convolution, the activation, the pooling, and their three gradients), each streaming a
@@ -38,8 +39,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.fsutil import atomic_write_bytes, user_cache
 from cnnlab.logs import log
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_block.c", "cpu_norm.c"))
-HEADER = Path(__file__).with_name("cpu_common.h")  # included by both
+SOURCES = tuple(Path(__file__).with_name(f"cpu_{name}.c") for name in ("block", "norm", "dense"))
+HEADERS = tuple(Path(__file__).with_name(f"cpu_{name}.h") for name in ("common", "vector"))
 ACTIVATIONS = {nn.Sigmoid: 0, nn.ReLU: 1}
 POOLS = {nn.AvgPool2d: 0, nn.MaxPool2d: 1}
 
@@ -52,6 +53,10 @@ class _Shape(ctypes.Structure):
 
 class _NormShape(ctypes.Structure):
     _fields_ = [(name, ctypes.c_long) for name in ("n", "h", "w", "c")]
+
+
+class _Product(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_long) for name in ("m", "n", "k", "ps", "pk", "qs", "cs")]
 
 
 # The instruction sets the kernels are built for, by compiler flags: the machine's own
@@ -84,6 +89,7 @@ SYMBOLS = (
     "cnnlab_block_kept",
     "cnnlab_norm_forward",
     "cnnlab_norm_backward",
+    "cnnlab_product",
 )
 COMPILE_TIMEOUT_S = 120.0  # a compiler that takes longer is given up
 STALE_BUILD_S = 3600.0  # a build directory this old was left by a killed process
@@ -215,7 +221,7 @@ def build() -> str:
 
 @cache
 def _build(name: str) -> str:
-    code = b"".join(source.read_bytes() for source in (*SOURCES, HEADER))
+    code = b"".join(source.read_bytes() for source in (*SOURCES, *HEADERS))
     key = hashlib.sha256(
         code
         + platform.machine().encode()
@@ -260,6 +266,8 @@ def _library(name: str) -> ctypes.CDLL | None:
         threads,
     ]
     lib.cnnlab_norm_backward.argtypes = [*[pointer] * 10, norm, threads]
+    lib.cnnlab_product.argtypes = [*[pointer] * 4, ctypes.POINTER(_Product), threads]
+    lib.cnnlab_product.restype = None
     for kernel in ("block_forward", "block_backward", "norm_forward", "norm_backward"):
         getattr(lib, f"cnnlab_{kernel}").restype = ctypes.c_int  # 0, or out of memory
     return lib
@@ -374,6 +382,93 @@ class FusedBlock(nn.Module):
             self.lib,
         )
         return y
+
+
+def _product(
+    lib: ctypes.CDLL, p: torch.Tensor, q: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """p @ q (+ bias on every row) by the kernel: p any 2-D view, q with contiguous rows."""
+    (m, k), n = p.shape, q.shape[1]
+    c = q.new_empty(m, n)
+    shape = _Product(m, n, k, p.stride(0), p.stride(1), q.stride(0), n)
+    lib.cnnlab_product(
+        _pointer(p),
+        _pointer(q),
+        _pointer(bias),
+        _pointer(c),
+        ctypes.byref(shape),
+        torch.get_num_threads(),
+    )
+    return c
+
+
+class LinearFunction(torch.autograd.Function):
+    """x @ weight.T + bias for 2-D float32 CPU tensors, forward and backward each by the
+    kernels' matrix product ``lib`` (bias may be None)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lib: ctypes.CDLL
+    ) -> torch.Tensor:
+        x, weight = x.contiguous(), weight.contiguous()
+        with torch.profiler.record_function("cnnlab::linear"):
+            y = _product(
+                lib, x, weight.t().contiguous(), None if bias is None else bias.contiguous()
+            )
+        ctx.save_for_backward(x, weight)
+        ctx.lib = lib
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        gx, gw, gb = None, None, None
+        with torch.profiler.record_function("cnnlab::linear_backward"):
+            if ctx.needs_input_grad[0]:
+                gx = _product(ctx.lib, grad, weight)
+            if ctx.needs_input_grad[1]:
+                gw = _product(ctx.lib, grad.t(), x)
+            if ctx.needs_input_grad[2]:
+                gb = grad.sum(0)
+        return gx, gw, gb, None
+
+
+class FusedLinear(nn.Module):
+    """A model's ``nn.Linear`` (shared, not copied) run by the kernels' matrix product
+    ``lib`` on 2-D float32 CPU input outside autocast; anything else by the layer."""
+
+    def __init__(self, linear: nn.Linear, lib: ctypes.CDLL) -> None:
+        super().__init__()
+        self.layer = linear
+        self.lib = lib  # as FusedBlock's
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.layer.weight
+        if (
+            x.dim() != 2
+            or x.dtype != torch.float32
+            or x.device.type != "cpu"
+            or weight.dtype != torch.float32
+            or torch.is_autocast_enabled("cpu")
+        ):
+            return self.layer(x)  # type: ignore[no-any-return]
+        y: torch.Tensor = LinearFunction.apply(x, weight, self.layer.bias, self.lib)  # type: ignore[no-untyped-call]
+        return y
+
+
+LINEAR_MAX_WEIGHTS = 1 << 20  # larger layers stay with PyTorch's (MKL's) blocked products
+
+
+def fusable_linear(layer: nn.Module) -> bool:
+    """Whether the matrix product kernel runs this layer: a float32 torch ``nn.Linear`` of
+    at most ``LINEAR_MAX_WEIGHTS`` weights (the kernel streams the weights from cache for
+    every row block; LeNet's largest has 48,000, AlexNet's 26 million)."""
+    return (
+        type(layer) is nn.Linear
+        and layer.weight.dtype == torch.float32
+        and layer.weight.numel() <= LINEAR_MAX_WEIGHTS
+    )
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -532,30 +627,31 @@ def fusable(conv: nn.Module, act: nn.Module, pool: nn.Module) -> bool:
     )
 
 
-def fuse_blocks(model: nn.Module, target: str | None = None) -> nn.Module:
+def fuse_layers(model: nn.Module, target: str | None = None) -> nn.Module:
     """``model`` itself, or, where it is a Sequential with fusable conv -> activation ->
-    pool or batch norm -> ReLU -> max pool triples and the kernels for ``target`` (default:
-    :func:`isa`, read now) are available, a Sequential of the same layers (shared, not
-    copied) with each triple run by one :class:`FusedBlock` or :class:`FusedNorm`, which
-    keep calling the kernels of that target."""
+    pool or batch norm -> ReLU -> max pool triples or linear layers and the kernels for
+    ``target`` (default: :func:`isa`, read now) are available, a Sequential of the same
+    layers (shared, not copied) with each triple run by one :class:`FusedBlock` or
+    :class:`FusedNorm` and each linear layer by a :class:`FusedLinear`, which keep calling
+    the kernels of that target."""
     if not isinstance(model, nn.Sequential):
         return model
-    modules, blocks, i = list(model), dict[int, type[nn.Module]](), 0
-    while i < len(modules) - 2:  # triples do not overlap: the first fusable one is taken
+    modules, fused, i = list(model), dict[int, tuple[type[nn.Module], int]](), 0
+    while i < len(modules):  # triples do not overlap: the first fusable one is taken
         triple = modules[i : i + 3]
-        block = FusedBlock if fusable(*triple) else FusedNorm if fusable_norm(*triple) else None
-        if block is not None:
-            blocks[i] = block
-        i += 3 if block is not None else 1
-    lib = _library(target or isa()) if blocks else None
+        if len(triple) == 3 and fusable(*triple):
+            fused[i] = FusedBlock, 3
+        elif len(triple) == 3 and fusable_norm(*triple):
+            fused[i] = FusedNorm, 3
+        elif fusable_linear(modules[i]):
+            fused[i] = FusedLinear, 1
+        i += fused[i][1] if i in fused else 1
+    lib = _library(target or isa()) if fused else None
     if lib is None:
         return model
     out, i = list[nn.Module](), 0
     while i < len(modules):
-        if i in blocks:
-            out.append(blocks[i](*modules[i : i + 3], lib))
-            i += 3
-        else:
-            out.append(modules[i])
-            i += 1
+        kind, size = fused.get(i, (None, 1))
+        out.append(modules[i] if kind is None else kind(*modules[i : i + size], lib))
+        i += size
     return nn.Sequential(*out)

@@ -17,27 +17,7 @@
  * inputs and the thread count.
  */
 #include "cpu_common.h"
-
-/* One vector is one register of the target: V lanes, and register blocks sized so that
- * the inner loops' accumulators stay in the REGS vector registers (16 with AVX2 or SSE,
- * 32 with AVX-512 or NEON). */
-#if defined(__AVX512F__)
-#define V 16
-#define REGS 32
-#elif defined(__AVX__)
-#define V 8
-#define REGS 16
-#elif defined(__aarch64__)
-#define V 4
-#define REGS 32
-#else
-#define V 4
-#define REGS 16
-#endif
-typedef float vf __attribute__((vector_size(V * sizeof(float))));
-typedef int vi __attribute__((vector_size(V * sizeof(int))));
-/* The kept activations live in a tensor of the caller's: no alignment assumed. */
-typedef vf vfu __attribute__((aligned(sizeof(float))));
+#include "cpu_vector.h"
 
 /* Register blocks: the convolutions take up to MAPS maps at X adjacent positions (MAPS * X
  * sums, X input vectors and a weight), the weight gradient WG_MAPS maps by WG_TAPS taps
@@ -78,8 +58,6 @@ long cnnlab_block_kept(const Shape *s) {
     return d.groups * d.as * V;
 }
 
-static inline vf splat(float s) { return (vf){0} + s; }
-static inline vf pick(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
 /* A group's lanes: dst[t] = the t-th float of each of its m images (count floats, images
  * stride floats apart in src), lanes past m zero; and back. */

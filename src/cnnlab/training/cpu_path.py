@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.accel.choice import BUSY_CORES, faster
-from cnnlab.accel.cpu import build, fuse_blocks
+from cnnlab.accel.cpu import build, fuse_layers
 from cnnlab.data import Batches
 from cnnlab.device import autocast
 from cnnlab.errors import CheckpointError
@@ -42,7 +42,7 @@ def choose_forward(
     device = next(model.parameters()).device
     if fast is False or device.type != "cpu":
         return eager, {}  # --no-fast: the kernels are not even built
-    fused = fuse_blocks(model)
+    fused = fuse_layers(model)
     if fused is model:
         return eager, {}
     nets = {"fused": pool_before_activation(fused), "eager": eager}
