@@ -14,8 +14,9 @@ kernels); its two compilations (a full batch and the epoch's last, shorter one) 
 apart. It needs JAX: ``pip install 'cnnlab[benchmarks]'``.
 
 Then one training step of the plain loop and of the fused path under torch.profiler: the
-milliseconds per step of each op (self time), the fused kernels as ``cnnlab::fused_block``
-(forward) and ``cnnlab::fused_block_backward``.
+milliseconds per step of each op (self time), cnnlab's kernels under their autograd
+functions' names: ``BlockFunction`` (a fused block's forward), ``BlockFunctionBackward``,
+``LinearFunction`` and ``LinearFunctionBackward`` (the matrix products).
 
 Prints one JSON object. ``--quick`` runs 1 epoch per variant. ``--repeats N`` runs the
 variants N times in turns (book, plain, cnnlab, book, ...); each variant's examples/sec and

@@ -316,18 +316,17 @@ class BlockFunction(torch.autograd.Function):
         shape = _shape(x, weight, pad, act, pool)
         y = x.new_empty(n, weight.shape[0], ho // 2, wo // 2)
         kept = x.new_empty(lib.cnnlab_block_kept(ctypes.byref(shape))) if keep else None
-        with torch.profiler.record_function("cnnlab::fused_block"):
-            _checked(
-                lib.cnnlab_block_forward(
-                    _pointer(x),
-                    _pointer(weight),
-                    _pointer(bias),
-                    _pointer(y),
-                    _pointer(kept),
-                    ctypes.byref(shape),
-                    torch.get_num_threads(),
-                )
+        _checked(
+            lib.cnnlab_block_forward(
+                _pointer(x),
+                _pointer(weight),
+                _pointer(bias),
+                _pointer(y),
+                _pointer(kept),
+                ctypes.byref(shape),
+                torch.get_num_threads(),
             )
+        )
         ctx.save_for_backward(x, weight, kept)
         ctx.shape, ctx.lib = shape, lib
         return y
@@ -338,20 +337,19 @@ class BlockFunction(torch.autograd.Function):
         grad = grad.contiguous()
         gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         gw, gb = torch.empty_like(weight), weight.new_empty(weight.shape[0])
-        with torch.profiler.record_function("cnnlab::fused_block_backward"):
-            _checked(
-                ctx.lib.cnnlab_block_backward(
-                    _pointer(x),
-                    _pointer(weight),
-                    _pointer(kept),
-                    _pointer(grad),
-                    _pointer(gx),
-                    _pointer(gw),
-                    _pointer(gb),
-                    ctypes.byref(ctx.shape),
-                    torch.get_num_threads(),
-                )
+        _checked(
+            ctx.lib.cnnlab_block_backward(
+                _pointer(x),
+                _pointer(weight),
+                _pointer(kept),
+                _pointer(grad),
+                _pointer(gx),
+                _pointer(gw),
+                _pointer(gb),
+                ctypes.byref(ctx.shape),
+                torch.get_num_threads(),
             )
+        )
         return gx, gw, gb, None, None, None, None, None
 
 
@@ -411,10 +409,7 @@ class LinearFunction(torch.autograd.Function):
         ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lib: ctypes.CDLL
     ) -> torch.Tensor:
         x, weight = x.contiguous(), weight.contiguous()
-        with torch.profiler.record_function("cnnlab::linear"):
-            y = _product(
-                lib, x, weight.t().contiguous(), None if bias is None else bias.contiguous()
-            )
+        y = _product(lib, x, weight.t().contiguous(), None if bias is None else bias.contiguous())
         ctx.save_for_backward(x, weight)
         ctx.lib = lib
         return y
@@ -424,13 +419,12 @@ class LinearFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
         gx, gw, gb = None, None, None
-        with torch.profiler.record_function("cnnlab::linear_backward"):
-            if ctx.needs_input_grad[0]:
-                gx = _product(ctx.lib, grad, weight)
-            if ctx.needs_input_grad[1]:
-                gw = _product(ctx.lib, grad.t(), x)
-            if ctx.needs_input_grad[2]:
-                gb = grad.sum(0)
+        if ctx.needs_input_grad[0]:
+            gx = _product(ctx.lib, grad, weight)
+        if ctx.needs_input_grad[1]:
+            gw = _product(ctx.lib, grad.t(), x)
+        if ctx.needs_input_grad[2]:
+            gb = grad.sum(0)
         return gx, gw, gb, None
 
 
@@ -496,22 +490,21 @@ class NormFunction(torch.autograd.Function):
         y = x.new_empty(n, h // 2, w // 2, c)
         arg = torch.empty(y.shape, dtype=torch.uint8)
         mean, var, invstd = x.new_empty(3, c)
-        with torch.profiler.record_function("cnnlab::fused_norm"):
-            _checked(
-                lib.cnnlab_norm_forward(
-                    _pointer(rows),
-                    _pointer(weight),
-                    _pointer(bias),
-                    eps,
-                    _pointer(y),
-                    _pointer(arg),
-                    _pointer(mean),
-                    _pointer(var),
-                    _pointer(invstd),
-                    ctypes.byref(shape),
-                    torch.get_num_threads(),
-                )
+        _checked(
+            lib.cnnlab_norm_forward(
+                _pointer(rows),
+                _pointer(weight),
+                _pointer(bias),
+                eps,
+                _pointer(y),
+                _pointer(arg),
+                _pointer(mean),
+                _pointer(var),
+                _pointer(invstd),
+                ctypes.byref(shape),
+                torch.get_num_threads(),
             )
+        )
         ctx.save_for_backward(rows, weight, arg, mean, invstd, y)
         ctx.shape, ctx.lib = shape, lib
         ctx.mark_non_differentiable(mean, var)
@@ -522,23 +515,22 @@ class NormFunction(torch.autograd.Function):
         rows, weight, arg, mean, invstd, y = ctx.saved_tensors
         gy = _rows(grad)
         gx, gw, gb = torch.empty_like(rows), torch.empty_like(weight), torch.empty_like(weight)
-        with torch.profiler.record_function("cnnlab::fused_norm_backward"):
-            _checked(
-                ctx.lib.cnnlab_norm_backward(
-                    _pointer(rows),
-                    _pointer(weight),
-                    _pointer(arg),
-                    _pointer(mean),
-                    _pointer(invstd),
-                    _pointer(y),
-                    _pointer(gy),
-                    _pointer(gx),
-                    _pointer(gw),
-                    _pointer(gb),
-                    ctypes.byref(ctx.shape),
-                    torch.get_num_threads(),
-                )
+        _checked(
+            ctx.lib.cnnlab_norm_backward(
+                _pointer(rows),
+                _pointer(weight),
+                _pointer(arg),
+                _pointer(mean),
+                _pointer(invstd),
+                _pointer(y),
+                _pointer(gy),
+                _pointer(gx),
+                _pointer(gw),
+                _pointer(gb),
+                ctypes.byref(ctx.shape),
+                torch.get_num_threads(),
             )
+        )
         return gx.permute(0, 3, 1, 2), gw, gb, None, None
 
 
