@@ -1,5 +1,6 @@
-"""The fused CPU block's kernels against this machine's limits, and against the eager ops
-they replace, at the book's shapes (batch 256, threads: torch's).
+"""The fused CPU block's kernels and the linear layers' matrix product against this
+machine's limits, and against the eager ops they replace, at the book's shapes (batch 256,
+threads: torch's).
 
 The machine: the float32 multiply-add rate for the target instruction set
 (benchmarks/cpu_peak.c, built with the same compiler and flags as the kernels) and the
@@ -7,7 +8,10 @@ memory bandwidth (a 256 MB tensor copy). Each kernel: milliseconds per call (med
 rounds), the convolution's useful GFLOP/s (2 x the multiply-adds of the convolution as
 defined; products of padding not counted) and its share of the peak.
 The eager rows are the same block as PyTorch runs it (oneDNN's convolution, the
-activation, the pooling), channels-last, forward and forward + backward.
+activation, the pooling), channels-last, forward and forward + backward. The linear rows:
+each of LeNet's three dense layers' products (forward, input gradient, weight gradient)
+by cnnlab's kernel (``cpu_dense.c``; the forward's weight transpose included) and by
+PyTorch (``F.linear`` and ``@``: MKL's sgemm on x86).
 
 ``--isa`` builds the kernels (and the peak loop) for one target: ``native`` (default),
 ``avx2`` (x86-64-v3), ``avx512`` (x86-64-v4) or ``portable``, and holds PyTorch's eager
@@ -34,13 +38,14 @@ import torch
 import torch.nn.functional as F
 from isa import use_isa
 
-from cnnlab.accel.cpu import ISAS, BlockFunction, compile_library, isa, library
+from cnnlab.accel.cpu import ISAS, BlockFunction, _product, compile_library, isa, library
 
 BATCH = 256
 BLOCKS = {  # name: (channels in, size, maps, kernel, padding), the book's LeNet
     "block1": (1, 28, 6, 5, 2),
     "block2": (6, 14, 16, 5, 0),
 }
+LINEARS = {"linear1": (400, 120), "linear2": (120, 84), "linear3": (84, 10)}  # in, out
 
 
 def median_ms(fn: Callable[[], Any], calls: int = 20, rounds: int = 7) -> float:
@@ -119,6 +124,30 @@ def blocks(peak: float, act: int, pool: int) -> dict[str, Any]:
     return out
 
 
+def linears(peak: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (k, n) in LINEARS.items():
+        torch.manual_seed(0)
+        x, w, b, g = torch.randn(BATCH, k), torch.randn(n, k), torch.randn(n), torch.randn(BATCH, n)
+        products = {
+            "fused": {
+                "forward": lambda x=x, w=w, b=b: _product(library(), x, w.t().contiguous(), b),
+                "input_grad": lambda g=g, w=w: _product(library(), g, w),
+                "weight_grad": lambda g=g, x=x: _product(library(), g.t(), x),
+            },
+            "eager": {
+                "forward": lambda x=x, w=w, b=b: F.linear(x, w, b),
+                "input_grad": lambda g=g, w=w: g @ w,
+                "weight_grad": lambda g=g, x=x: g.t() @ x,
+            },
+        }
+        for kind, passes in products.items():
+            out[f"{name}_{kind}"] = {
+                part: rates(median_ms(fn, 200), BATCH * k * n, peak) for part, fn in passes.items()
+            }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -143,6 +172,7 @@ def main() -> None:
         "machine": limits,
         "sigmoid_avg": blocks(peak, 0, 0),
         "relu_max": blocks(peak, 1, 1),
+        "linear": linears(peak),
     }
     print(json.dumps(report, indent=2))
 

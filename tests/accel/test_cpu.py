@@ -114,15 +114,20 @@ BLOCKS = {
 
 
 def block_inputs(
-    n: int, c: int, o: int, k: int, pad: int, h: int, w: int, seed: int
+    n: int, c: int, o: int, k: int, pad: int, h: int, w: int, seed: int, act: int = 0
 ) -> list[torch.Tensor]:
+    """Random input, weights and bias. For ReLU (act 1) they are multiples of 1/16, so
+    that every convolution sum is exact in float32 whatever its order: a sum within
+    rounding of zero would otherwise pass the ReLU in one computation and not in the
+    other (found at n=18, c=3, o=32, k=5, pad=2, seed=281: one output's gradient)."""
     h, w = h + max(1, k + 1 - 2 * pad), w + max(1, k + 1 - 2 * pad)  # at least a 2x2 map
     generator = torch.Generator().manual_seed(seed)
-    return [
+    tensors = [
         torch.randn(n, c, h, w, generator=generator),
         torch.randn(o, c, k, k, generator=generator) / k,
         torch.randn(o, generator=generator),
     ]
+    return [(t * 16).round() / 16 for t in tensors] if act else tensors
 
 
 @pytest.mark.parametrize("isa", TARGETS)
@@ -135,7 +140,7 @@ def test_block_matches_torch_in_values_and_gradients(
         assert_matches_torch(
             lambda *t: fused(*t, pad, act, pool),
             lambda *t: reference(*t, pad, act, pool),
-            block_inputs(n, c, o, k, pad, h, w, seed),
+            block_inputs(n, c, o, k, pad, h, w, seed, act),
         )
 
 
@@ -662,7 +667,7 @@ def test_the_aarch64_build_matches_torch_under_qemu(
     assert_matches_torch(
         lambda *t: Emulated.apply(*t, pad, act, pool, aarch64_driver),
         lambda *t: reference(*t, pad, act, pool),
-        block_inputs(n, c, o, k, pad, h, w, seed),
+        block_inputs(n, c, o, k, pad, h, w, seed, act),
     )
 
 

@@ -75,13 +75,15 @@ INLINE void scatter_by(const vf *src, long count, float *dst, long stride, const
 }
 
 #if V == 8 && defined(__AVX__)
-/* The 8 x 8 floats of r transposed in registers (the compiler builds AVX2 lanes one float
- * at a time otherwise: a gather or scatter took 3-4 times the operations). */
-static inline void transpose8(__m256 r[8]) {
+#define SQUARES 1
+/* The V x V floats of r transposed in registers (the compiler builds a vector of V images'
+ * floats one lane at a time otherwise: a gather or scatter took 3-4 times the operations
+ * with AVX2's 8 lanes, and with AVX-512's 16 a masked broadcast per lane). */
+static inline void transpose(vf r[V]) {
     __m256 t[8], u[8];
     for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i] = _mm256_unpacklo_ps((__m256)r[2 * i], (__m256)r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps((__m256)r[2 * i], (__m256)r[2 * i + 1]);
     }
     for (int i = 0; i < 2; i++) {
         u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
@@ -90,33 +92,61 @@ static inline void transpose8(__m256 r[8]) {
         u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
     }
     for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+        r[i] = (vf)_mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = (vf)_mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
     }
 }
+#elif V == 16 && defined(__AVX512F__)
+#define SQUARES 1
+/* As AVX2's, within each 128-bit lane; then lane L of the four rows' blocks that hold
+ * column 4 L + c is gathered into row 4 L + c. */
+static inline void transpose(vf r[V]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps((__m512)r[2 * i], (__m512)r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps((__m512)r[2 * i], (__m512)r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* u[4 i + c], lane L: column 4 L + c of rows 4 i.. */
+        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 s0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);      /* A0 A1 B0 B1 */
+        __m512 s1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xee);      /* A2 A3 B2 B3 */
+        __m512 s2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44); /* C0 C1 D0 D1 */
+        __m512 s3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xee); /* C2 C3 D2 D3 */
+        r[c] = (vf)_mm512_shuffle_f32x4(s0, s2, 0x88);               /* A0 B0 C0 D0 */
+        r[4 + c] = (vf)_mm512_shuffle_f32x4(s0, s2, 0xdd);
+        r[8 + c] = (vf)_mm512_shuffle_f32x4(s1, s3, 0x88);
+        r[12 + c] = (vf)_mm512_shuffle_f32x4(s1, s3, 0xdd);
+    }
+}
+#endif
 
-/* 8 floats of each of 8 images at t (t + 8 <= count). */
-static inline void gather8(const float *src, long stride, long t, vf *dst) {
-    __m256 r[8];
-    for (int l = 0; l < 8; l++) r[l] = _mm256_loadu_ps(src + l * stride + t);
-    transpose8(r);
-    for (int i = 0; i < 8; i++) dst[t + i] = (vf)r[i];
+#ifdef SQUARES
+/* V floats of each of V images at t (t + V <= count). */
+static inline void gather_square(const float *src, long stride, long t, vf *dst) {
+    vf r[V];
+    for (int l = 0; l < V; l++) r[l] = *(const vfu *)(src + l * stride + t);
+    transpose(r);
+    for (int i = 0; i < V; i++) dst[t + i] = r[i];
 }
 
-static inline void scatter8(const vf *src, long t, float *dst, long stride) {
-    __m256 r[8];
-    for (int i = 0; i < 8; i++) r[i] = (__m256)src[t + i];
-    transpose8(r);
-    for (int l = 0; l < 8; l++) _mm256_storeu_ps(dst + l * stride + t, r[l]);
+static inline void scatter_square(const vf *src, long t, float *dst, long stride) {
+    vf r[V];
+    for (int i = 0; i < V; i++) r[i] = src[t + i];
+    transpose(r);
+    for (int l = 0; l < V; l++) *(vfu *)(dst + l * stride + t) = r[l];
 }
-
 #endif
 
 static void gather(const float *src, long stride, long count, int m, vf *dst) {
-#if V == 8 && defined(__AVX__)
-    if (m == V && count >= 8) {
-        for (long t = 0; t + 8 <= count; t += 8) gather8(src, stride, t, dst);
-        if (count % 8) gather8(src, stride, count - 8, dst); /* the last 8, overlapping */
+#ifdef SQUARES
+    if (m == V && count >= V) {
+        for (long t = 0; t + V <= count; t += V) gather_square(src, stride, t, dst);
+        if (count % V) gather_square(src, stride, count - V, dst); /* the last V, overlapping */
         return;
     }
 #endif
@@ -125,10 +155,10 @@ static void gather(const float *src, long stride, long count, int m, vf *dst) {
 }
 
 static void scatter(const vf *src, long count, int m, float *dst, long stride) {
-#if V == 8 && defined(__AVX__)
-    if (m == V && count >= 8) {
-        for (long t = 0; t + 8 <= count; t += 8) scatter8(src, t, dst, stride);
-        if (count % 8) scatter8(src, count - 8, dst, stride);
+#ifdef SQUARES
+    if (m == V && count >= V) {
+        for (long t = 0; t + V <= count; t += V) scatter_square(src, t, dst, stride);
+        if (count % V) scatter_square(src, count - V, dst, stride);
         return;
     }
 #endif
@@ -139,6 +169,25 @@ static void scatter(const vf *src, long count, int m, float *dst, long stride) {
 /* The padded input xl of the group's m images from x (its border stays zero). */
 static void gather_input(const float *x, const Shape *s, const Dims *d, int m, vf *xl) {
     long image = s->c * s->h * s->w;
+#ifdef SQUARES
+    if (m == V && s->w < V && image >= V) { /* rows shorter than a square: squares across rows */
+        for (long t0 = 0; t0 < image; t0 += V) {
+            long t = t0 + V <= image ? t0 : image - V; /* the last V, overlapping */
+            long c = t / (s->h * s->w), y = t / s->w % s->h, col = t % s->w;
+            vf r[V];
+            for (int l = 0; l < V; l++) r[l] = *(const vfu *)(x + l * image + t);
+            transpose(r);
+            for (int i = 0; i < V; i++) {
+                xl[((y + s->pad) * s->c + c) * d->wp + col + s->pad] = r[i];
+                if (++col == s->w) {
+                    col = 0;
+                    if (++y == s->h) y = 0, c++;
+                }
+            }
+        }
+        return;
+    }
+#endif
     for (long c = 0; c < s->c; c++)
         for (long y = 0; y < s->h; y++)
             gather(x + (c * s->h + y) * s->w, image, s->w, m,
