@@ -112,9 +112,12 @@ void cnnlab_product(const float *p, const float *q, const float *bias, float *c,
     #pragma omp parallel num_threads(threads_for(panels * blocks, threads))
     {
         FLUSH_DENORMALS();
+        /* each thread a run of rows, all columns: threads writing beside each other in
+         * one row shared its cache lines where a row is not a whole number of lines (120
+         * floats: 2.3 times slower) */
         #pragma omp for collapse(2) schedule(static)
-        for (long j = 0; j < panels; j++)
-            for (long b = 0; b < blocks; b++) {
+        for (long b = 0; b < blocks; b++)
+            for (long j = 0; j < panels; j++) {
                 int nv = vectors - j * COLS < COLS ? (int)(vectors - j * COLS) : COLS;
                 panel_tile(p, q, bias, c, s, b * ROWS, j * COLS * V, nv);
             }
