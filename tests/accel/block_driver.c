@@ -1,5 +1,5 @@
 /* Runs cnnlab's fused block (cpu_block.c) outside Python, for the kernels built for
- * another architecture and run under an emulator (tests/accel/test_cpu_targets.py).
+ * another architecture and run under an emulator (tests/accel/test_cpu.py).
  * Reads the shape (n c h w o k pad act pool, as 9 longs) and the float32 x, weight, bias
  * and pooled gradient from stdin; writes the output, then the input, weight and bias
  * gradients, to stdout. */

@@ -599,21 +599,30 @@ def test_stale_build_directories_are_removed(tmp_path: Path) -> None:
 CROSS, EMULATOR = "aarch64-linux-gnu-gcc", "qemu-aarch64"
 
 
-@pytest.fixture(scope="module")
-def aarch64_driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/accel/block_driver.c with the kernels, cross-built for aarch64, static."""
+def cross_build(driver: str, out_dir: Path) -> Path:
+    """tests/accel/``driver``.c with the kernels, cross-built for aarch64, static."""
     import subprocess
 
     if shutil.which(CROSS) is None or shutil.which(EMULATOR) is None:
         pytest.skip(f"needs {CROSS} and {EMULATOR} (Debian: gcc-aarch64-linux-gnu qemu-user)")
-    out = tmp_path_factory.mktemp("aarch64") / "block_driver"
-    sources = [Path(__file__).with_name("block_driver.c"), *cpu.SOURCES]
+    out = out_dir / driver
+    sources = [Path(__file__).with_name(f"{driver}.c"), *cpu.SOURCES]
     subprocess.run(
         [CROSS, "-O3", "-fopenmp", "-static", *map(str, sources), "-lm", "-o", str(out)],
         check=True,
         capture_output=True,
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def aarch64_driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cross_build("block_driver", tmp_path_factory.mktemp("aarch64"))
+
+
+@pytest.fixture(scope="module")
+def aarch64_product(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cross_build("product_driver", tmp_path_factory.mktemp("aarch64"))
 
 
 def emulated(
@@ -669,6 +678,29 @@ def test_the_aarch64_build_matches_torch_under_qemu(
         lambda *t: reference(*t, pad, act, pool),
         block_inputs(n, c, o, k, pad, h, w, seed, act),
     )
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None)
+@given(**LINEARS, transposed=st.booleans())
+def test_the_aarch64_matrix_product_matches_torch_under_qemu(
+    aarch64_product, rows, inputs, outputs, bias, seed, transposed
+) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    import numpy as np
+
+    print(f"seed {seed}")
+    x, w, *b = linear_inputs(rows, inputs, outputs, bias, seed)
+    p, q = (x.t().contiguous() if transposed else x), w.t().contiguous()  # c = x w^T (+ b)
+    header = np.array([rows, outputs, inputs, transposed, bias], dtype=np.int64).tobytes()
+    payload = b"".join(t.numpy().tobytes() for t in (p, q, *b))
+    done = subprocess.run(
+        [EMULATOR, str(aarch64_product)], input=header + payload, capture_output=True, check=True
+    )
+    ours = torch.from_numpy(np.frombuffer(done.stdout, dtype=np.float32).copy())
+    expected = F.linear(x, w, b[0] if b else None)
+    torch.testing.assert_close(ours.view_as(expected), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_an_unknown_target_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
