@@ -172,3 +172,20 @@ def test_a_provisional_choice_measured_again_on_a_busy_machine_stands(
         second = four_batch_run(tmp_path / "second", fast=None)
     assert first.cpu_path["path"] == second.cpu_path["path"] == "eager"  # no flip
     assert second.cpu_path["provisional"] and second.cpu_path["measured_before"]
+
+
+def test_rounds_that_overlap_again_on_an_idle_machine_settle_the_choice(
+    tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two paths as fast as each other are not measured again on every run."""
+    machine(monkeypatch, 0.0)
+    measured = []
+    overlapping = {"fused": [2.0, 3.0, 4.0], "eager": [2.5, 3.5, 4.5]}
+    monkeypatch.setattr(choice, "_measure", lambda *a: measured.append(1) or overlapping)
+    first = four_batch_run(tmp_path / "first", fast=None)
+    assert first.cpu_path["path"] == "fused" and first.cpu_path["provisional"]
+    second = four_batch_run(tmp_path / "second", fast=None)  # measured again: overlap again
+    assert measured == [1, 1] and not second.cpu_path["provisional"]
+    third = four_batch_run(tmp_path / "third", fast=None)
+    assert measured == [1, 1] and third.cpu_path["measured_before"]
+    assert third.cpu_path["path"] == "fused" and not third.cpu_path["provisional"]

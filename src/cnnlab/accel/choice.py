@@ -12,6 +12,8 @@ the batch's shape), so the next run of the same shapes starts at once.
 A busy machine times badly: a measurement taken while other programs kept a core busy, or
 whose rounds' times overlap between the two paths, is kept as provisional, used for the
 run that took it and measured again by the next (``--remeasure`` measures again anyway).
+Two measurements in a row whose rounds overlap on an idle machine settle it: the paths are
+as fast as each other here, and the earlier answer is kept for good.
 """
 
 from __future__ import annotations
@@ -159,7 +161,9 @@ def faster(
     like ``example``; ``build`` names the kernels' build. Ties go to the first candidate.
     The cache's answer is used unless it is provisional or ``remeasure`` is asked; a
     provisional answer measured again on a machine still busy stands (busy runs do not
-    flip between paths), a clean measurement replaces it.
+    flip between paths), a clean measurement replaces it, and one whose rounds overlap
+    again on an idle machine makes it final (the paths are equally fast here: measuring
+    every run would cost each run its seconds for nothing).
 
     Measuring leaves ``model``'s weights, buffers (batch norm's running statistics),
     gradients, mode and torch's random state as they were.
@@ -184,7 +188,11 @@ def faster(
                 p.grad = g
         entry = _summary(times, other.cores())
         if earlier is not None and entry["provisional"]:
-            entry, cached = earlier, True  # still busy: the earlier answer stands
+            busy = entry["busy_cores"]
+            idle = busy is None or busy < BUSY_CORES  # only the rounds overlap, again
+            entry, cached = {**earlier, "provisional": not idle}, True  # it stands
+            if idle:
+                _remember(key, entry)
         else:
             _remember(key, entry)
     assert isinstance(entry, dict)
