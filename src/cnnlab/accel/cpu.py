@@ -353,6 +353,12 @@ class BlockFunction(torch.autograd.Function):
         return gx, gw, gb, None, None, None, None, None
 
 
+def _kernel_takes(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Float32 input and weight on the CPU: what the kernels compute (a model turned to
+    float64 after fusing, or moved to a GPU, runs its own layers)."""
+    return x.dtype == torch.float32 and x.device.type == "cpu" and weight.dtype == torch.float32
+
+
 class FusedBlock(nn.Module):
     """A conv -> activation -> pool block of a model, run by the fused kernels ``lib``
     (float32 on a CPU; anything else by the layers themselves); it holds the model's own
@@ -368,7 +374,7 @@ class FusedBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.layers[0]
-        if x.dtype != torch.float32 or x.device.type != "cpu" or conv.weight.dtype != torch.float32:
+        if not _kernel_takes(x, cast(torch.Tensor, conv.weight)):
             return self.layers(x)  # type: ignore[no-any-return]
         y: torch.Tensor = BlockFunction.apply(  # type: ignore[no-untyped-call]
             x,
@@ -439,13 +445,7 @@ class FusedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.layer.weight
-        if (
-            x.dim() != 2
-            or x.dtype != torch.float32
-            or x.device.type != "cpu"
-            or weight.dtype != torch.float32
-            or torch.is_autocast_enabled("cpu")
-        ):
+        if x.dim() != 2 or not _kernel_takes(x, weight) or torch.is_autocast_enabled("cpu"):
             return self.layer(x)  # type: ignore[no-any-return]
         y: torch.Tensor = LinearFunction.apply(x, weight, self.layer.bias, self.lib)  # type: ignore[no-untyped-call]
         return y

@@ -126,11 +126,16 @@ static inline void transpose(vf r[V]) {
 #endif
 
 #ifdef SQUARES
+/* r[i]: the (t + i)-th float of each of V images, stride floats apart in src. */
+static inline void load_square(const float *src, long stride, long t, vf r[V]) {
+    for (int l = 0; l < V; l++) r[l] = *(const vfu *)(src + l * stride + t);
+    transpose(r);
+}
+
 /* V floats of each of V images at t (t + V <= count). */
 static inline void gather_square(const float *src, long stride, long t, vf *dst) {
     vf r[V];
-    for (int l = 0; l < V; l++) r[l] = *(const vfu *)(src + l * stride + t);
-    transpose(r);
+    load_square(src, stride, t, r);
     for (int i = 0; i < V; i++) dst[t + i] = r[i];
 }
 
@@ -175,8 +180,7 @@ static void gather_input(const float *x, const Shape *s, const Dims *d, int m, v
             long t = t0 + V <= image ? t0 : image - V; /* the last V, overlapping */
             long c = t / (s->h * s->w), y = t / s->w % s->h, col = t % s->w;
             vf r[V];
-            for (int l = 0; l < V; l++) r[l] = *(const vfu *)(x + l * image + t);
-            transpose(r);
+            load_square(x, image, t, r);
             for (int i = 0; i < V; i++) {
                 xl[((y + s->pad) * s->c + c) * d->wp + col + s->pad] = r[i];
                 if (++col == s->w) {

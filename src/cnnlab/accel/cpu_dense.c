@@ -24,13 +24,18 @@ typedef struct {
     long qs, cs;  /* q(t, j) = q[t * qs + j]; c(i, j) = c[i * cs + j] */
 } Product;
 
+#if defined(__AVX512F__)
+#define FIRST(count) ((__mmask16)((1u << (count)) - 1)) /* the first count lanes */
+#elif defined(__AVX__)
+#define FIRST(count) ((__m256i)((vi){0, 1, 2, 3, 4, 5, 6, 7} < (vi){0} + (count)))
+#endif
+
 /* The first count (1..V) floats at f, the other lanes zero; and back. */
 INLINE vf load_part(const float *f, int count) {
 #if defined(__AVX512F__)
-    return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << count) - 1), f);
+    return (vf)_mm512_maskz_loadu_ps(FIRST(count), f);
 #elif defined(__AVX__)
-    vi lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    return (vf)_mm256_maskload_ps(f, (__m256i)(lane < (vi){0} + count));
+    return (vf)_mm256_maskload_ps(f, FIRST(count));
 #else
     vf v = {0};
     for (int l = 0; l < count; l++) v[l] = f[l];
@@ -40,10 +45,9 @@ INLINE vf load_part(const float *f, int count) {
 
 INLINE void store_part(float *f, vf v, int count) {
 #if defined(__AVX512F__)
-    _mm512_mask_storeu_ps(f, (__mmask16)((1u << count) - 1), (__m512)v);
+    _mm512_mask_storeu_ps(f, FIRST(count), (__m512)v);
 #elif defined(__AVX__)
-    vi lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    _mm256_maskstore_ps(f, (__m256i)(lane < (vi){0} + count), (__m256)v);
+    _mm256_maskstore_ps(f, FIRST(count), (__m256)v);
 #else
     for (int l = 0; l < count; l++) f[l] = v[l];
 #endif
@@ -52,6 +56,11 @@ INLINE void store_part(float *f, vf v, int count) {
 /* Vector v of the nv at f: whole, or the last of them with only `last` floats. */
 INLINE vf load_at(const float *f, int v, const int nv, const int whole, int last) {
     return whole || v < nv - 1 ? *(const vfu *)(f + v * V) : load_part(f + v * V, last);
+}
+
+INLINE void store_at(float *f, int v, const int nv, const int whole, int last, vf value) {
+    if (whole || v < nv - 1) *(vfu *)(f + v * V) = value;
+    else store_part(f + v * V, value, last);
 }
 
 /* c's r rows from i0 at the nv column vectors from j0 (all whole, or the last with `last`
@@ -75,10 +84,7 @@ INLINE void tile(const float *p, const float *q, const float *bias, float *c, co
     }
     for (int i = 0; i < r; i++) {
         float *ci = c + (i0 + i) * s->cs + j0;
-        for (int v = 0; v < nv; v++) {
-            if (whole || v < nv - 1) *(vfu *)(ci + v * V) = acc[i * nv + v];
-            else store_part(ci + v * V, acc[i * nv + v], last);
-        }
+        for (int v = 0; v < nv; v++) store_at(ci, v, nv, whole, last, acc[i * nv + v]);
     }
 }
 
@@ -113,8 +119,8 @@ void cnnlab_product(const float *p, const float *q, const float *bias, float *c,
     {
         FLUSH_DENORMALS();
         /* each thread a run of rows, all columns: threads writing beside each other in
-         * one row shared its cache lines where a row is not a whole number of lines (120
-         * floats: 2.3 times slower) */
+         * one row shared its cache lines where a row is not a whole number of lines (84
+         * floats: 23.7 against 9.7 us) */
         #pragma omp for collapse(2) schedule(static)
         for (long b = 0; b < blocks; b++)
             for (long j = 0; j < panels; j++) {
