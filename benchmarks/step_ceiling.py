@@ -7,7 +7,10 @@ fused as cnnlab trains it, alternating, on the first 50 batches of the real trai
 turn. Each of 7 rounds also profiles 10 fused steps: the self time of its convolutions
 (the fused blocks' kernels or oneDNN's convolutions, forward and backward), linear layers
 and batch norm blocks; the rest (loss, optimizer, elementwise ops, autograd and Python) is
-the step less those. All medians over the rounds.
+the step less those. Each round also trains one epoch with ``cnnlab.train`` on the fused
+path: ``loop_ms``, its time per batch, is the step with the loop's own work added (the
+batch's gather, the recipe's augmentation, the epoch's sums, the checks). All medians over
+the rounds.
 
 The multiply-adds of the convolutions and linear layers (forward, weight gradient and
 input gradient; none for the first layer's input) give the step's share of the peak
@@ -30,7 +33,9 @@ import argparse
 import collections
 import itertools
 import json
+import logging
 import statistics
+import tempfile
 import time
 from typing import Any
 
@@ -41,7 +46,7 @@ from cpu_speed import fashion_mnist
 from isa import use_isa
 from torch import nn
 
-from cnnlab import TrainConfig
+from cnnlab import TrainConfig, train
 from cnnlab.accel.cpu import ISAS, fuse_layers, isa
 from cnnlab.models import parse_options, pool_before_activation
 from cnnlab.training.optim import make_optimizer
@@ -137,8 +142,8 @@ def measure(recipe: str, targets: list[float], data_dir: str | None) -> dict[str
         "fused": step_of(pool_before_activation(fuse_layers(model)), optimizer, config, data),
     }
     model.train()
-    times: dict[str, list[float]] = {name: [] for name in (*steps, *PARTS)}
-    for _ in range(7):  # in turns, so that the machine's drift reaches all alike
+    times: dict[str, list[float]] = {name: [] for name in (*steps, *PARTS, "loop")}
+    for seed in range(7):  # in turns, so that the machine's drift reaches all alike
         for name, step in steps.items():
             for _ in range(3):
                 step()
@@ -154,6 +159,12 @@ def measure(recipe: str, targets: list[float], data_dir: str | None) -> dict[str
             self_us[event.key] += event.self_cpu_time_total
         for part, keys in PARTS.items():
             times[part].append(sum(self_us[key] for key in keys) / 10 / 1e3)
+        with tempfile.TemporaryDirectory() as tmp:
+            run = {"recipe": recipe, "epochs": 1, "fast": True, "quiet": True, "seed": seed}
+            result = train(
+                TrainConfig.from_dict({**run, "out_dir": f"{tmp}/run", "data_dir": data_dir})
+            )
+        times["loop"].append(config.batch_size / result.examples_per_sec * 1e3)
     ms = {name: statistics.median(values) for name, values in times.items()}
     parts = {part: ms[part] for part in PARTS}
     parts["rest"] = ms["fused"] - sum(parts.values())
@@ -166,6 +177,7 @@ def measure(recipe: str, targets: list[float], data_dir: str | None) -> dict[str
         "eager_ms": round(ms["eager"], 3),
         "fused_ms": round(ms["fused"], 3),
         "speedup": round(ms["eager"] / ms["fused"], 2),
+        "loop_ms": round(ms["loop"], 3),
         "mflop_per_example": round(2 * sum(macs.values()) / config.batch_size / 1e6, 3),
         "step_of_peak": round(all_at_peak / ms["fused"], 3),
         "parts": {
@@ -201,6 +213,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     use_isa(args.isa)
+    logging.getLogger("cnnlab").setLevel(logging.WARNING)  # only the JSON on stdout
     report = {
         "benchmark": "step_ceiling",
         "isa": isa(),
