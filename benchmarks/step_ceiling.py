@@ -48,7 +48,7 @@ from torch import nn
 
 from cnnlab import TrainConfig, train
 from cnnlab.accel.cpu import ISAS, fuse_layers, isa
-from cnnlab.models import parse_options, pool_before_activation
+from cnnlab.models import parse_options, pool_before_activation, summarize
 from cnnlab.training.optim import make_optimizer
 from cnnlab.training.parts import build_model
 
@@ -70,44 +70,32 @@ PARTS = {  # the profiler's names for each part's ops, fused and eager
 ARITHMETIC = ("convolutions", "linear")  # the parts counted in multiply-adds
 
 
-def multiply_adds(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
-    """The multiply-adds of a training step's convolutions and linear layers: forward,
-    weight gradient and input gradient (none for the first layer, whose input is data)."""
+def multiply_adds(model: nn.Module, batch: int) -> dict[str, int]:
+    """The multiply-adds of a training step's convolutions and linear layers on ``batch``
+    images, from the summary's per-image counts: forward, weight gradient and input
+    gradient (none for the first layer, whose input is data)."""
     counts = dict.fromkeys(ARITHMETIC, 0)
-    seen: list[nn.Module] = []
-
-    def count(layer: nn.Module, _: Any, out: torch.Tensor) -> None:
-        if isinstance(layer, nn.Conv2d):
-            kind, per_output = "convolutions", layer.weight[0].numel()
-        else:
-            kind, per_output = "linear", layer.weight.shape[1]
-        counts[kind] += out.numel() * per_output * (3 if seen else 2)
-        seen.append(layer)
-
-    hooks = [
-        layer.register_forward_hook(count)
-        for layer in model.modules()
-        if isinstance(layer, (nn.Conv2d, nn.Linear))
-    ]
-    with torch.no_grad():
-        model(x)
-    for hook in hooks:
-        hook.remove()
+    rows = [row for row in summarize(model, (1, 28, 28)) if row.macs]
+    for i, row in enumerate(rows):
+        kind = "convolutions" if row.window else "linear"  # a convolution has a window
+        counts[kind] += batch * row.macs * (3 if i else 2)
     return counts
 
 
-def step_of(
-    net: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, data: Any
-) -> Any:
-    """One training step on the next of the first 50 batches of the real training set."""
-    batches = [
+def first_batches(data: dict[str, torch.Tensor], batch: int) -> list[Any]:
+    """The first 50 batches of the real training set, channels-last."""
+    return [
         (x.contiguous(memory_format=torch.channels_last), y)
         for x, y in zip(
-            data["x_train"].split(config.batch_size)[:50],
-            data["y_train"].split(config.batch_size)[:50],
-            strict=True,
+            data["x_train"].split(batch)[:50], data["y_train"].split(batch)[:50], strict=True
         )
     ]
+
+
+def step_of(
+    net: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, batches: list[Any]
+) -> Any:
+    """One training step on the next of ``batches``, in turn."""
     turn = itertools.count()
 
     def step() -> None:
@@ -132,14 +120,14 @@ def measure(recipe: str, targets: list[float], data_dir: str | None) -> dict[str
         "backend": config.backend,
     }
     model = build_model(config, options, (1, 28, 28), torch.device("cpu"))
-    macs = multiply_adds(model, torch.rand(config.batch_size, 1, 28, 28))
+    macs = multiply_adds(model, config.batch_size)
     optimizer = make_optimizer(
         model, config.optimizer, config.lr, config.weight_decay, config.momentum
     )
-    data = fashion_mnist(data_dir)
+    batches = first_batches(fashion_mnist(data_dir), config.batch_size)
     steps = {
-        "eager": step_of(pool_before_activation(model), optimizer, config, data),
-        "fused": step_of(pool_before_activation(fuse_layers(model)), optimizer, config, data),
+        "eager": step_of(pool_before_activation(model), optimizer, config, batches),
+        "fused": step_of(pool_before_activation(fuse_layers(model)), optimizer, config, batches),
     }
     model.train()
     times: dict[str, list[float]] = {name: [] for name in (*steps, *PARTS, "loop")}
@@ -169,7 +157,7 @@ def measure(recipe: str, targets: list[float], data_dir: str | None) -> dict[str
     parts = {part: ms[part] for part in PARTS}
     parts["rest"] = ms["fused"] - sum(parts.values())
     at_peak = {part: 2 * macs[part] / peak / 1e6 for part in ARITHMETIC}
-    rest = ms["fused"] - sum(parts[part] for part in ARITHMETIC)
+    rest = ms["fused"] - sum(parts[part] for part in ARITHMETIC)  # batch norm included
     all_at_peak = sum(at_peak.values())
     return {
         "recipe": recipe,
